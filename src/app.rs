@@ -1,0 +1,112 @@
+//! Wiring and shutdown order, nothing else: take the database, open the store, bind the
+//! socket, start the tasks, and on shutdown stop them in the order that loses nothing.
+
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::committer::Committer;
+use crate::config::Config;
+use crate::lock::{LockError, OwnerLock};
+use crate::socket::listener::{SocketError, SocketFile, bind};
+use crate::socket::routes::{ApiState, router};
+use crate::store::{Store, StoreError};
+use crate::{config, intake};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot open the outbox `{path}`: {source}")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("cannot create `{path}`: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("serving the socket failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let db = &config.database.path;
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| AppError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    // The lock comes first: a second daemon must not touch the database or the socket.
+    let _owner = OwnerLock::acquire(db)?;
+    let store = Store::open(db, config.database.busy_timeout)
+        .await
+        .map_err(|source| AppError::Store {
+            path: db.display().to_string(),
+            source,
+        })?;
+    let (listener, socket_file) = bind(&config.socket.path, config.socket.mode)?;
+    info!(
+        database = %db.display(),
+        socket = %config.socket.path.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "hubspot-outbox started"
+    );
+    match &config.access_token {
+        None => warn!(
+            "no HubSpot access token is configured (set {} or hubspot.access_token_file): \
+             writes are accepted and stored, but nothing will be sent until a token is set",
+            config::TOKEN_ENV
+        ),
+        Some(_) => warn!(
+            "this version stores writes but does not send them to HubSpot yet; they stay pending"
+        ),
+    }
+    let result = serve(&config, store.clone(), listener, socket_file, shutdown).await;
+    store.close().await;
+    info!("hubspot-outbox stopped");
+    result
+}
+
+/// Serves an opened store on a bound listener until `shutdown`; tests call it with their
+/// own store and listener.
+pub async fn serve(
+    config: &Config,
+    store: Store,
+    listener: UnixListener,
+    socket_file: SocketFile,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    // Notified when new rows become sendable (socket commits and validated SQL rows).
+    let work = Arc::new(Notify::new());
+    let (committer, committer_task) = Committer::spawn(store.clone(), work.clone());
+    // The intake stops on its own token, after the server: it touches only SQL rows.
+    let intake_stop = CancellationToken::new();
+    let intake_task = tokio::spawn(intake::run(
+        store.clone(),
+        config.database.poll_interval,
+        work.clone(),
+        intake_stop.clone(),
+    ));
+    let app = router(ApiState {
+        store: store.clone(),
+        committer,
+        limits: config.limits.clone(),
+    });
+    // Stop accepting first; requests already read finish and get their answer.
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    socket_file.remove();
+    // The router (and with it the last committer handle) is gone: the committer finishes
+    // what was queued and exits.
+    let _ = committer_task.await;
+    intake_stop.cancel();
+    let _ = intake_task.await;
+    served.map_err(AppError::Serve)
+}

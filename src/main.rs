@@ -1,0 +1,170 @@
+//! Parse the command line, load the config, start tracing, run, choose the exit code.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::io::BufReader;
+use tokio_util::sync::CancellationToken;
+
+use hubspot_outbox::cli::{Cli, Command};
+use hubspot_outbox::config::{Config, LogFormat, ProcessEnv};
+use hubspot_outbox::enqueue::{Summary, enqueue};
+use hubspot_outbox::{app, enqueue};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hubspot-outbox: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hubspot-outbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
+    init_tracing(&config);
+    match cli.command {
+        Command::Run => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(watch_signals(shutdown.clone()));
+            app::run(config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enqueue { file, chunk_size } => {
+            run_enqueue(&config, file.as_deref(), chunk_size).await
+        }
+    }
+}
+
+/// Logs go to stderr. Under systemd (`JOURNAL_STREAM` set) there are no colours and no
+/// timestamps, since journald adds its own.
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = !under_journald && std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match (config.log.format, under_journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+}
+
+/// The first SIGTERM or SIGINT starts a clean shutdown; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("shutting down: no new requests; finishing those in progress");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting now; the next start recovers");
+    std::process::exit(130);
+}
+
+async fn run_enqueue(
+    config: &Config,
+    file: Option<&Path>,
+    chunk_size: usize,
+) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let show = std::io::stderr().is_terminal();
+    let progress = |s: &Summary| {
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let rate = s.queued as f64 / start.elapsed().as_secs_f64();
+            let text = format!(
+                "enqueue: {} lines read, {} queued, {} duplicates, {} rejected ({rate:.0} writes/s)",
+                s.lines_read,
+                s.queued,
+                s.duplicates,
+                s.rejected.len()
+            );
+            if show {
+                eprint!("\r{text}");
+            } else {
+                eprintln!("{text}");
+            }
+        }
+    };
+    let socket = &config.socket.path;
+    let result = match file.filter(|f| *f != Path::new("-")) {
+        Some(path) => {
+            let f = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot open `{}`", path.display()))?;
+            enqueue(
+                socket,
+                BufReader::with_capacity(1 << 20, f),
+                chunk_size,
+                progress,
+            )
+            .await
+        }
+        None => {
+            enqueue(
+                socket,
+                BufReader::new(tokio::io::stdin()),
+                chunk_size,
+                progress,
+            )
+            .await
+        }
+    };
+    if show && start.elapsed() >= Duration::from_secs(1) {
+        eprintln!();
+    }
+    let (summary, failure) = match result {
+        Ok(s) => (s, None),
+        Err((s, e)) => (s, Some(e)),
+    };
+    print_summary(&summary);
+    if let Some(e) = failure {
+        eprintln!("hubspot-outbox: {e}; lines before it were handled as listed above");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if summary.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_summary(summary: &enqueue::Summary) {
+    let mut rejected = summary.rejected.clone();
+    rejected.sort_by_key(|r| r.line);
+    println!(
+        "queued {}, duplicates {}, rejected {} (of {} lines)",
+        summary.queued,
+        summary.duplicates,
+        rejected.len(),
+        summary.lines_read
+    );
+    for r in rejected {
+        println!("line {}: {}", r.line, r.message);
+    }
+}

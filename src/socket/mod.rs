@@ -1,0 +1,11 @@
+//! Front door 1: HTTP/1.1 + JSON over a Unix socket.
+//!
+//! - [`listener`]: binding the socket file (mode, stale files, removal on shutdown).
+//! - [`body`]: parsing request bodies into validated writes.
+//! - [`routes`]: the HTTP API.
+//! - [`client`]: a small client for the same socket (the `enqueue` command, tests, benches).
+
+pub mod body;
+pub mod client;
+pub mod listener;
+pub mod routes;

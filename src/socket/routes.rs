@@ -1,0 +1,279 @@
+//! The HTTP API on the Unix socket:
+//!
+//! - `POST /v1/writes`: enqueue writes (JSON object, JSON array, or NDJSON); all or nothing.
+//! - `GET /v1/writes/{traceId}`: one stored write and its state.
+//! - `GET /healthz`: 200 when the store answers.
+//!
+//! Every error is JSON: `{"error": CODE, "message": ONE_LINE, "errors": [...]?}`.
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::body::{BodyError, BodyFormat, WriteError, parse_body};
+use crate::committer::{CommitError, Committer};
+use crate::config::Limits;
+use crate::ingest::{Accepted, WriteResult, prepare};
+use crate::store::Store;
+use crate::store::read::StoredWrite;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub committer: Committer,
+    pub limits: Limits,
+}
+
+pub fn router(state: ApiState) -> Router {
+    // One byte over the limit is enough to know the body is too large.
+    let body_limit = state.limits.max_request_bytes;
+    Router::new()
+        .route("/v1/writes", post(post_writes))
+        .route("/v1/writes/{trace_id}", get(get_write))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// A JSON error answer.
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    errors: Option<Value>,
+) -> Response {
+    let mut body = json!({"error": code, "message": message.into()});
+    if let Some(errors) = errors {
+        body["errors"] = errors;
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see the README for the API",
+        None,
+    )
+}
+
+#[derive(Serialize)]
+struct PostAnswer {
+    accepted: usize,
+    new: usize,
+    duplicates: usize,
+    writes: Vec<Accepted>,
+}
+
+async fn post_writes(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = match BodyFormat::from_content_type(content_type) {
+        Ok(f) => f,
+        Err(e) => return body_error(e),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body is larger than limits.max_request_bytes ({} bytes); send fewer writes per request",
+                    state.limits.max_request_bytes
+                ),
+                None,
+            );
+        }
+        Err(rejection) => {
+            return error(rejection.status(), "bad_body", rejection.body_text(), None);
+        }
+    };
+    // Parsing and validating a large body is CPU work: keep it off the I/O threads.
+    let max = state.limits.max_writes_per_request;
+    let parsed = tokio::task::spawn_blocking(move || {
+        parse_body(format, &body, max).map(|p| (prepare(p.writes), p.lines))
+    })
+    .await;
+    let (writes, lines) = match parsed {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(e)) => return body_error(e),
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "validation task failed",
+                None,
+            );
+        }
+    };
+    match state.committer.submit(writes).await {
+        Ok(accepted) => {
+            let new = accepted
+                .iter()
+                .filter(|a| a.result == WriteResult::New)
+                .count();
+            let answer = PostAnswer {
+                accepted: accepted.len(),
+                new,
+                duplicates: accepted.len() - new,
+                writes: accepted,
+            };
+            (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+        }
+        Err(CommitError::Conflict(conflicts)) => {
+            let errors: Vec<WriteError> = conflicts
+                .iter()
+                .map(|c| WriteError {
+                    index: c.index,
+                    line: lines.get(c.index).copied().flatten(),
+                    field: "objectWriteTraceId".into(),
+                    message: format!(
+                        "objectWriteTraceId `{}` is already used by a different write",
+                        c.trace_id
+                    ),
+                })
+                .collect();
+            let first = &errors[0];
+            let message = format!(
+                "at {}: {}; nothing from this request was stored",
+                first.position(),
+                first.message
+            );
+            let errors = serde_json::to_value(&errors).unwrap_or(Value::Null);
+            error(
+                StatusCode::CONFLICT,
+                "trace_id_conflict",
+                message,
+                Some(errors),
+            )
+        }
+        Err(e @ CommitError::Store(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+        Err(e @ CommitError::ShuttingDown) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+fn body_error(e: BodyError) -> Response {
+    match e {
+        BodyError::UnsupportedMediaType(m) => error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            m,
+            None,
+        ),
+        BodyError::Malformed { line, message } => error(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            message,
+            line.map(|l| json!([{"line": l, "field": "", "message": "not valid JSON"}])),
+        ),
+        BodyError::Empty => error(
+            StatusCode::BAD_REQUEST,
+            "empty_request",
+            "the request holds no writes",
+            None,
+        ),
+        BodyError::TooManyWrites { count, max } => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_writes",
+            format!("the request holds {count} writes; limits.max_writes_per_request is {max}"),
+            None,
+        ),
+        BodyError::Invalid(errors) => {
+            let first = &errors[0];
+            let message = format!(
+                "{} invalid field(s); first at {}: {}: {}; nothing from this request was stored",
+                errors.len(),
+                first.position(),
+                if first.field.is_empty() {
+                    "(write)"
+                } else {
+                    &first.field
+                },
+                first.message
+            );
+            let errors = serde_json::to_value::<&[WriteError]>(&errors).unwrap_or(Value::Null);
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_writes",
+                message,
+                Some(errors),
+            )
+        }
+    }
+}
+
+async fn get_write(State(state): State<ApiState>, Path(trace_id): Path<String>) -> Response {
+    match state.store.get_write(&trace_id).await {
+        Ok(Some(w)) => axum::Json(write_json(&w)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no write with objectWriteTraceId `{trace_id}`"),
+            None,
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+/// A stored write as the API shows it (camelCase like HubSpot; JSON columns as JSON).
+pub fn write_json(w: &StoredWrite) -> Value {
+    let as_json =
+        |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+    json!({
+        "id": w.id,
+        "objectWriteTraceId": w.trace_id,
+        "objectType": w.object_type,
+        "properties": as_json(&w.properties),
+        "associations": as_json(&w.associations),
+        "state": w.state,
+        "hubspotId": w.hubspot_id,
+        "attempts": w.attempts,
+        "lastError": w.last_error,
+        "validated": w.validated,
+        "nextAttemptAt": w.next_attempt_at,
+        "createdAt": w.created_at,
+        "updatedAt": w.updated_at,
+    })
+}
+
+async fn healthz(State(state): State<ApiState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => axum::Json(json!({"status": "ok"})).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}

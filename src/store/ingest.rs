@@ -1,0 +1,122 @@
+//! Storing accepted writes. One transaction holds a whole group of socket requests (group
+//! commit): look up the trace ids that may already exist, insert the new rows in one
+//! statement, commit once, fsync once.
+
+use sqlx::{Sqlite, Transaction};
+
+use super::{Store, StoreError};
+
+/// A write already in the outbox under a trace id that a new request reuses.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExistingWrite {
+    pub trace_id: String,
+    pub object_type: String,
+    pub properties: String,
+    pub associations: String,
+}
+
+/// A validated write ready to insert, in stored form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowToStore {
+    pub trace_id: String,
+    pub object_type: String,
+    /// JSON object text, property values as strings.
+    pub properties: String,
+    /// JSON array text in HubSpot's association shape.
+    pub associations: String,
+}
+
+/// An open ingest transaction (holding SQLite's write lock). Dropping it without
+/// [`IngestTx::commit`] rolls back.
+pub struct IngestTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl Store {
+    pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
+        Ok(IngestTx {
+            tx: self.begin_write().await?,
+        })
+    }
+}
+
+impl IngestTx {
+    /// The stored writes whose trace id is among `trace_ids`.
+    pub async fn find_existing(
+        &mut self,
+        trace_ids: &[&str],
+    ) -> Result<Vec<ExistingWrite>, StoreError> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(trace_ids).expect("strings serialize");
+        let rows = sqlx::query_as(
+            "SELECT trace_id, object_type, properties, associations FROM outbox
+             WHERE trace_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Inserts already-validated rows, in order, as `pending`. The rows travel as one JSON
+    /// array parameter so the statement text is constant and a whole group is one
+    /// statement, however many rows it has.
+    pub async fn insert_validated(&mut self, rows: &[RowToStore]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let payload = rows_as_json(rows);
+        let done = sqlx::query(
+            "INSERT INTO outbox (trace_id, object_type, properties, associations, validated)
+             SELECT value ->> 0, value ->> 1, value -> 2, value -> 3, 1
+             FROM json_each(?1) ORDER BY key",
+        )
+        .bind(payload)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != rows.len() as u64 {
+            return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
+                "inserted {} rows, expected {}",
+                done.rows_affected(),
+                rows.len()
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Commits: when this returns, the rows are fsync'd to the WAL.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+/// `[[trace_id, object_type, {properties}, [associations]], ...]`, with the stored JSON
+/// texts embedded as JSON (not as strings), so SQLite's `->` hands them back minified.
+fn rows_as_json(rows: &[RowToStore]) -> String {
+    let size: usize = rows
+        .iter()
+        .map(|r| {
+            r.trace_id.len() + r.object_type.len() + r.properties.len() + r.associations.len() + 16
+        })
+        .sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('[');
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        out.push_str(&serde_json::to_string(&r.trace_id).expect("strings serialize"));
+        out.push(',');
+        out.push_str(&serde_json::to_string(&r.object_type).expect("strings serialize"));
+        out.push(',');
+        out.push_str(&r.properties);
+        out.push(',');
+        out.push_str(&r.associations);
+        out.push(']');
+    }
+    out.push(']');
+    out
+}

@@ -1,0 +1,84 @@
+//! Rows that producers inserted with plain SQL arrive with `validated = 0`: the daemon
+//! checks them once, then either stores the canonical form or marks them `failed`.
+
+use super::{Store, StoreError, timestamp};
+
+/// A row that no one has validated yet.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UnvalidatedRow {
+    pub id: i64,
+    pub trace_id: String,
+    pub object_type: String,
+    pub properties: String,
+    pub associations: String,
+}
+
+/// What validation decided for one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// Valid: store the canonical JSON texts (values as strings, HubSpot's shape).
+    Accept {
+        id: i64,
+        properties: String,
+        associations: String,
+    },
+    /// Invalid: the row becomes `failed` with this `last_error`.
+    Reject { id: i64, error: String },
+}
+
+impl Store {
+    /// Up to `limit` unvalidated rows, oldest first.
+    pub async fn unvalidated_rows(&self, limit: i64) -> Result<Vec<UnvalidatedRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, trace_id, object_type, properties, associations FROM outbox
+             WHERE validated = 0 ORDER BY id LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Applies validation outcomes in one transaction. A row that someone else changed
+    /// meanwhile (no longer `validated = 0`) is left alone. Returns the rows changed.
+    pub async fn settle_validation(&self, outcomes: &[Validation]) -> Result<u64, StoreError> {
+        let now = timestamp(chrono::Utc::now());
+        let mut tx = self.begin_write().await?;
+        let mut changed = 0;
+        for outcome in outcomes {
+            let done = match outcome {
+                Validation::Accept {
+                    id,
+                    properties,
+                    associations,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET properties = ?2, associations = ?3, validated = 1,
+                                updated_at = ?4
+                         WHERE id = ?1 AND validated = 0",
+                    )
+                    .bind(id)
+                    .bind(properties)
+                    .bind(associations)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?
+                }
+                Validation::Reject { id, error } => {
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'failed', last_error = ?2, validated = 1,
+                                updated_at = ?3
+                         WHERE id = ?1 AND validated = 0",
+                    )
+                    .bind(id)
+                    .bind(error)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            changed += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+}

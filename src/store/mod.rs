@@ -1,0 +1,122 @@
+//! The SQLite outbox: every SQL statement of the daemon lives under this module, one
+//! function per state change, so another store could replace it without touching the rest.
+//!
+//! - [`ingest`]: storing accepted writes (group commit, idempotency look-ups).
+//! - [`intake`]: validating rows that producers inserted with plain SQL.
+//! - [`read`]: looking writes up.
+
+pub mod ingest;
+pub mod intake;
+pub mod read;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Every way the store can fail. The callers only need to know "the outbox is not usable
+/// right now"; the message says why.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("SQLite did not switch to {expected} journal mode (it reports `{actual}`)")]
+    JournalMode {
+        expected: &'static str,
+        actual: String,
+    },
+}
+
+/// The migrations, embedded at build time (see `build.rs`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle on the outbox database. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database for the daemon: WAL, `synchronous = FULL`
+    /// (a commit is fsync'd before it returns, so an acknowledged write survives power
+    /// loss), a busy timeout for the lock SQLite shares with SQL producers, and foreign keys.
+    /// Runs pending migrations.
+    pub async fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(busy_timeout)
+            .foreign_keys(true);
+        // A few connections: writers queue on SQLite's single write lock anyway, readers
+        // (GET requests, health checks) proceed beside them in WAL mode.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.check_journal_mode().await?;
+        MIGRATOR.run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only, for commands that only look.
+    pub async fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Unknown pragmas and failed mode switches are silent in SQLite: read the mode back.
+    async fn check_journal_mode(&self) -> Result<(), StoreError> {
+        let actual: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?;
+        if actual.eq_ignore_ascii_case("wal") {
+            Ok(())
+        } else {
+            Err(StoreError::JournalMode {
+                expected: "wal",
+                actual,
+            })
+        }
+    }
+
+    /// Whether the database answers a query: what `GET /healthz` reports.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM outbox LIMIT 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes every connection, checkpointing the WAL on the last one.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`), so
+    /// it waits on the busy timeout instead of failing when a reader upgrades late.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The current time in the stored format, `YYYY-MM-DDTHH:MM:SS.sssZ` (UTC), the same text
+/// SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` defaults produce.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
