@@ -436,6 +436,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid_and_says_the_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hubspot-outbox.toml");
+        let env = FakeEnv::new(&[("HOME", "/home/u")]);
+        let example = Config::load(Some(&file), &env).unwrap();
+        let defaults = Config::load(None, &env).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn systemd_directories_are_preferred() {
         let env = FakeEnv::new(&[
             ("HOME", "/home/u"),

@@ -76,80 +76,114 @@ pub struct GroupPlan {
 }
 
 /// What makes two writes "the same write": object type and canonical JSON texts.
-type Fingerprint = (String, String, String);
-
-fn fingerprint(row: &RowToStore) -> Fingerprint {
-    (
-        row.object_type.clone(),
-        row.properties.clone(),
-        row.associations.clone(),
-    )
+fn same_write(a: &RowToStore, b: &RowToStore) -> bool {
+    a.object_type == b.object_type
+        && a.properties == b.properties
+        && a.associations == b.associations
 }
 
-/// A stored row compared in canonical form, so `{"age": 42}` inserted with SQL equals
+/// A stored row in canonical form, so `{"age": 42}` inserted with SQL equals
 /// `{"age": "42"}` sent over the socket. A stored row that does not validate can equal
-/// nothing, so reusing its trace id is a conflict.
-fn stored_fingerprint(e: &ExistingWrite) -> Option<Fingerprint> {
+/// nothing (`None`), so reusing its trace id is a conflict.
+fn canonical(e: &ExistingWrite) -> Option<RowToStore> {
     let w = parse_stored(&e.object_type, &e.properties, &e.associations).ok()?;
-    Some((
-        w.object_type.as_str().to_owned(),
-        w.properties_json(),
-        w.associations_json(),
-    ))
+    Some(RowToStore {
+        trace_id: e.trace_id.clone(),
+        object_type: w.object_type.as_str().to_owned(),
+        properties: w.properties_json(),
+        associations: w.associations_json(),
+    })
+}
+
+/// What the plan does with one write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    New,
+    Duplicate,
+    Conflict,
 }
 
 /// Plans a group: requests are decided in order, each against the stored rows and the
 /// requests before it in the group. A request with any conflict stores nothing.
 pub fn plan_group(requests: Vec<Vec<PreparedWrite>>, existing: &[ExistingWrite]) -> GroupPlan {
-    let mut known: HashMap<String, Option<Fingerprint>> = existing
+    let stored: HashMap<&str, Option<RowToStore>> = existing
         .iter()
-        .map(|e| (e.trace_id.clone(), stored_fingerprint(e)))
+        .map(|e| (e.trace_id.as_str(), canonical(e)))
         .collect();
+    // Explicit trace ids stored by earlier requests of this group, with their index in `rows`.
+    let mut grouped: HashMap<String, usize> = HashMap::new();
+    let mut rows: Vec<RowToStore> = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
-    let mut rows = Vec::new();
     for request in requests {
+        let decisions = decide(&request, &stored, &grouped, &rows);
+        if decisions.contains(&Decision::Conflict) {
+            let conflicts = request
+                .iter()
+                .zip(&decisions)
+                .enumerate()
+                .filter(|(_, (_, d))| **d == Decision::Conflict)
+                .map(|(index, (w, _))| Conflict {
+                    index,
+                    trace_id: w.row.trace_id.clone(),
+                })
+                .collect();
+            outcomes.push(Err(conflicts));
+            continue;
+        }
         let mut accepted = Vec::with_capacity(request.len());
-        let mut conflicts = Vec::new();
-        let mut added: HashMap<String, Option<Fingerprint>> = HashMap::new();
-        let mut new_rows = Vec::new();
-        for (index, write) in request.into_iter().enumerate() {
-            let id = write.row.trace_id.clone();
-            let seen = if write.explicit_id {
-                added.get(&id).or_else(|| known.get(&id))
-            } else {
-                None
-            };
-            let result = match seen {
-                None => {
-                    if write.explicit_id {
-                        added.insert(id.clone(), Some(fingerprint(&write.row)));
-                    }
-                    new_rows.push(write.row);
-                    WriteResult::New
-                }
-                Some(Some(fp)) if *fp == fingerprint(&write.row) => WriteResult::Duplicate,
-                Some(_) => {
-                    conflicts.push(Conflict {
-                        index,
-                        trace_id: id.clone(),
-                    });
-                    continue;
-                }
+        for (write, decision) in request.into_iter().zip(decisions) {
+            let result = match decision {
+                Decision::New => WriteResult::New,
+                _ => WriteResult::Duplicate,
             };
             accepted.push(Accepted {
-                object_write_trace_id: id,
+                object_write_trace_id: write.row.trace_id.clone(),
                 result,
             });
+            if result == WriteResult::New {
+                if write.explicit_id {
+                    grouped.insert(write.row.trace_id.clone(), rows.len());
+                }
+                rows.push(write.row);
+            }
         }
-        if conflicts.is_empty() {
-            known.extend(added);
-            rows.extend(new_rows);
-            outcomes.push(Ok(accepted));
-        } else {
-            outcomes.push(Err(conflicts));
-        }
+        outcomes.push(Ok(accepted));
     }
     GroupPlan { outcomes, rows }
+}
+
+/// Decides each write of one request without changing anything.
+fn decide(
+    request: &[PreparedWrite],
+    stored: &HashMap<&str, Option<RowToStore>>,
+    grouped: &HashMap<String, usize>,
+    rows: &[RowToStore],
+) -> Vec<Decision> {
+    // Explicit ids first seen in this request, with their position in it.
+    let mut local: HashMap<&str, usize> = HashMap::new();
+    request
+        .iter()
+        .enumerate()
+        .map(|(i, write)| {
+            if !write.explicit_id {
+                return Decision::New;
+            }
+            let id = write.row.trace_id.as_str();
+            let earlier: Option<Option<&RowToStore>> = local
+                .get(id)
+                .map(|&j| Some(&request[j].row))
+                .or_else(|| grouped.get(id).map(|&k| Some(&rows[k])))
+                .or_else(|| stored.get(id).map(Option::as_ref));
+            match earlier {
+                None => {
+                    local.insert(id, i);
+                    Decision::New
+                }
+                Some(Some(first)) if same_write(first, &write.row) => Decision::Duplicate,
+                Some(_) => Decision::Conflict,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -163,7 +197,7 @@ mod tests {
         if let Some(t) = trace {
             v["objectWriteTraceId"] = json!(t);
         }
-        parse_write(&v).unwrap()
+        parse_write(v).unwrap()
     }
 
     fn stored(trace: &str, props: &str) -> ExistingWrite {

@@ -46,12 +46,17 @@ const KNOWN_FIELDS: [&str; 4] = [
 ///
 /// Unknown top-level fields are refused: a misspelt `associations` would otherwise be
 /// dropped without a word.
-pub fn parse_write(value: &Value) -> Result<NewWrite, Vec<FieldError>> {
-    let Some(obj) = value.as_object() else {
-        return Err(vec![FieldError::new(
-            "",
-            format!("a write must be a JSON object, not {}", kind(value)),
-        )]);
+///
+/// Takes the value by value so property strings move into the write instead of being copied.
+pub fn parse_write(value: Value) -> Result<NewWrite, Vec<FieldError>> {
+    let mut obj = match value {
+        Value::Object(obj) => obj,
+        other => {
+            return Err(vec![FieldError::new(
+                "",
+                format!("a write must be a JSON object, not {}", kind(&other)),
+            )]);
+        }
     };
     let mut errors = Vec::new();
     for key in obj.keys() {
@@ -72,7 +77,7 @@ pub fn parse_write(value: &Value) -> Result<NewWrite, Vec<FieldError>> {
             format!("must be a string, not {}", kind(other)),
         )),
     };
-    let properties = match obj.get("properties") {
+    let properties = match obj.remove("properties") {
         None => Err(vec![FieldError::new("properties", "is required")]),
         Some(v) => parse_properties(v),
     };
@@ -122,50 +127,57 @@ pub fn parse_stored(
     obj.insert("objectType".into(), Value::String(object_type.to_owned()));
     obj.insert("properties".into(), props);
     obj.insert("associations".into(), assocs);
-    parse_write(&Value::Object(obj))
+    parse_write(Value::Object(obj))
 }
 
 /// Property values may be strings, numbers or booleans; the latter two are stored as their
 /// string form because HubSpot takes only strings. Null, arrays and objects are refused:
 /// HubSpot has no such property values, and guessing a conversion would hide a bug.
-fn parse_properties(value: &Value) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
-    let Some(obj) = value.as_object() else {
-        return Err(vec![FieldError::new(
-            "properties",
-            format!(
-                "must be an object of property names to values, not {}",
-                kind(value)
-            ),
-        )]);
+fn parse_properties(value: Value) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
+    let obj = match value {
+        Value::Object(obj) => obj,
+        other => {
+            return Err(vec![FieldError::new(
+                "properties",
+                format!(
+                    "must be an object of property names to values, not {}",
+                    kind(&other)
+                ),
+            )]);
+        }
     };
     let mut errors = Vec::new();
     let mut out = BTreeMap::new();
     for (name, v) in obj {
-        let field = format!("properties.{name}");
         if name.is_empty() {
-            errors.push(FieldError::new(field, "property names must not be empty"));
+            errors.push(FieldError::new(
+                "properties.",
+                "property names must not be empty",
+            ));
             continue;
         }
         let text = match v {
-            Value::String(s) => s.clone(),
+            Value::String(s) => s,
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             other => {
                 errors.push(FieldError::new(
-                    field,
-                    format!("must be a string, number or boolean, not {}", kind(other)),
+                    format!("properties.{name}"),
+                    format!("must be a string, number or boolean, not {}", kind(&other)),
                 ));
                 continue;
             }
         };
-        if text.chars().count() > MAX_PROPERTY_VALUE_CHARS {
+        // Bytes bound characters from above: count characters only when it may matter.
+        if text.len() > MAX_PROPERTY_VALUE_CHARS && text.chars().count() > MAX_PROPERTY_VALUE_CHARS
+        {
             errors.push(FieldError::new(
-                field,
+                format!("properties.{name}"),
                 format!("is longer than HubSpot's {MAX_PROPERTY_VALUE_CHARS} characters"),
             ));
             continue;
         }
-        out.insert(name.clone(), text);
+        out.insert(name, text);
     }
     if errors.is_empty() {
         Ok(out)
@@ -345,7 +357,7 @@ mod tests {
     use serde_json::json;
 
     fn fields(v: Value) -> Vec<String> {
-        parse_write(&v)
+        parse_write(v)
             .unwrap_err()
             .into_iter()
             .map(|e| e.field)
@@ -354,7 +366,7 @@ mod tests {
 
     #[test]
     fn numbers_and_booleans_become_strings() {
-        let w = parse_write(&json!({
+        let w = parse_write(json!({
             "objectType": "contacts",
             "properties": {"email": "a@example.com", "age": 42, "vip": true, "score": 1.5}
         }))
@@ -417,7 +429,7 @@ mod tests {
 
     #[test]
     fn a_valid_association_is_kept_in_hubspot_shape() {
-        let w = parse_write(&json!({
+        let w = parse_write(json!({
             "objectType": "contacts",
             "properties": {},
             "associations": [{"to": {"id": 123}, "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 9}]}],

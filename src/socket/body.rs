@@ -106,19 +106,19 @@ pub fn parse_body(
     }
     let mut writes = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
-    for (index, (line, value)) in values.iter().enumerate() {
+    let lines: Vec<Option<usize>> = values.iter().map(|(line, _)| *line).collect();
+    for (index, (line, value)) in values.into_iter().enumerate() {
         match parse_write(value) {
             Ok(w) => writes.push(w),
             Err(field_errors) => errors.extend(field_errors.into_iter().map(|e| WriteError {
                 index,
-                line: *line,
+                line,
                 field: e.field,
                 message: e.message,
             })),
         }
     }
     if errors.is_empty() {
-        let lines = values.iter().map(|(line, _)| *line).collect();
         Ok(ParsedBody { writes, lines })
     } else {
         Err(BodyError::Invalid(errors))

@@ -23,6 +23,9 @@ use crate::ingest::{Accepted, WriteResult, prepare};
 use crate::store::Store;
 use crate::store::read::StoredWrite;
 
+/// Bodies up to this size are parsed on the request's own task.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -103,12 +106,16 @@ async fn post_writes(
             return error(rejection.status(), "bad_body", rejection.body_text(), None);
         }
     };
-    // Parsing and validating a large body is CPU work: keep it off the I/O threads.
+    let body_len = body.len();
+    // Parsing and validating a large body is CPU work: keep it off the I/O threads. A small
+    // one is parsed in place; the hop to a blocking thread would cost more than the work.
     let max = state.limits.max_writes_per_request;
-    let parsed = tokio::task::spawn_blocking(move || {
-        parse_body(format, &body, max).map(|p| (prepare(p.writes), p.lines))
-    })
-    .await;
+    let parse = move || parse_body(format, &body, max).map(|p| (prepare(p.writes), p.lines));
+    let parsed = if body_len <= INLINE_PARSE_BYTES {
+        Ok(parse())
+    } else {
+        tokio::task::spawn_blocking(parse).await
+    };
     let (writes, lines) = match parsed {
         Ok(Ok(parsed)) => parsed,
         Ok(Err(e)) => return body_error(e),

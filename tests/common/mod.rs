@@ -1,0 +1,243 @@
+//! Shared test harness: a daemon served in-process on a temporary database and socket, or
+//! the real binary run as a child process, plus the socket client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubspot_outbox::config::{Config, Env};
+use hubspot_outbox::socket::client::SocketClient;
+use hubspot_outbox::socket::listener::bind;
+use hubspot_outbox::store::Store;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
+
+/// An environment made of just the pairs given.
+pub struct MapEnv(pub HashMap<String, String>);
+
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// A config whose database and socket live in `dir`, plus extra `HUBSPOT_OUTBOX__` pairs.
+pub fn config_in(dir: &Path, extra: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("HOME".into(), dir.display().to_string());
+    env.insert(
+        "HUBSPOT_OUTBOX__DATABASE__PATH".into(),
+        dir.join("outbox.db").display().to_string(),
+    );
+    env.insert(
+        "HUBSPOT_OUTBOX__SOCKET__PATH".into(),
+        dir.join("outbox.sock").display().to_string(),
+    );
+    env.insert(
+        "HUBSPOT_OUTBOX__DATABASE__POLL_INTERVAL".into(),
+        "50ms".into(),
+    );
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    Config::load(None, &MapEnv(env)).expect("test config is valid")
+}
+
+/// A daemon served in this process (the same `app::serve` the binary runs).
+pub struct InProcess {
+    pub dir: TempDir,
+    pub config: Config,
+    pub store: Store,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl InProcess {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path(), extra);
+        let store = Store::open(&config.database.path, config.database.busy_timeout)
+            .await
+            .unwrap();
+        let (listener, file) = bind(&config.socket.path, config.socket.mode).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = {
+            let (config, store, shutdown) = (config.clone(), store.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                hubspot_outbox::app::serve(&config, store, listener, file, shutdown)
+                    .await
+                    .unwrap();
+            })
+        };
+        Self {
+            dir,
+            config,
+            store,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn client(&self) -> SocketClient {
+        SocketClient::connect(&self.config.socket.path)
+            .await
+            .unwrap()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.database.path.clone()
+    }
+
+    pub async fn rows(&self) -> i64 {
+        self.store.count_writes().await.unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        self.store.close().await;
+    }
+}
+
+/// The real binary as a child process.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub database: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The command that runs the binary on `dir`'s database and socket, with a clean
+/// environment (no token, no inherited HUBSPOT_OUTBOX__ settings).
+pub fn daemon_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("HUBSPOT_OUTBOX__DATABASE__PATH", dir.join("outbox.db"))
+        .env("HUBSPOT_OUTBOX__SOCKET__PATH", dir.join("outbox.sock"))
+        .env("HUBSPOT_OUTBOX__DATABASE__POLL_INTERVAL", "50ms")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl Daemon {
+    /// Starts `hubspot-outbox run` and waits until `/healthz` answers.
+    pub async fn start(dir: &Path) -> Self {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let log = dir.join(format!("daemon-{stamp}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = daemon_command(dir, &["run"])
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let daemon = Self {
+            child,
+            socket: dir.join("outbox.sock"),
+            database: dir.join("outbox.db"),
+            log,
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = SocketClient::connect(&self.socket).await
+                && let Ok(a) = c.get("/healthz").await
+                && a.status == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("daemon did not become ready; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> SocketClient {
+        SocketClient::connect(&self.socket).await.unwrap()
+    }
+
+    /// SIGKILL: no cleanup of any kind runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit code.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the `sqlite3` shell on `db` with a busy timeout, as a producer would.
+pub fn sqlite3(db: &Path, sql: &str) -> std::process::Output {
+    Command::new("sqlite3")
+        .arg("-cmd")
+        .arg(".timeout 5000")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell is installed (apt-get install sqlite3)")
+}
+
+/// Polls `check` until it holds or 10 s pass.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

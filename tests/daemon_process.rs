@@ -1,0 +1,302 @@
+//! The real binary as operators and producers meet it: durability across SIGKILL, the SQL
+//! front door through the `sqlite3` shell, one daemon per database, the socket file's life,
+//! config errors, and `enqueue`.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+use common::{Daemon, daemon_command, eventually, sqlite3};
+use serde_json::json;
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_and_the_daemon_restarts_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    let mut c = daemon.client().await;
+    let writes: Vec<_> = (0..50)
+        .map(|i| json!({"objectType": "contacts", "properties": {"email": format!("{i}@example.com")}, "objectWriteTraceId": format!("k{i}")}))
+        .collect();
+    let a = c
+        .post_json(serde_json::Value::Array(writes).to_string())
+        .await
+        .unwrap();
+    assert_eq!(a.status, 202);
+    let single = json!({"objectType": "deals", "properties": {"dealname": "big"}, "objectWriteTraceId": "last"});
+    assert_eq!(c.post_json(single.to_string()).await.unwrap().status, 202);
+    daemon.kill();
+
+    // The socket file is left behind by SIGKILL; the lock is not.
+    let socket = dir.path().join("outbox.sock");
+    assert!(
+        std::fs::symlink_metadata(&socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    let daemon = Daemon::start(dir.path()).await;
+    let mut c = daemon.client().await;
+    for trace in ["k0", "k49", "last"] {
+        let got = c.get(&format!("/v1/writes/{trace}")).await.unwrap();
+        assert_eq!(got.status, 200, "{trace} lost after SIGKILL");
+        assert_eq!(got.json()["state"], "pending");
+    }
+    let out = sqlite3(&daemon.database, "SELECT count(*) FROM outbox");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "51");
+    assert!(daemon.terminate().success());
+    assert!(!socket.exists(), "a clean shutdown removes the socket file");
+}
+
+#[tokio::test]
+async fn rows_inserted_with_the_sqlite3_shell_are_picked_up_or_failed_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    let db = daemon.database.clone();
+    let out = sqlite3(
+        &db,
+        r#"INSERT INTO outbox (object_type, properties) VALUES ('contacts', '{"email":"sql@example.com","age":7}');
+           INSERT INTO outbox (object_type, properties, associations, trace_id) VALUES ('contacts', '{"email":"b@example.com"}',
+             '[{"to":{"id":"1"},"types":[{"associationCategory":"FRIENDLY","associationTypeId":1}]}]', 'bad-assoc');
+           INSERT INTO outbox (object_type, properties, trace_id) VALUES ('contacts', '{"email":"c@example.com"}', 'after-bad');"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the daemon validated the SQL rows", || async {
+        let out = sqlite3(&db, "SELECT count(*) FROM outbox WHERE validated = 1");
+        String::from_utf8_lossy(&out.stdout).trim() == "3"
+    })
+    .await;
+    let out = sqlite3(
+        &db,
+        "SELECT state, properties FROM outbox WHERE object_type = 'contacts' AND trace_id NOT IN ('bad-assoc', 'after-bad')",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"pending|{"age":"7","email":"sql@example.com"}"#
+    );
+    let out = sqlite3(
+        &db,
+        "SELECT state, last_error FROM outbox WHERE trace_id = 'bad-assoc'",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("failed|invalid write: associations[0].types[0].associationCategory"),
+        "{text}"
+    );
+    let out = sqlite3(&db, "SELECT state FROM outbox WHERE trace_id = 'after-bad'");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pending",
+        "a bad row does not block the ones after it"
+    );
+
+    // The API sees SQL rows too.
+    let mut c = daemon.client().await;
+    assert_eq!(
+        c.get("/v1/writes/after-bad").await.unwrap().json()["state"],
+        "pending"
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test]
+async fn the_table_itself_refuses_rows_that_are_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    let db = daemon.database.clone();
+    for (sql, why) in [
+        (
+            r#"INSERT INTO outbox (object_type, properties) VALUES ('contacts', '{"email": ');"#,
+            "json_valid(properties)",
+        ),
+        (
+            r#"INSERT INTO outbox (object_type, properties) VALUES ('contacts', '["a"]');"#,
+            "json_valid(properties)",
+        ),
+        (
+            r#"INSERT INTO outbox (object_type, properties, associations) VALUES ('contacts', '{}', '{}');"#,
+            "json_valid(associations)",
+        ),
+        (
+            r#"INSERT INTO outbox (object_type, properties) VALUES ('', '{}');"#,
+            "length(object_type)",
+        ),
+        (
+            r#"INSERT INTO outbox (object_type, properties, state) VALUES ('contacts', '{}', 'done');"#,
+            "state IN",
+        ),
+        (
+            r#"INSERT INTO outbox (properties) VALUES ('{}');"#,
+            "NOT NULL",
+        ),
+    ] {
+        let out = sqlite3(&db, sql);
+        assert!(!out.status.success(), "accepted: {sql}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{sql}: {err}");
+    }
+    let out = sqlite3(&db, "SELECT count(*) FROM outbox");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    // Two rows with the same trace id: the second is refused.
+    let out = sqlite3(
+        &db,
+        "INSERT INTO outbox (object_type, properties, trace_id) VALUES ('contacts', '{}', 'x'), ('contacts', '{}', 'x');",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNIQUE"));
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    // Even with a different socket path, the database is taken.
+    let out = daemon_command(dir.path(), &["run"])
+        .env(
+            "HUBSPOT_OUTBOX__SOCKET__PATH",
+            dir.path().join("other.sock"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another hubspot-outbox daemon"),
+        "{err}"
+    );
+    assert!(!dir.path().join("other.sock").exists());
+    // The first daemon is unharmed.
+    let mut c = daemon.client().await;
+    assert_eq!(c.get("/healthz").await.unwrap().status, 200);
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test]
+async fn the_socket_gets_the_configured_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "[socket]\nmode = \"0600\"\n").unwrap();
+    let mut cmd = daemon_command(dir.path(), &["run"]);
+    cmd.env("HUBSPOT_OUTBOX_CONFIG", dir.path().join("c.toml"));
+    let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
+    let socket = dir.path().join("outbox.sock");
+    eventually("socket exists", || async { socket.exists() }).await;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_bad_config_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    for (toml, key) in [
+        ("[database]\npaht = \"/x\"\n", "paht"),
+        (
+            "[limits]\nmax_writes_per_request = -3\n",
+            "max_writes_per_request",
+        ),
+        ("[socket]\nmode = \"rwx\"\n", "mode"),
+    ] {
+        std::fs::write(&config, toml).unwrap();
+        let out = daemon_command(dir.path(), &["--config", config.to_str().unwrap(), "run"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{toml}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{toml}: {err}");
+    }
+    assert!(
+        !dir.path().join("outbox.db").exists(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn run_with_no_config_uses_default_paths_and_says_no_token_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(common::BIN)
+        .arg("run")
+        .env_clear()
+        .env("HOME", dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join(".local/state/hubspot-outbox");
+    let socket = state.join("outbox.sock");
+    eventually("default socket exists", || async { socket.exists() }).await;
+    assert!(state.join("outbox.db").exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&state.join("outbox.db").display().to_string()),
+        "{log}"
+    );
+    assert!(
+        log.contains("nothing will be sent until a token is set"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn enqueue_sends_a_file_and_reports_rejected_lines_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    let mut lines = Vec::new();
+    for i in 0..120 {
+        lines.push(json!({"objectType": "contacts", "properties": {"email": format!("{i}@example.com")}, "objectWriteTraceId": format!("e{i}")}).to_string());
+    }
+    lines[10] = "{not json".into();
+    lines[50] = json!({"objectType": "contacts", "properties": {"email": null}}).to_string();
+    lines[99] = json!({"objectType": "contacts", "properties": {"email": "other"}, "objectWriteTraceId": "e0"}).to_string();
+    lines.insert(60, String::new());
+    let file = dir.path().join("writes.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = daemon_command(
+        dir.path(),
+        &["enqueue", file.to_str().unwrap(), "--chunk-size", "25"],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rejections make the exit code 1: {stdout}"
+    );
+    assert!(
+        stdout.starts_with("queued 117, duplicates 0, rejected 3 (of 121 lines)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("line 11: not valid JSON"), "{stdout}");
+    assert!(
+        stdout.contains("line 51: properties.email: must be a string"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 101: objectWriteTraceId: objectWriteTraceId `e0` is already used"),
+        "{stdout}"
+    );
+
+    // Sending the same file again: everything valid is a duplicate, nothing new.
+    let out = daemon_command(dir.path(), &["enqueue", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("queued 0, duplicates 117, rejected 3"),
+        "{stdout}"
+    );
+    let out = sqlite3(&daemon.database, "SELECT count(*) FROM outbox");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "117");
+    assert!(daemon.terminate().success());
+}

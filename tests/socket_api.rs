@@ -1,0 +1,353 @@
+//! The socket API as a producer sees it: what is accepted, what is refused and why, and
+//! that a refused request stores nothing.
+
+mod common;
+
+use common::InProcess;
+use hubspot_outbox::socket::client::SocketClient;
+use hyper::Method;
+use serde_json::{Value, json};
+
+fn contact(email: &str) -> Value {
+    json!({"objectType": "contacts", "properties": {"email": email}})
+}
+
+fn with_trace(mut w: Value, trace: &str) -> Value {
+    w["objectWriteTraceId"] = json!(trace);
+    w
+}
+
+/// Sends `body` as JSON and returns (status, answer).
+async fn post(c: &mut SocketClient, body: &Value) -> (u16, Value) {
+    let a = c.post_json(body.to_string()).await.unwrap();
+    (a.status.as_u16(), a.json())
+}
+
+#[tokio::test]
+async fn one_object_an_array_and_ndjson_are_accepted_in_input_order() {
+    let d = InProcess::start().await;
+    let mut c = d.client().await;
+
+    let (status, a) = post(&mut c, &with_trace(contact("a@example.com"), "one")).await;
+    assert_eq!(status, 202, "{a}");
+    assert_eq!(
+        a["writes"],
+        json!([{"objectWriteTraceId": "one", "result": "new"}])
+    );
+
+    let (status, a) = post(
+        &mut c,
+        &json!([
+            contact("b@example.com"),
+            with_trace(contact("c@example.com"), "three")
+        ]),
+    )
+    .await;
+    assert_eq!(status, 202, "{a}");
+    assert_eq!(
+        (a["accepted"].as_u64(), a["new"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(a["writes"][1]["objectWriteTraceId"], "three");
+    let generated = a["writes"][0]["objectWriteTraceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 36, "a generated id is a UUID: {generated}");
+
+    let nd = format!(
+        "{}\n\n{}\n",
+        contact("d@example.com"),
+        with_trace(contact("e@example.com"), "five")
+    );
+    let a = c.post_ndjson(nd).await.unwrap();
+    assert_eq!(a.status, 202);
+    assert_eq!(a.json()["writes"][1]["objectWriteTraceId"], "five");
+
+    assert_eq!(d.rows().await, 5);
+    let got = c.get(&format!("/v1/writes/{generated}")).await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["properties"], json!({"email": "b@example.com"}));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn numbers_and_booleans_are_stored_as_strings_and_shown_with_their_state() {
+    let d = InProcess::start().await;
+    let mut c = d.client().await;
+    let w = json!({
+        "objectType": "contacts",
+        "properties": {"email": "a@example.com", "age": 42, "vip": false},
+        "associations": [{"to": {"id": "77"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]}],
+        "objectWriteTraceId": "typed"
+    });
+    assert_eq!(post(&mut c, &w).await.0, 202);
+    let got = c.get("/v1/writes/typed").await.unwrap().json();
+    assert_eq!(
+        got["properties"],
+        json!({"email": "a@example.com", "age": "42", "vip": "false"})
+    );
+    assert_eq!(got["associations"][0]["types"][0]["associationTypeId"], 279);
+    assert_eq!(got["state"], "pending");
+    assert_eq!(got["attempts"], 0);
+    assert_eq!(got["hubspotId"], Value::Null);
+    assert_eq!(c.get("/v1/writes/nope").await.unwrap().status, 404);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn resending_a_write_is_a_duplicate_and_reusing_its_id_is_a_conflict() {
+    let d = InProcess::start().await;
+    let mut c = d.client().await;
+    let w = with_trace(contact("a@example.com"), "order-1");
+    assert_eq!(post(&mut c, &w).await.0, 202);
+
+    let (status, a) = post(
+        &mut c,
+        &json!([w, with_trace(contact("b@example.com"), "order-2")]),
+    )
+    .await;
+    assert_eq!(status, 202, "{a}");
+    assert_eq!(
+        a["writes"][0],
+        json!({"objectWriteTraceId": "order-1", "result": "duplicate"})
+    );
+    assert_eq!(a["writes"][1]["result"], "new");
+    assert_eq!(a["duplicates"], 1);
+    assert_eq!(d.rows().await, 2);
+
+    let other = with_trace(contact("someone-else@example.com"), "order-1");
+    let (status, a) = post(
+        &mut c,
+        &json!([with_trace(contact("c@example.com"), "order-3"), other]),
+    )
+    .await;
+    assert_eq!(status, 409, "{a}");
+    assert!(a["message"].as_str().unwrap().contains("order-1"), "{a}");
+    assert_eq!(a["errors"][0]["index"], 1);
+    assert_eq!(
+        d.rows().await,
+        2,
+        "the valid write beside the conflict is not stored either"
+    );
+    assert_eq!(c.get("/v1/writes/order-3").await.unwrap().status, 404);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_write_refuses_the_whole_request_naming_index_and_field() {
+    let d = InProcess::start().await;
+    let mut c = d.client().await;
+    let mut writes: Vec<Value> = (0..99)
+        .map(|i| contact(&format!("{i}@example.com")))
+        .collect();
+    writes.insert(
+        57,
+        json!({"objectType": "contacts", "properties": {"email": "x", "age": null}}),
+    );
+    let (status, a) = post(&mut c, &Value::Array(writes)).await;
+    assert_eq!(status, 422, "{a}");
+    assert_eq!(
+        a["errors"],
+        json!([{"index": 57, "field": "properties.age", "message": "must be a string, number or boolean, not null"}])
+    );
+    assert_eq!(d.rows().await, 0);
+
+    let nd = format!(
+        "{}\n{}\n",
+        contact("ok@example.com"),
+        json!({"objectType": "contacts", "properties": {"tags": ["a"]}})
+    );
+    let a = c.post_ndjson(nd).await.unwrap();
+    assert_eq!(a.status, 422);
+    assert_eq!(a.json()["errors"][0]["line"], 2);
+    assert_eq!(a.json()["errors"][0]["field"], "properties.tags");
+    assert_eq!(d.rows().await, 0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn each_kind_of_invalid_write_gets_its_field_named_and_stores_nothing() {
+    let d = InProcess::start().await;
+    let mut c = d.client().await;
+    let assoc = |cat: Value, id: Value| {
+        json!({"objectType": "contacts", "properties": {"email": "a"},
+               "associations": [{"to": {"id": "1"}, "types": [{"associationCategory": cat, "associationTypeId": id}]}]})
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"properties": {"email": "a"}}), "objectType"),
+        (
+            json!({"objectType": "Contacts", "properties": {}}),
+            "objectType",
+        ),
+        (
+            json!({"objectType": "contacts/../x", "properties": {}}),
+            "objectType",
+        ),
+        (json!({"objectType": "contacts"}), "properties"),
+        (
+            json!({"objectType": "contacts", "properties": "email=a"}),
+            "properties",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {"a": null}}),
+            "properties.a",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {"a": {"b": 1}}}),
+            "properties.a",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {"a": [1]}}),
+            "properties.a",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {}, "associations": {}}),
+            "associations",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {}, "associations": [{"types": []}]}),
+            "associations[0].to",
+        ),
+        (
+            assoc(json!("FRIENDS"), json!(1)),
+            "associations[0].types[0].associationCategory",
+        ),
+        (
+            assoc(json!("HUBSPOT_DEFINED"), json!("279")),
+            "associations[0].types[0].associationTypeId",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {}, "objectWriteTraceId": ""}),
+            "objectWriteTraceId",
+        ),
+        (
+            json!({"objectType": "contacts", "properties": {}, "idProperty": "email"}),
+            "idProperty",
+        ),
+        (json!(["not a write"]), ""),
+    ];
+    for (write, field) in cases {
+        let body = if write.is_array() {
+            write.clone()
+        } else {
+            json!([contact("fine@example.com"), write.clone()])
+        };
+        let (status, a) = post(&mut c, &body).await;
+        assert_eq!(status, 422, "{write}: {a}");
+        let named: Vec<&str> = a["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            named.contains(&field),
+            "{write}: expected {field:?} in {named:?}"
+        );
+    }
+    assert_eq!(d.rows().await, 0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_empty_oversized_and_mistyped_bodies_get_their_status() {
+    let d = InProcess::start_with(&[
+        ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "4096"),
+        ("HUBSPOT_OUTBOX__LIMITS__MAX_WRITES_PER_REQUEST", "3"),
+    ])
+    .await;
+    let mut c = d.client().await;
+    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
+        (
+            Some("application/json"),
+            "{\"objectType\": ".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Some("application/json"),
+            "\u{0}\u{1}".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Some("application/json"),
+            "\"contacts\"".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Some("application/x-ndjson"),
+            format!("{}\n{{oops\n", contact("a")),
+            400,
+            "malformed_json",
+        ),
+        (Some("application/json"), "[]".into(), 400, "empty_request"),
+        (Some("application/json"), "".into(), 400, "malformed_json"),
+        (
+            Some("text/plain"),
+            contact("a").to_string(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            None,
+            contact("a").to_string(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Some("application/json"),
+            json!([{"objectType": "contacts", "properties": {"bio": "x".repeat(5000)}}])
+                .to_string(),
+            413,
+            "body_too_large",
+        ),
+        (
+            Some("application/json"),
+            json!([contact("a"), contact("b"), contact("c"), contact("d")]).to_string(),
+            413,
+            "too_many_writes",
+        ),
+    ];
+    for (ct, body, status, code) in cases {
+        let a = c
+            .send(Method::POST, "/v1/writes", ct, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(a.status.as_u16(), status, "{ct:?} {body:.60}: {:?}", a.body);
+        assert_eq!(a.json()["error"], code, "{body:.60}");
+        assert!(a.json()["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(d.rows().await, 0);
+    // The daemon is still serving after all of that.
+    assert_eq!(c.get("/healthz").await.unwrap().status, 200);
+    assert_eq!(c.get("/no/such/thing").await.unwrap().status, 404);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_clients_are_committed_together_and_all_acknowledged() {
+    let d = InProcess::start().await;
+    let mut tasks = Vec::new();
+    for client in 0..16 {
+        let path = d.config.socket.path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = SocketClient::connect(&path).await.unwrap();
+            for i in 0..25 {
+                let w = with_trace(
+                    contact(&format!("{client}-{i}@example.com")),
+                    &format!("c{client}-{i}"),
+                );
+                let a = c.post_json(w.to_string()).await.unwrap();
+                assert_eq!(a.status, 202);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(d.rows().await, 16 * 25);
+    d.stop().await;
+}
