@@ -177,16 +177,20 @@ async fn a_second_daemon_on_the_same_database_refuses_to_start() {
 #[tokio::test]
 async fn the_socket_gets_the_configured_mode() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.toml"), "[socket]\nmode = \"0600\"\n").unwrap();
-    let mut cmd = daemon_command(dir.path(), &["run"]);
-    cmd.env("HUBSPOT_OUTBOX_CONFIG", dir.path().join("c.toml"));
-    let mut child = cmd.stderr(std::process::Stdio::null()).spawn().unwrap();
-    let socket = dir.path().join("outbox.sock");
-    eventually("socket exists", || async { socket.exists() }).await;
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[socket]\nmode = \"0600\"\n").unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[("HUBSPOT_OUTBOX_CONFIG", config.to_str().unwrap())],
+    )
+    .await;
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
+    assert!(daemon.terminate().success());
 }
 
 #[test]

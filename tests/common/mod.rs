@@ -141,6 +141,11 @@ pub fn daemon_command(dir: &Path, args: &[&str]) -> Command {
 impl Daemon {
     /// Starts `hubspot-outbox run` and waits until `/healthz` answers.
     pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -148,6 +153,7 @@ impl Daemon {
         let log = dir.join(format!("daemon-{stamp}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
         let child = daemon_command(dir, &["run"])
+            .envs(env.iter().copied())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
             .spawn()
