@@ -1,7 +1,8 @@
 //! Group commit: one task owns every socket write to the outbox. Requests queue on a
-//! channel; the task takes all that are waiting, stores them in one transaction with one
-//! fsync, and only then answers each. Durability per acknowledgement, throughput of a
-//! batch.
+//! channel; the committer takes all that are waiting and stores them in one transaction.
+//! A second task, the syncer, fsyncs the WAL once for every group committed since its last
+//! fsync and only then answers their requests. So every acknowledgement is durable, and
+//! the next group commits while the previous one is being fsync'd.
 
 use std::sync::Arc;
 
@@ -56,7 +57,8 @@ impl Committer {
         (Self { jobs }, task)
     }
 
-    /// Stores the writes of one request, all or nothing, and returns once they are durable.
+    /// Stores the writes of one request, all or nothing, and returns once they are durable
+    /// (committed and fsync'd).
     pub async fn submit(&self, writes: Vec<PreparedWrite>) -> Result<Vec<Accepted>, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -68,6 +70,10 @@ impl Committer {
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>, stored: Arc<Notify>) {
+    // Committed groups waiting for their fsync. Unbounded is safe: the committer only
+    // produces as fast as SQLite commits, and every entry is answered after the next fsync.
+    let (committed, to_sync) = mpsc::unbounded_channel();
+    let syncer = tokio::spawn(sync_loop(store.clone(), to_sync, stored));
     while let Some(first) = rx.recv().await {
         let mut size = first.writes.len();
         let mut group = vec![first];
@@ -80,36 +86,83 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>, stored: Arc<Notify>) {
                 Err(_) => break,
             }
         }
-        if commit_group(&store, group).await {
-            stored.notify_waiters();
+        if let Some(done) = commit_group(&store, group).await {
+            // The syncer lives until this sender is dropped below.
+            let _ = committed.send(done);
         }
     }
+    drop(committed);
+    let _ = syncer.await;
     debug!("committer stopped: no more requests can arrive");
 }
 
-/// Commits one group and answers each of its requests. Returns whether new rows were stored.
-async fn commit_group(store: &Store, group: Vec<Job>) -> bool {
+/// A committed group whose answers wait for the fsync.
+struct Committed {
+    answers: Vec<(Reply, Outcome)>,
+    stored_rows: bool,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Accepted>, CommitError>>;
+
+/// Commits one group. On success its answers go to the syncer; on failure every request
+/// is answered with the error here (nothing of the group was stored).
+async fn commit_group(store: &Store, group: Vec<Job>) -> Option<Committed> {
     let (writes, replies): (Vec<_>, Vec<_>) =
         group.into_iter().map(|j| (j.writes, j.reply)).unzip();
     match store_group(store, writes).await {
-        Ok((outcomes, stored_any)) => {
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome.map_err(CommitError::Conflict));
-            }
-            stored_any
-        }
+        Ok((outcomes, stored_rows)) => Some(Committed {
+            answers: replies.into_iter().zip(outcomes).collect(),
+            stored_rows,
+        }),
         Err(e) => {
             error!(error = %e, requests = replies.len(), "group commit failed; nothing of it was stored");
             let e = Arc::new(e);
             for reply in replies {
                 let _ = reply.send(Err(CommitError::Store(e.clone())));
             }
-            false
+            None
         }
     }
 }
 
-type Outcomes = Vec<Result<Vec<Accepted>, Vec<Conflict>>>;
+/// Fsyncs once for everything committed so far, then answers it.
+async fn sync_loop(
+    store: Store,
+    mut to_sync: mpsc::UnboundedReceiver<Committed>,
+    stored: Arc<Notify>,
+) {
+    while let Some(first) = to_sync.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = to_sync.try_recv() {
+            batch.push(more);
+        }
+        match store.sync_wal().await {
+            Ok(()) => {
+                let stored_rows = batch.iter().any(|c| c.stored_rows);
+                for (reply, outcome) in batch.into_iter().flat_map(|c| c.answers) {
+                    let _ = reply.send(outcome.map_err(CommitError::Conflict));
+                }
+                if stored_rows {
+                    stored.notify_waiters();
+                }
+            }
+            Err(e) => {
+                // The rows are committed but may not survive a power loss: the producer
+                // must not take them as acknowledged. A retry with the same trace ids is
+                // answered as duplicates once the disk works again.
+                error!(error = %e, "fsync of the outbox failed; requests answered 503");
+                let e = Arc::new(e);
+                for (reply, _) in batch.into_iter().flat_map(|c| c.answers) {
+                    let _ = reply.send(Err(CommitError::Store(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One request's fate: its writes' results, or the conflicts that refused it.
+type Outcome = Result<Vec<Accepted>, Vec<Conflict>>;
+type Outcomes = Vec<Outcome>;
 
 async fn store_group(
     store: &Store,

@@ -1,6 +1,7 @@
 //! Storing accepted writes. One transaction holds a whole group of socket requests (group
 //! commit): look up the trace ids that may already exist, insert the new rows in one
-//! statement, commit once, fsync once.
+//! statement, commit once. The committer then fsyncs once for every group committed
+//! meanwhile ([`Store::sync_wal`]) before acknowledging any of them.
 
 use sqlx::{Sqlite, Transaction};
 
@@ -33,9 +34,11 @@ pub struct IngestTx {
 }
 
 impl Store {
+    /// Opens an ingest transaction on the ingest connection. Its commit is not durable
+    /// until [`Store::sync_wal`] returns.
     pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
         Ok(IngestTx {
-            tx: self.begin_write().await?,
+            tx: self.ingest.begin_with("BEGIN IMMEDIATE").await?,
         })
     }
 }
@@ -86,7 +89,8 @@ impl IngestTx {
         Ok(())
     }
 
-    /// Commits: when this returns, the rows are fsync'd to the WAL.
+    /// Commits. The rows are visible at once and durable after the next
+    /// [`Store::sync_wal`].
     pub async fn commit(self) -> Result<(), StoreError> {
         Ok(self.tx.commit().await?)
     }

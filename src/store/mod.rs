@@ -9,7 +9,7 @@ pub mod ingest;
 pub mod intake;
 pub mod read;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -30,22 +30,33 @@ pub enum StoreError {
         expected: &'static str,
         actual: String,
     },
+    #[error("cannot fsync `{path}`: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The migrations, embedded at build time (see `build.rs`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A handle on the outbox database. Cloning shares the pool.
+/// A handle on the outbox database. Cloning shares the pools.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Every statement but socket ingest: `synchronous = FULL`, so each commit (a claim,
+    /// a HubSpot id recorded, a row marked failed) is fsync'd before it returns.
     pool: SqlitePool,
+    /// Socket ingest only: one connection with `synchronous = NORMAL`, whose commits the
+    /// committer makes durable itself with [`Store::sync_wal`] before acknowledging. That
+    /// lets the next group commit while the previous one is being fsync'd.
+    ingest: SqlitePool,
+    path: PathBuf,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database for the daemon: WAL, `synchronous = FULL`
-    /// (a commit is fsync'd before it returns, so an acknowledged write survives power
-    /// loss), a busy timeout for the lock SQLite shares with SQL producers, and foreign keys.
-    /// Runs pending migrations.
+    /// Opens (creating if needed) the database for the daemon: WAL, a busy timeout for the
+    /// lock SQLite shares with SQL producers, foreign keys, and pending migrations run.
+    /// See the field docs for the two durability settings.
     pub async fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
@@ -59,12 +70,20 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = Self { pool };
-        store.check_journal_mode().await?;
-        MIGRATOR.run(&store.pool).await?;
-        Ok(store)
+        check_journal_mode(&pool).await?;
+        MIGRATOR.run(&pool).await?;
+        let ingest = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await?;
+        Ok(Self {
+            pool,
+            ingest,
+            path: path.to_owned(),
+        })
     }
 
     /// Opens an existing database read-only, for commands that only look.
@@ -77,22 +96,40 @@ impl Store {
             .max_connections(2)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            ingest: pool.clone(),
+            pool,
+            path: path.to_owned(),
+        })
     }
 
-    /// Unknown pragmas and failed mode switches are silent in SQLite: read the mode back.
-    async fn check_journal_mode(&self) -> Result<(), StoreError> {
-        let actual: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&self.pool)
-            .await?;
-        if actual.eq_ignore_ascii_case("wal") {
+    /// Makes every commit made so far durable: fsyncs the WAL file, then the database file
+    /// (which holds whatever a checkpoint already moved out of the WAL).
+    ///
+    /// fsync flushes the file, not the descriptor, so syncing through our own descriptor
+    /// covers what SQLite wrote through its own. A missing WAL file means the last
+    /// connection checkpointed and removed it; the database file then holds everything.
+    pub async fn sync_wal(&self) -> Result<(), StoreError> {
+        let db = self.path.clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            let mut wal = db.as_os_str().to_owned();
+            wal.push("-wal");
+            for path in [PathBuf::from(wal), db] {
+                match std::fs::File::open(&path).and_then(|f| f.sync_data()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(StoreError::Sync { path, source }),
+                }
+            }
             Ok(())
-        } else {
-            Err(StoreError::JournalMode {
-                expected: "wal",
-                actual,
+        })
+        .await;
+        synced.unwrap_or_else(|e| {
+            Err(StoreError::Sync {
+                path: self.path.clone(),
+                source: std::io::Error::other(e),
             })
-        }
+        })
     }
 
     /// Whether the database answers a query: what `GET /healthz` reports.
@@ -105,6 +142,7 @@ impl Store {
 
     /// Closes every connection, checkpointing the WAL on the last one.
     pub async fn close(&self) {
+        self.ingest.close().await;
         self.pool.close().await;
     }
 
@@ -112,6 +150,21 @@ impl Store {
     /// it waits on the busy timeout instead of failing when a reader upgrades late.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Unknown pragmas and failed mode switches are silent in SQLite: read the mode back.
+async fn check_journal_mode(pool: &SqlitePool) -> Result<(), StoreError> {
+    let actual: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await?;
+    if actual.eq_ignore_ascii_case("wal") {
+        Ok(())
+    } else {
+        Err(StoreError::JournalMode {
+            expected: "wal",
+            actual,
+        })
     }
 }
 
