@@ -18,8 +18,13 @@ CREATE TABLE outbox (
                             CHECK (json_valid(properties) AND json_type(properties) = 'object'),
     associations    TEXT    NOT NULL DEFAULT '[]'
                             CHECK (json_valid(associations) AND json_type(associations) = 'array'),
+    -- 'unconfirmed' (HubSpot may have created it; an operator decides) and 'discarded'
+    -- (given up by an operator, kept for the record) are set only by the daemon's
+    -- dispatcher and operator commands; they are in the CHECK now so that adding them
+    -- later does not need a table rebuild.
     state           TEXT    NOT NULL DEFAULT 'pending'
-                            CHECK (state IN ('pending', 'in_flight', 'succeeded', 'failed')),
+                            CHECK (state IN ('pending', 'in_flight', 'succeeded', 'failed',
+                                             'unconfirmed', 'discarded')),
     hubspot_id      TEXT,
     attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     last_error      TEXT,

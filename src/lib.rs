@@ -15,16 +15,24 @@
 //! - [`socket`]: the HTTP API on the Unix socket, and its client.
 //! - [`store`]: every SQL statement.
 //! - [`enqueue`]: the `enqueue` command.
+//! - [`hubspot`]: HubSpot's wire shapes and what its answers mean (pure; the sender that
+//!   uses them is not written yet).
+//! - [`reconciler`]: what an answer does to each write of a batch (pure; applying it to
+//!   the store is not written yet).
+//! - [`retry`]: the back-off schedule (pure).
 
 pub mod app;
 pub mod cli;
 pub mod committer;
 pub mod config;
 pub mod enqueue;
+pub mod hubspot;
 pub mod ingest;
 pub mod intake;
 pub mod lock;
 pub mod model;
+pub mod reconciler;
+pub mod retry;
 pub mod socket;
 pub mod store;
 pub mod write;

@@ -129,6 +129,10 @@ pub enum WriteState {
     Succeeded,
     /// Given up; `last_error` says why.
     Failed,
+    /// HubSpot may or may not have created it; held for an operator, never resent alone.
+    Unconfirmed,
+    /// Given up by an operator; kept for the record.
+    Discarded,
 }
 
 impl WriteState {
@@ -138,6 +142,8 @@ impl WriteState {
             Self::InFlight => "in_flight",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Unconfirmed => "unconfirmed",
+            Self::Discarded => "discarded",
         }
     }
 
@@ -147,6 +153,8 @@ impl WriteState {
             "in_flight" => Self::InFlight,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
+            "unconfirmed" => Self::Unconfirmed,
+            "discarded" => Self::Discarded,
             _ => return None,
         })
     }
@@ -265,6 +273,15 @@ mod tests {
         let b = TraceId::generate();
         assert_ne!(a, b);
         assert!(a < b);
+    }
+
+    #[test]
+    fn states_round_trip_through_their_stored_text() {
+        use WriteState::*;
+        for s in [Pending, InFlight, Succeeded, Failed, Unconfirmed, Discarded] {
+            assert_eq!(WriteState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(WriteState::parse("done"), None);
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! HubSpot's batch-create request and response shapes, exactly as sent and as defensively
+//! as they must be read: every response field is optional, because status codes and
+//! shapes have changed without notice.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// `POST .../batch/create` body: `{"inputs": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct BatchCreateRequest<'a> {
+    pub inputs: Vec<CreateInput<'a>>,
+}
+
+/// One input. `properties` and `associations` are the outbox's stored JSON texts, embedded
+/// as they are (they were validated and canonicalised on the way in), so a batch is built
+/// without parsing anything again. `associations` is always present, even when `[]`:
+/// HubSpot's schema requires it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateInput<'a> {
+    pub properties: &'a RawValue,
+    pub associations: &'a RawValue,
+    pub object_write_trace_id: &'a str,
+}
+
+/// A 2xx body (200, 201, 207): `results[]` and `errors[]`, either possibly absent.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchResponse {
+    pub status: Option<String>,
+    pub results: Vec<CreatedObject>,
+    pub errors: Vec<BatchError>,
+    pub num_errors: Option<u64>,
+}
+
+/// One created object. `objectWriteTraceId` is in the current schema; older responses
+/// lack it, which is why the reconciler can also match by property values.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CreatedObject {
+    #[serde(deserialize_with = "id_text")]
+    pub id: Option<String>,
+    pub properties: HashMap<String, Value>,
+    pub object_write_trace_id: Option<String>,
+}
+
+/// One entry of `errors[]` in a 2xx body. `context.objectWriteTraceId` names the inputs it
+/// is about.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchError {
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub message: Option<String>,
+    pub context: HashMap<String, Value>,
+    /// The entry as HubSpot sent it, kept for the error history.
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+impl BatchError {
+    /// The trace ids this error names (context values are arrays of strings; a plain
+    /// string is accepted too).
+    pub fn trace_ids(&self) -> Vec<String> {
+        match self.context.get("objectWriteTraceId") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A non-2xx body. HubSpot's error bodies share these fields; 429s add `errorType` and
+/// `policyName`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ErrorBody {
+    pub status: Option<String>,
+    pub message: Option<String>,
+    pub category: Option<String>,
+    pub correlation_id: Option<String>,
+    pub error_type: Option<String>,
+    pub policy_name: Option<String>,
+    pub context: HashMap<String, Value>,
+}
+
+/// Ids are strings in HubSpot's schema; accept a number too rather than lose a result.
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// Parses a 2xx body, keeping each `errors[]` entry's raw JSON for the error history.
+pub fn parse_batch_response(body: &[u8]) -> Result<BatchResponse, serde_json::Error> {
+    let raw: Value = serde_json::from_slice(body)?;
+    let mut parsed: BatchResponse = serde_json::from_value(raw.clone())?;
+    if let Some(Value::Array(errors)) = raw.get("errors") {
+        for (error, raw) in parsed.errors.iter_mut().zip(errors) {
+            error.raw = raw.clone();
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_exactly_hubspots_schema() {
+        let props = RawValue::from_string(r#"{"email":"a@example.com"}"#.into()).unwrap();
+        let assocs = RawValue::from_string("[]".into()).unwrap();
+        let body = BatchCreateRequest {
+            inputs: vec![CreateInput {
+                properties: &props,
+                associations: &assocs,
+                object_write_trace_id: "t-1",
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"inputs":[{"properties":{"email":"a@example.com"},"associations":[],"objectWriteTraceId":"t-1"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_207_body_keeps_results_errors_and_their_trace_ids() {
+        let r = parse_batch_response(include_bytes!(
+            "../../tests/fixtures/hubspot/207_multi_status.json"
+        ))
+        .unwrap();
+        assert_eq!(r.results.len(), 1);
+        assert_eq!(r.results[0].id.as_deref(), Some("701"));
+        assert_eq!(r.results[0].object_write_trace_id.as_deref(), Some("good"));
+        assert_eq!(r.errors[0].trace_ids(), ["bad"]);
+        assert_eq!(r.errors[0].category.as_deref(), Some("VALIDATION_ERROR"));
+        assert_eq!(
+            r.errors[0].raw["errors"][0]["code"],
+            "PROPERTY_DOESNT_EXIST"
+        );
+        assert_eq!(r.num_errors, Some(1));
+    }
+
+    #[test]
+    fn missing_fields_and_numeric_ids_are_tolerated() {
+        let r = parse_batch_response(br#"{"results":[{"id":42},{"properties":{}}]}"#).unwrap();
+        assert_eq!(r.results[0].id.as_deref(), Some("42"));
+        assert_eq!(r.results[1].id, None);
+        assert!(r.errors.is_empty());
+        assert!(parse_batch_response(b"{}").unwrap().results.is_empty());
+        assert!(parse_batch_response(b"<html>").is_err());
+    }
+}
