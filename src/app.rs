@@ -2,6 +2,7 @@
 //! socket, start the tasks, and on shutdown stop them in the order that loses nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
@@ -10,7 +11,9 @@ use tracing::{info, warn};
 
 use crate::committer::Committer;
 use crate::config::Config;
+use crate::dispatcher::Dispatcher;
 use crate::lock::{LockError, OwnerLock};
+use crate::sender::Sender;
 use crate::socket::listener::{SocketError, SocketFile, bind};
 use crate::socket::routes::{ApiState, router};
 use crate::store::{Store, StoreError};
@@ -31,6 +34,8 @@ pub enum AppError {
     },
     #[error("serving the socket failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Sender(#[from] crate::sender::SenderError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -63,8 +68,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
              writes are accepted and stored, but nothing will be sent until a token is set",
             config::TOKEN_ENV
         ),
-        Some(_) => warn!(
-            "this version stores writes but does not send them to HubSpot yet; they stay pending"
+        Some(_) => info!(
+            url = %config.hubspot.batch_create_url("{objectType}"),
+            requests_per_interval = config.rate_limit.requests_per_interval,
+            interval = ?config.rate_limit.interval,
+            daily_limit = config.rate_limit.daily_limit,
+            max_in_flight = config.rate_limit.max_in_flight,
+            "sending to HubSpot"
         ),
     }
     let result = serve(&config, store.clone(), listener, socket_file, shutdown).await;
@@ -93,6 +103,21 @@ pub async fn serve(
         work.clone(),
         intake_stop.clone(),
     ));
+    // The dispatcher stops claiming at `shutdown` and lets requests in flight settle.
+    let dispatcher_task = match &config.access_token {
+        Some(token) => {
+            let sender = Sender::new(config.hubspot.clone(), token)?;
+            let dispatcher = Arc::new(Dispatcher::new(
+                store.clone(),
+                Arc::new(config.clone()),
+                sender,
+                work.clone(),
+            ));
+            let drain = config.hubspot.request_timeout + Duration::from_secs(5);
+            Some(tokio::spawn(dispatcher.run(shutdown.clone(), drain)))
+        }
+        None => None,
+    };
     let app = router(ApiState {
         store: store.clone(),
         committer,
@@ -106,6 +131,9 @@ pub async fn serve(
     // The router (and with it the last committer handle) is gone: the committer finishes
     // what was queued and exits.
     let _ = committer_task.await;
+    if let Some(task) = dispatcher_task {
+        let _ = task.await;
+    }
     intake_stop.cancel();
     let _ = intake_task.await;
     served.map_err(AppError::Serve)

@@ -10,7 +10,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer};
+
+use crate::model::{ObjectType, OnAmbiguous, OnConflict};
+use crate::reconciler::Policy;
+use crate::retry::Backoff;
 
 /// The environment variable that carries the HubSpot access token.
 pub const TOKEN_ENV: &str = "HUBSPOT_ACCESS_TOKEN";
@@ -49,6 +55,10 @@ struct RawSettings {
     socket: RawSocket,
     limits: Limits,
     hubspot: RawHubSpot,
+    rate_limit: RawRateLimit,
+    batching: Batching,
+    retry: RawRetry,
+    objects: BTreeMap<String, RawObject>,
     log: LogSettings,
 }
 
@@ -89,10 +99,100 @@ impl Default for RawSocket {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawHubSpot {
     access_token_file: Option<PathBuf>,
+    base_url: String,
+    api_version: String,
+    #[serde(with = "humantime_serde")]
+    request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    auth_retry_interval: Duration,
+}
+
+impl Default for RawHubSpot {
+    fn default() -> Self {
+        Self {
+            access_token_file: None,
+            base_url: "https://api.hubapi.com".into(),
+            api_version: "v3".into(),
+            request_timeout: Duration::from_secs(30),
+            auth_retry_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimit {
+    requests_per_interval: u32,
+    #[serde(with = "humantime_serde")]
+    interval: Duration,
+    daily_limit: u64,
+    timezone: String,
+    max_in_flight: usize,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            requests_per_interval: 100,
+            interval: Duration::from_secs(10),
+            daily_limit: 250_000,
+            timezone: "UTC".into(),
+            max_in_flight: 8,
+        }
+    }
+}
+
+/// How rows are grouped into requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batching {
+    /// Most inputs per request; HubSpot's cap is 100.
+    pub max_size: usize,
+    /// How long a partial batch may wait to fill.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max_size: HUBSPOT_MAX_BATCH,
+            linger: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetry {
+    max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    max_backoff: Duration,
+    on_ambiguous: OnAmbiguous,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(600),
+            on_ambiguous: OnAmbiguous::Resend,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawObject {
+    unique_property: Option<String>,
+    on_conflict: Option<OnConflict>,
 }
 
 /// Limits on what one request to the socket API may carry.
@@ -148,6 +248,83 @@ pub struct Config {
     pub log: LogSettings,
     /// `None` when no token is configured: writes are accepted and kept, none are sent.
     pub access_token: Option<AccessToken>,
+    pub hubspot: HubSpotConfig,
+    pub rate_limit: RateLimitConfig,
+    pub batching: Batching,
+    pub retry: RetryConfig,
+    /// Per object type settings (`[objects.<type>]`); types not listed use the defaults.
+    pub objects: BTreeMap<String, ObjectConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HubSpotConfig {
+    /// `https://api.hubapi.com`, or a simulator's address; no trailing slash.
+    pub base_url: String,
+    /// `v3` (`/crm/v3/objects/{type}/batch/create`) or a date version such as `2026-03`
+    /// (`/crm/objects/2026-03/{type}/batch/create`).
+    pub api_version: String,
+    pub request_timeout: Duration,
+    /// After a 401, how often one probe request tries the token again.
+    pub auth_retry_interval: Duration,
+}
+
+impl HubSpotConfig {
+    /// The batch-create URL for an object type.
+    pub fn batch_create_url(&self, object_type: &str) -> String {
+        if self.api_version == "v3" {
+            format!(
+                "{}/crm/v3/objects/{object_type}/batch/create",
+                self.base_url
+            )
+        } else {
+            format!(
+                "{}/crm/objects/{}/{object_type}/batch/create",
+                self.base_url, self.api_version
+            )
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// HubSpot's burst limit for the account's tier, per `interval` (a rolling window).
+    pub requests_per_interval: u32,
+    pub interval: Duration,
+    /// Requests per day; 0 means no daily limit.
+    pub daily_limit: u64,
+    /// The HubSpot account's time zone: the daily limit resets at its midnight.
+    pub timezone: chrono_tz::Tz,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub on_ambiguous: OnAmbiguous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectConfig {
+    /// A property whose values are unique in HubSpot (contacts: `email`).
+    pub unique_property: Option<String>,
+    /// Default: `adopt` when `unique_property` is set, else `fail`.
+    pub on_conflict: OnConflict,
+}
+
+impl Config {
+    /// The reconciler's rules for one object type.
+    pub fn policy(&self, object_type: &str) -> Policy {
+        let object = self.objects.get(object_type);
+        Policy {
+            unique_property: object.and_then(|o| o.unique_property.clone()),
+            on_conflict: object.map_or(OnConflict::Fail, |o| o.on_conflict),
+            on_ambiguous: self.retry.on_ambiguous,
+            max_attempts: self.retry.max_attempts,
+            backoff: self.retry.backoff,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +462,16 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&raw.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
         let access_token = load_token(raw.hubspot.access_token_file.as_deref(), env)?;
+        let hubspot = hubspot_config(raw.hubspot)?;
+        let rate_limit = rate_limit_config(raw.rate_limit)?;
+        if !(1..=HUBSPOT_MAX_BATCH).contains(&raw.batching.max_size) {
+            return Err(invalid(
+                "batching.max_size",
+                format!("must be 1 to {HUBSPOT_MAX_BATCH} (HubSpot's cap)"),
+            ));
+        }
+        let retry = retry_config(raw.retry)?;
+        let objects = objects_config(raw.objects)?;
         Ok(Self {
             database: DatabaseConfig {
                 path: db_path,
@@ -298,8 +485,139 @@ impl Config {
             limits: raw.limits,
             log: raw.log,
             access_token,
+            hubspot,
+            rate_limit,
+            batching: raw.batching,
+            retry,
+            objects,
         })
     }
+}
+
+fn hubspot_config(raw: RawHubSpot) -> Result<HubSpotConfig, ConfigError> {
+    let url = reqwest::Url::parse(&raw.base_url).map_err(|e| {
+        invalid(
+            "hubspot.base_url",
+            format!("`{}` is not a URL: {e}", raw.base_url),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+        return Err(invalid(
+            "hubspot.base_url",
+            "must be an http(s) URL without a query",
+        ));
+    }
+    let version_ok = raw.api_version == "v3" || {
+        let b = raw.api_version.as_bytes();
+        b.len() == 7
+            && b[4] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || c.is_ascii_digit())
+    };
+    if !version_ok {
+        return Err(invalid(
+            "hubspot.api_version",
+            format!(
+                "`{}` is neither \"v3\" nor a date version such as \"2026-03\"",
+                raw.api_version
+            ),
+        ));
+    }
+    if raw.request_timeout.is_zero() || raw.auth_retry_interval.is_zero() {
+        return Err(invalid(
+            "hubspot.request_timeout",
+            "request_timeout and auth_retry_interval must be above zero",
+        ));
+    }
+    Ok(HubSpotConfig {
+        base_url: raw.base_url.trim_end_matches('/').to_owned(),
+        api_version: raw.api_version,
+        request_timeout: raw.request_timeout,
+        auth_retry_interval: raw.auth_retry_interval,
+    })
+}
+
+fn rate_limit_config(raw: RawRateLimit) -> Result<RateLimitConfig, ConfigError> {
+    if raw.requests_per_interval == 0 {
+        return Err(invalid(
+            "rate_limit.requests_per_interval",
+            "must be at least 1",
+        ));
+    }
+    if raw.interval.is_zero() {
+        return Err(invalid("rate_limit.interval", "must be above zero"));
+    }
+    if raw.max_in_flight == 0 {
+        return Err(invalid("rate_limit.max_in_flight", "must be at least 1"));
+    }
+    let timezone = raw.timezone.parse().map_err(|_| {
+        invalid(
+            "rate_limit.timezone",
+            format!(
+                "`{}` is not an IANA time zone such as \"America/New_York\"",
+                raw.timezone
+            ),
+        )
+    })?;
+    Ok(RateLimitConfig {
+        requests_per_interval: raw.requests_per_interval,
+        interval: raw.interval,
+        daily_limit: raw.daily_limit,
+        timezone,
+        max_in_flight: raw.max_in_flight,
+    })
+}
+
+fn retry_config(raw: RawRetry) -> Result<RetryConfig, ConfigError> {
+    if raw.max_attempts == 0 {
+        return Err(invalid("retry.max_attempts", "must be at least 1"));
+    }
+    if raw.initial_backoff.is_zero() || raw.initial_backoff > raw.max_backoff {
+        return Err(invalid(
+            "retry.initial_backoff",
+            "must be above zero and at most retry.max_backoff",
+        ));
+    }
+    Ok(RetryConfig {
+        max_attempts: raw.max_attempts,
+        backoff: Backoff {
+            initial: raw.initial_backoff,
+            max: raw.max_backoff,
+        },
+        on_ambiguous: raw.on_ambiguous,
+    })
+}
+
+fn objects_config(
+    raw: BTreeMap<String, RawObject>,
+) -> Result<BTreeMap<String, ObjectConfig>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, object) in raw {
+        ObjectType::parse(&name)
+            .map_err(|m| invalid("objects", format!("[objects.{name}]: {m}")))?;
+        if object.unique_property.as_deref() == Some("") {
+            return Err(invalid(
+                "objects",
+                format!("[objects.{name}] unique_property must not be empty"),
+            ));
+        }
+        let on_conflict = object
+            .on_conflict
+            .unwrap_or(if object.unique_property.is_some() {
+                OnConflict::Adopt
+            } else {
+                OnConflict::Fail
+            });
+        out.insert(
+            name,
+            ObjectConfig {
+                unique_property: object.unique_property,
+                on_conflict,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// `HUBSPOT_ACCESS_TOKEN` wins; otherwise `hubspot.access_token_file`, trimmed. A file that
@@ -442,6 +760,65 @@ mod tests {
         let example = Config::load(Some(&file), &env).unwrap();
         let defaults = Config::load(None, &env).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn dispatch_settings_have_hubspots_defaults_and_are_checked() {
+        let env = FakeEnv::new(&[("HOME", "/h")]);
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(
+            c.hubspot.batch_create_url("contacts"),
+            "https://api.hubapi.com/crm/v3/objects/contacts/batch/create"
+        );
+        assert_eq!(
+            (c.rate_limit.requests_per_interval, c.rate_limit.daily_limit),
+            (100, 250_000)
+        );
+        assert_eq!(c.batching.max_size, 100);
+        assert_eq!(c.retry.on_ambiguous, OnAmbiguous::Resend);
+        assert_eq!(c.policy("contacts").unique_property, None);
+
+        let c = load_toml(
+            "[hubspot]\nbase_url = \"http://127.0.0.1:9/\"\napi_version = \"2026-03\"\n\
+             [objects.contacts]\nunique_property = \"email\"\n[objects.deals]\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.hubspot.batch_create_url("deals"),
+            "http://127.0.0.1:9/crm/objects/2026-03/deals/batch/create"
+        );
+        let contacts = c.policy("contacts");
+        assert_eq!(contacts.unique_property.as_deref(), Some("email"));
+        assert_eq!(
+            contacts.on_conflict,
+            OnConflict::Adopt,
+            "adopt is the default with a unique property"
+        );
+        assert_eq!(c.policy("deals").on_conflict, OnConflict::Fail);
+
+        for (toml, key) in [
+            ("[batching]\nmax_size = 101\n", "batching.max_size"),
+            (
+                "[rate_limit]\ntimezone = \"Mars/Olympus\"\n",
+                "rate_limit.timezone",
+            ),
+            ("[hubspot]\napi_version = \"v4\"\n", "hubspot.api_version"),
+            ("[hubspot]\nbase_url = \"ftp://x\"\n", "hubspot.base_url"),
+            ("[retry]\non_ambiguous = \"maybe\"\n", "on_ambiguous"),
+            (
+                "[retry]\ninitial_backoff = \"1h\"\n",
+                "retry.initial_backoff",
+            ),
+            (
+                "[objects.Contacts]\nunique_property = \"email\"\n",
+                "objects",
+            ),
+            ("[objects.contacts]\nunique = \"email\"\n", "unique"),
+        ] {
+            let e = load_toml(toml, &env).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
     }
 
     #[test]

@@ -15,24 +15,32 @@
 //! - [`socket`]: the HTTP API on the Unix socket, and its client.
 //! - [`store`]: every SQL statement.
 //! - [`enqueue`]: the `enqueue` command.
-//! - [`hubspot`]: HubSpot's wire shapes and what its answers mean (pure; the sender that
-//!   uses them is not written yet).
-//! - [`reconciler`]: what an answer does to each write of a batch (pure; applying it to
-//!   the store is not written yet).
+//! - [`dispatcher`]: the sending loop (claim, rate-limit, send, settle, pause).
+//! - [`limiter`]: the burst rate limit, adapting to HubSpot's headers.
+//! - [`sender`]: one batch, one HTTP call.
+//! - [`simulator`]: a local stand-in for HubSpot's batch create (`simulate`).
+//! - [`hubspot`]: HubSpot's wire shapes and what its answers mean (pure).
+//! - [`reconciler`]: what an answer does to each write of a batch (pure).
 //! - [`retry`]: the back-off schedule (pure).
+//! - [`scheduler`]: which rows go next, in which batch, when (pure).
 
 pub mod app;
 pub mod cli;
 pub mod committer;
 pub mod config;
+pub mod dispatcher;
 pub mod enqueue;
 pub mod hubspot;
 pub mod ingest;
 pub mod intake;
+pub mod limiter;
 pub mod lock;
 pub mod model;
 pub mod reconciler;
 pub mod retry;
+pub mod scheduler;
+pub mod sender;
+pub mod simulator;
 pub mod socket;
 pub mod store;
 pub mod write;

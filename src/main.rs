@@ -10,9 +10,10 @@ use clap::Parser;
 use tokio::io::BufReader;
 use tokio_util::sync::CancellationToken;
 
-use hubspot_outbox::cli::{Cli, Command};
+use hubspot_outbox::cli::{Cli, Command, SimulateArgs};
 use hubspot_outbox::config::{Config, LogFormat, ProcessEnv};
 use hubspot_outbox::enqueue::{Summary, enqueue};
+use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use hubspot_outbox::{app, enqueue};
 
 /// mimalloc: ingest allocates and frees many small strings per write; with glibc's malloc
@@ -39,6 +40,9 @@ fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Simulate(args) = cli.command {
+        return simulate(args).await;
+    }
     let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
     init_tracing(&config);
     match cli.command {
@@ -51,7 +55,52 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enqueue { file, chunk_size } => {
             run_enqueue(&config, file.as_deref(), chunk_size).await
         }
+        Command::Simulate(_) => unreachable!("handled above"),
     }
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    for (name, share) in [
+        ("--fail-rate", args.fail_rate),
+        ("--fail-after-create-rate", args.fail_after_create_rate),
+        ("--hang-after-create-rate", args.hang_after_create_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "{name} must be between 0 and 1"
+        );
+    }
+    anyhow::ensure!(
+        args.requests_per_interval > 0,
+        "--requests-per-interval must be at least 1"
+    );
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    // The simulator's token is a test value the user chose, not a HubSpot secret.
+    println!(
+        "HubSpot simulator on http://{address} (token {:?}, {} requests per {:?}); \
+         set hubspot.base_url = \"http://{address}\"",
+        args.token, args.requests_per_interval, args.interval
+    );
+    let options = SimOptions {
+        token: args.token,
+        requests_per_interval: args.requests_per_interval,
+        interval: args.interval,
+        daily_limit: args.daily_limit,
+        echo_trace_ids: !args.no_echo_trace_ids,
+        faults: SimFaults {
+            fail_rate: args.fail_rate,
+            fail_after_create_rate: args.fail_after_create_rate,
+            hang_after_create_rate: args.hang_after_create_rate,
+            latency: args.latency,
+        },
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    hubspot_outbox::simulator::serve(listener, options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr. Under systemd (`JOURNAL_STREAM` set) there are no colours and no

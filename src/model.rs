@@ -160,6 +160,28 @@ impl WriteState {
     }
 }
 
+/// What to do with a write HubSpot may or may not have created (after a timeout, a 5xx,
+/// a crash while in flight). Config: `retry.on_ambiguous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAmbiguous {
+    /// Send it again: at least once, so duplicates are possible without a unique property.
+    Resend,
+    /// Park it as `unconfirmed` for an operator to release or fail.
+    Hold,
+}
+
+/// What a 409 "already exists" for an identified write means. Config:
+/// `objects.<type>.on_conflict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// The object exists: record its id and call the write succeeded.
+    Adopt,
+    /// Fail the write with HubSpot's message.
+    Fail,
+}
+
 /// HubSpot's association categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

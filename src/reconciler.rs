@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::hubspot::classify::{Answer, Detail, RatePolicy};
 use crate::hubspot::wire::{BatchResponse, CreatedObject};
+pub use crate::model::{OnAmbiguous, OnConflict};
 use crate::retry::Backoff;
 
 /// One write of the batch as it was sent.
@@ -21,24 +22,6 @@ pub struct BatchRow {
     /// Attempts counted before this one.
     pub attempts: u32,
     pub properties: BTreeMap<String, String>,
-}
-
-/// What to do with a write HubSpot may or may not have created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnAmbiguous {
-    /// Send it again (at least once; duplicates possible without a unique property).
-    Resend,
-    /// Park it as `unconfirmed` for an operator.
-    Hold,
-}
-
-/// What a 409 for an identified write means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnConflict {
-    /// The object exists: record its id and call the write succeeded.
-    Adopt,
-    /// Fail the write with HubSpot's message.
-    Fail,
 }
 
 /// The rules for one object type and the retry budget.

@@ -1,10 +1,12 @@
 //! The SQLite outbox: every SQL statement of the daemon lives under this module, one
 //! function per state change, so another store could replace it without touching the rest.
 //!
+//! - [`dispatch`]: claiming batches, settling them, pauses and the daily count.
 //! - [`ingest`]: storing accepted writes (group commit, idempotency look-ups).
 //! - [`intake`]: validating rows that producers inserted with plain SQL.
 //! - [`read`]: looking writes up.
 
+pub mod dispatch;
 pub mod ingest;
 pub mod intake;
 pub mod read;
