@@ -95,6 +95,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             fail_after_create_rate: args.fail_after_create_rate,
             hang_after_create_rate: args.hang_after_create_rate,
             latency: args.latency,
+            whole_batch_errors: false,
         },
     };
     let shutdown = CancellationToken::new();

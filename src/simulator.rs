@@ -37,6 +37,9 @@ pub struct SimFaults {
     /// Added to every request.
     #[serde(with = "humantime_serde")]
     pub latency: Duration,
+    /// Answer any invalid input with a whole-batch 400 (as HubSpot does for requests
+    /// without trace ids), instead of a 207 naming it.
+    pub whole_batch_errors: bool,
 }
 
 /// The simulator's settings.
@@ -321,7 +324,7 @@ fn create_inputs(
         .iter()
         .filter_map(|i| i.trace_id.as_deref())
         .collect();
-    let per_input = traced.len() == inputs.len();
+    let per_input = traced.len() == inputs.len() && !faults.whole_batch_errors;
     let mut errors = Vec::new();
     let mut valid = Vec::new();
     for input in &inputs {

@@ -105,25 +105,27 @@ impl Store {
         })
     }
 
-    /// Makes every commit made so far durable: fsyncs the WAL file, then the database file
-    /// (which holds whatever a checkpoint already moved out of the WAL).
+    /// Makes every commit made so far durable: fsyncs the WAL file.
     ///
     /// fsync flushes the file, not the descriptor, so syncing through our own descriptor
-    /// covers what SQLite wrote through its own. A missing WAL file means the last
-    /// connection checkpointed and removed it; the database file then holds everything.
+    /// covers what SQLite wrote through its own. A commit's frames stay in the WAL until a
+    /// *completed* checkpoint has copied them into the database and fsync'd it (SQLite does
+    /// that at `synchronous = NORMAL`); only then is the WAL reused or removed. So a commit
+    /// is durable either in the WAL this syncs or in the already-synced database file. A
+    /// missing WAL file means the last connection checkpointed and removed it.
+    ///
+    /// The database file itself is never opened here: closing any descriptor of it would
+    /// drop every POSIX lock this process holds on it, SQLite's included.
     pub async fn sync_wal(&self) -> Result<(), StoreError> {
-        let db = self.path.clone();
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         let synced = tokio::task::spawn_blocking(move || {
-            let mut wal = db.as_os_str().to_owned();
-            wal.push("-wal");
-            for path in [PathBuf::from(wal), db] {
-                match std::fs::File::open(&path).and_then(|f| f.sync_data()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(StoreError::Sync { path, source }),
-                }
+            match std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(StoreError::Sync { path: wal, source }),
             }
-            Ok(())
         })
         .await;
         synced.unwrap_or_else(|e| {

@@ -1,0 +1,405 @@
+//! Sending, end to end: the daemon (in this process) against the HubSpot simulator on
+//! 127.0.0.1:0, through every kind of answer HubSpot gives.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{InProcess, eventually};
+use hubspot_outbox::simulator::{SimFaults, SimOptions};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// A simulator on a free port; dropped with the test's runtime.
+struct Simulator {
+    addr: SocketAddr,
+    http: reqwest::Client,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Simulator {
+    async fn start(options: SimOptions) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(hubspot_outbox::simulator::serve(
+            listener,
+            options,
+            stop.clone(),
+        ));
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn objects(&self, object_type: &str) -> Vec<Value> {
+        let v: Value = serde_json::from_slice(
+            &self
+                .http
+                .get(format!("{}/crm/v3/objects/{object_type}", self.url()))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        v["results"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn stats(&self) -> Value {
+        serde_json::from_slice(
+            &self
+                .http
+                .get(format!("{}/_sim/stats", self.url()))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    async fn control(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+}
+
+/// Daemon settings for fast tests, pointed at `sim`.
+fn fast(sim: &Simulator, extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("HUBSPOT_ACCESS_TOKEN".into(), "sim-token".into()),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL".into(), sim.url()),
+        (
+            "HUBSPOT_OUTBOX__HUBSPOT__REQUEST_TIMEOUT".into(),
+            "2s".into(),
+        ),
+        (
+            "HUBSPOT_OUTBOX__HUBSPOT__AUTH_RETRY_INTERVAL".into(),
+            "200ms".into(),
+        ),
+        (
+            "HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL".into(),
+            "50".into(),
+        ),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__INTERVAL".into(), "1s".into()),
+        ("HUBSPOT_OUTBOX__BATCHING__LINGER".into(), "20ms".into()),
+        (
+            "HUBSPOT_OUTBOX__RETRY__INITIAL_BACKOFF".into(),
+            "100ms".into(),
+        ),
+        ("HUBSPOT_OUTBOX__RETRY__MAX_BACKOFF".into(), "400ms".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+async fn start_daemon(env: &[(String, String)]) -> InProcess {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    InProcess::start_with(&pairs).await
+}
+
+async fn enqueue(d: &InProcess, writes: Vec<Value>) {
+    let mut c = d.client().await;
+    let a = c.post_json(Value::Array(writes).to_string()).await.unwrap();
+    assert_eq!(a.status, 202, "{:?}", a.body);
+}
+
+async fn sql_count(d: &InProcess, filter: &str) -> i64 {
+    let out = common::sqlite3(
+        &d.db_path(),
+        &format!("SELECT count(*) FROM outbox WHERE {filter}"),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+async fn sql(d: &InProcess, query: &str) -> String {
+    let out = common::sqlite3(&d.db_path(), query);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+async fn settled(d: &InProcess, total: i64) {
+    eventually("every write settled", || async {
+        sql_count(d, "state IN ('succeeded', 'failed')").await == total
+    })
+    .await;
+}
+
+fn contact(i: usize) -> Value {
+    json!({"objectType": "contacts", "properties": {"email": format!("c{i}@example.com"), "firstname": format!("F{i}")},
+           "objectWriteTraceId": format!("c-{i}")})
+}
+
+#[tokio::test]
+async fn a_mixed_207_batch_fails_the_bad_input_and_creates_the_rest() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    let mut writes: Vec<Value> = (0..10).map(contact).collect();
+    writes[4]["properties"]["unknown_colour"] = json!("red");
+    enqueue(&d, writes).await;
+    settled(&d, 10).await;
+    assert_eq!(
+        sql_count(&d, "state = 'succeeded' AND hubspot_id IS NOT NULL").await,
+        9
+    );
+    let failed = sql(
+        &d,
+        "SELECT trace_id, last_error FROM outbox WHERE state = 'failed'",
+    )
+    .await;
+    assert!(
+        failed.starts_with("c-4|VALIDATION_ERROR: ") && failed.contains("unknown_colour"),
+        "{failed}"
+    );
+    let history = d.store.error_history("c-4").await.unwrap();
+    assert_eq!((history.len(), history[0].status), (1, 207));
+    assert!(history[0].raw.contains("PROPERTY_DOESNT_EXIST"));
+    assert_eq!(sim.objects("contacts").await.len(), 9);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_whole_batch_400_is_split_until_the_one_bad_input_fails() {
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            whole_batch_errors: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    let mut writes: Vec<Value> = (0..50).map(contact).collect();
+    writes[31]["properties"]["unknown_field"] = json!("x");
+    enqueue(&d, writes).await;
+    settled(&d, 50).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 49);
+    assert_eq!(
+        sql(&d, "SELECT trace_id FROM outbox WHERE state = 'failed'").await,
+        "c-31"
+    );
+    assert!(
+        sql(&d, "SELECT last_error FROM outbox WHERE trace_id = 'c-31'")
+            .await
+            .contains("HTTP 400")
+    );
+    assert_eq!(
+        sql_count(&d, "attempts > 1").await,
+        0,
+        "splitting counts no attempt"
+    );
+    assert_eq!(sim.objects("contacts").await.len(), 49);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_409_for_an_existing_contact_is_adopted_with_its_id() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon(&fast(
+        &sim,
+        &[(
+            "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
+            "email",
+        )],
+    ))
+    .await;
+    enqueue(&d, vec![contact(1)]).await;
+    settled(&d, 1).await;
+    let first_id = sql(&d, "SELECT hubspot_id FROM outbox WHERE trace_id = 'c-1'").await;
+    let mut again = contact(1);
+    again["objectWriteTraceId"] = json!("c-1-again");
+    enqueue(&d, vec![again, contact(2), contact(3)]).await;
+    settled(&d, 4).await;
+    assert_eq!(
+        sql(
+            &d,
+            "SELECT state, hubspot_id FROM outbox WHERE trace_id = 'c-1-again'"
+        )
+        .await,
+        format!("succeeded|{first_id}")
+    );
+    assert!(
+        sql(&d, "SELECT note FROM outbox WHERE trace_id = 'c-1-again'")
+            .await
+            .contains("already existed")
+    );
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 4);
+    assert_eq!(
+        sim.objects("contacts").await.len(),
+        3,
+        "no duplicate was created"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_storm_fails_nothing_and_counts_no_attempt() {
+    // HubSpot allows less than the daemon was told: every excess request gets a 429.
+    let sim = Simulator::start(SimOptions {
+        requests_per_interval: 3,
+        interval: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "5")])).await;
+    enqueue(&d, (0..60).map(contact).collect()).await;
+    settled(&d, 60).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 60);
+    assert_eq!(
+        sql_count(&d, "attempts != 1").await,
+        0,
+        "429s counted no attempt"
+    );
+    let stats = sim.stats().await;
+    assert!(
+        stats["by_status"]["429"].as_u64().unwrap_or(0) > 0,
+        "{stats}"
+    );
+    assert!(
+        sql(
+            &d,
+            "SELECT count(*) FROM error_history WHERE http_status = 429"
+        )
+        .await
+        .parse::<u32>()
+        .unwrap()
+            > 0
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_401_fails_nothing_and_sending_resumes_when_the_token_works() {
+    let sim = Simulator::start(SimOptions {
+        token: "another-token".into(),
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    enqueue(&d, (0..20).map(contact).collect()).await;
+    eventually("a 401 was met and recorded", || async {
+        sql(&d, "SELECT kind FROM pauses WHERE scope = 'all'").await == "unauthorized"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sql_count(&d, "state = 'failed'").await, 0);
+    assert_eq!(sql_count(&d, "state = 'pending'").await, 20);
+    let unauthorized = sim.stats().await["by_status"]["401"].as_u64().unwrap();
+    assert!(
+        unauthorized <= 4,
+        "one probe per retry interval, not a storm: {unauthorized}"
+    );
+    sim.control("/_sim/token", json!({"token": "sim-token"}))
+        .await;
+    settled(&d, 20).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 20);
+    assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_back_off_until_they_succeed() {
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            fail_rate: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    enqueue(&d, (0..10).map(contact).collect()).await;
+    eventually("a retry is scheduled", || async {
+        sql_count(&d, "attempts >= 2 AND state = 'pending'").await == 10
+    })
+    .await;
+    assert!(
+        sql(&d, "SELECT last_error FROM outbox LIMIT 1")
+            .await
+            .contains("HTTP 503")
+    );
+    sim.control("/_sim/faults", json!({})).await;
+    settled(&d, 10).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 10);
+    assert_eq!(sim.objects("contacts").await.len(), 10);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_ids() {
+    for echo in [true, false] {
+        let sim = Simulator::start(SimOptions {
+            echo_trace_ids: echo,
+            ..Default::default()
+        })
+        .await;
+        let d = start_daemon(&fast(&sim, &[])).await;
+        enqueue(&d, (0..100).map(contact).collect()).await;
+        settled(&d, 100).await;
+        let created: std::collections::HashMap<String, String> = sim
+            .objects("contacts")
+            .await
+            .iter()
+            .map(|o| {
+                (
+                    o["id"].as_str().unwrap().to_owned(),
+                    o["properties"]["email"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let rows = sql(
+            &d,
+            "SELECT hubspot_id, json_extract(properties, '$.email') FROM outbox",
+        )
+        .await;
+        for line in rows.lines() {
+            let (id, email) = line.split_once('|').unwrap();
+            assert_eq!(
+                created.get(id).map(String::as_str),
+                Some(email),
+                "echo={echo}: {line}"
+            );
+        }
+        d.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_object_type_fails_its_writes_and_not_the_others() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    enqueue(
+        &d,
+        vec![
+            json!({"objectType": "widgets", "properties": {"a": "1"}}),
+            json!({"objectType": "widgets", "properties": {"a": "2"}}),
+            json!({"objectType": "deals", "properties": {"dealname": "x"}}),
+        ],
+    )
+    .await;
+    settled(&d, 3).await;
+    assert_eq!(sql_count(&d, "object_type = 'widgets' AND state = 'failed' AND last_error LIKE '%Unable to infer object type%'").await, 2);
+    assert_eq!(
+        sql_count(&d, "object_type = 'deals' AND state = 'succeeded'").await,
+        1
+    );
+    d.stop().await;
+}
