@@ -1,0 +1,170 @@
+//! SIGKILL while batches are in flight, then a restart: the real binary against the
+//! simulator (served by this test process on 127.0.0.1:0).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{Daemon, eventually, sqlite3};
+use hubspot_outbox::simulator::{SimFaults, SimOptions};
+use hubspot_outbox::socket::client::SocketClient;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+async fn simulator(latency: Duration) -> (String, tokio_util::sync::DropGuard) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let options = SimOptions {
+        faults: SimFaults {
+            latency,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    tokio::spawn(hubspot_outbox::simulator::serve(
+        listener,
+        options,
+        stop.clone(),
+    ));
+    (url, stop.drop_guard())
+}
+
+async fn created(url: &str, object_type: &str) -> Vec<Value> {
+    let body = reqwest::get(format!("{url}/crm/v3/objects/{object_type}"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice::<Value>(&body).unwrap()["results"]
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+fn count(db: &std::path::Path, filter: &str) -> usize {
+    let out = sqlite3(db, &format!("SELECT count(*) FROM outbox WHERE {filter}"));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn lines(db: &std::path::Path, query: &str) -> Vec<String> {
+    let out = sqlite3(db, query);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Enqueues `n` writes, kills the daemon while batches are in flight, restarts it and
+/// waits until every write succeeded. Returns the trace ids that were in flight at the kill.
+async fn kill_while_sending(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    writes: Vec<Value>,
+) -> HashSet<String> {
+    let n = writes.len();
+    let daemon = Daemon::start_with(dir, env).await;
+    let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
+    assert_eq!(
+        c.post_json(Value::Array(writes).to_string())
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    let db = daemon.database.clone();
+    eventually("batches in flight after some succeeded", || async {
+        count(&db, "state = 'in_flight'") > 0 && count(&db, "state = 'succeeded'") > 0
+    })
+    .await;
+    daemon.kill();
+    let in_flight: HashSet<String> =
+        lines(&db, "SELECT trace_id FROM outbox WHERE state = 'in_flight'")
+            .into_iter()
+            .collect();
+    assert!(!in_flight.is_empty());
+    let daemon = Daemon::start_with(dir, env).await;
+    eventually("every write succeeded after the restart", || async {
+        count(&db, "state = 'succeeded'") == n
+    })
+    .await;
+    let history = lines(
+        &db,
+        "SELECT count(*) FROM error_history WHERE message LIKE 'interrupted%'",
+    );
+    assert_eq!(
+        history,
+        [in_flight.len().to_string()],
+        "each interrupted write has it in its history"
+    );
+    assert!(daemon.terminate().success());
+    in_flight
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_unique_property_a_kill_while_sending_creates_no_duplicate() {
+    let (url, _sim) = simulator(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
+        ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
+        ("HUBSPOT_OUTBOX__RETRY__INITIAL_BACKOFF", "50ms"),
+        (
+            "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
+            "email",
+        ),
+    ];
+    let writes: Vec<Value> = (0..200)
+        .map(|i| json!({"objectType": "contacts", "properties": {"email": format!("k{i}@example.com")}, "objectWriteTraceId": format!("k{i}")}))
+        .collect();
+    kill_while_sending(dir.path(), &env, writes).await;
+    let objects = created(&url, "contacts").await;
+    let emails: HashSet<&str> = objects
+        .iter()
+        .map(|o| o["properties"]["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (objects.len(), emails.len()),
+        (200, 200),
+        "exactly one object per write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_unique_property_duplicates_come_only_from_writes_in_flight_at_the_kill() {
+    let (url, _sim) = simulator(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
+        ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
+        ("HUBSPOT_OUTBOX__RETRY__INITIAL_BACKOFF", "50ms"),
+    ];
+    let writes: Vec<Value> = (0..200)
+        .map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}, "objectWriteTraceId": format!("d{i}")}))
+        .collect();
+    let in_flight = kill_while_sending(dir.path(), &env, writes).await;
+    let mut per_name: HashMap<String, usize> = HashMap::new();
+    for o in created(&url, "deals").await {
+        *per_name
+            .entry(o["properties"]["dealname"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(per_name.len(), 200, "every write was created");
+    for (name, n) in per_name {
+        assert!(n <= 2, "{name} created {n} times");
+        if n == 2 {
+            assert!(
+                in_flight.contains(&name),
+                "{name} was duplicated but was not in flight at the kill"
+            );
+        }
+    }
+}
