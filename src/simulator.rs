@@ -95,6 +95,8 @@ struct Sim {
     window: Mutex<VecDeque<Instant>>,
     daily_used: Mutex<u64>,
     objects: Mutex<HashMap<String, Vec<SimObject>>>,
+    /// (object type, lowercased unique value) → id, so conflict checks stay cheap.
+    unique_index: Mutex<HashMap<(String, String), String>>,
     next_id: Mutex<u64>,
     stats: Mutex<SimStats>,
 }
@@ -139,6 +141,7 @@ pub fn router(options: SimOptions) -> Router {
         window: Mutex::new(VecDeque::new()),
         daily_used: Mutex::new(0),
         objects: Mutex::new(HashMap::new()),
+        unique_index: Mutex::new(HashMap::new()),
         next_id: Mutex::new(1000),
         stats: Mutex::new(SimStats::default()),
     });
@@ -343,22 +346,20 @@ fn create_inputs(
         return error_body(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", &message);
     }
     let mut objects = sim.objects.lock().expect("lock");
+    let mut index = sim.unique_index.lock().expect("lock");
     let stored = objects.entry(object_type.to_owned()).or_default();
-    if let Some(unique) = unique_property(object_type) {
+    let unique = unique_property(object_type);
+    if let Some(unique) = unique {
         let mut seen = HashSet::new();
         for input in &valid {
             let Some(value) = input.properties.get(unique).map(|v| v.to_lowercase()) else {
                 continue;
             };
-            if let Some(existing) = stored.iter().find(|o| {
-                o.properties
-                    .get(unique)
-                    .is_some_and(|v| v.to_lowercase() == value)
-            }) {
+            if let Some(existing) = index.get(&(object_type.to_owned(), value.clone())) {
                 return error_body(
                     StatusCode::CONFLICT,
                     "OBJECT_ALREADY_EXISTS",
-                    &format!("Contact already exists. Existing ID: {}", existing.id),
+                    &format!("Contact already exists. Existing ID: {existing}"),
                 );
             }
             if !seen.insert(value) {
@@ -382,6 +383,9 @@ fn create_inputs(
             properties: input.properties.clone(),
             object_write_trace_id: input.trace_id.clone(),
         };
+        if let Some(value) = unique.and_then(|u| object.properties.get(u)) {
+            index.insert((object_type.to_owned(), value.to_lowercase()), id.clone());
+        }
         stored.push(object.clone());
         let mut props: serde_json::Map<String, Value> = object
             .properties
@@ -398,6 +402,7 @@ fn create_inputs(
         }
         results.push(result);
     }
+    drop(index);
     drop(objects);
     sim.stats.lock().expect("lock").inputs_created += results.len() as u64;
     if rand::random::<f64>() < faults.hang_after_create_rate {

@@ -164,23 +164,37 @@ impl Store {
         let now = Utc::now();
         let now_text = timestamp(now);
         let mut tx = self.begin_write().await?;
+        // Successes, the common case, in one statement; the rest row by row.
+        let succeeded: Vec<(i64, &str, Option<&str>)> = plan
+            .updates
+            .iter()
+            .filter_map(|u| match u {
+                RowUpdate::Succeeded {
+                    id,
+                    hubspot_id,
+                    note,
+                } => Some((*id, hubspot_id.as_str(), note.as_deref())),
+                _ => None,
+            })
+            .collect();
         let mut skipped = 0;
+        if !succeeded.is_empty() {
+            let done = sqlx::query(
+                "UPDATE outbox SET state = 'succeeded', hubspot_id = s.value ->> 1, note = s.value ->> 2,
+                        attempts = attempts + 1, batch_id = NULL, split_to = NULL, updated_at = ?3
+                 FROM json_each(?2) AS s
+                 WHERE outbox.id = s.value ->> 0 AND outbox.batch_id = ?1 AND outbox.state = 'in_flight'",
+            )
+            .bind(batch_id)
+            .bind(serde_json::to_string(&succeeded).expect("tuples serialize"))
+            .bind(&now_text)
+            .execute(&mut *tx)
+            .await?;
+            skipped += succeeded.len() as u64 - done.rows_affected().min(succeeded.len() as u64);
+        }
         for update in &plan.updates {
             let done = match update {
-                RowUpdate::Succeeded { id, hubspot_id, note } => {
-                    sqlx::query(
-                        "UPDATE outbox SET state = 'succeeded', hubspot_id = ?3, note = ?4, attempts = attempts + 1,
-                                batch_id = NULL, split_to = NULL, updated_at = ?5
-                         WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
-                    )
-                    .bind(id)
-                    .bind(batch_id)
-                    .bind(hubspot_id)
-                    .bind(note)
-                    .bind(&now_text)
-                    .execute(&mut *tx)
-                    .await?
-                }
+                RowUpdate::Succeeded { .. } => continue,
                 RowUpdate::Failed { id, error, count_attempt } => {
                     sqlx::query(
                         "UPDATE outbox SET state = 'failed', last_error = ?3, attempts = attempts + ?4,

@@ -1,0 +1,317 @@
+//! Dispatch benchmark (run on demand, not in CI): `cargo bench --bench dispatch`.
+//!
+//! Starts the simulator in this process (enforcing `LIMIT` requests per `INTERVAL`, with
+//! `LATENCY` per request) and the release daemon configured with the same limit, enqueues a
+//! backlog of `BENCH_BACKLOG` (default 50,000) contacts, and waits until all succeeded.
+//! Reports, from the daemon's own batch log and the simulator's counters:
+//! - requests sent per interval ÷ the limit, over the sending span (target ≥ 0.95), and
+//!   the 429s the simulator answered (target 0);
+//! - mean inputs per request (target ≥ 99 with a backlog);
+//! - scheduler overhead per batch: the daemon's CPU time per request, and, measured in the
+//!   same run without any network, claim + reconcile + settle of one batch on a database
+//!   holding the same backlog.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hubspot_outbox::hubspot::classify::classify;
+use hubspot_outbox::reconciler::{BatchRow, OnAmbiguous, OnConflict, Policy, reconcile};
+use hubspot_outbox::retry::Backoff;
+use hubspot_outbox::scheduler::choose_rows;
+use hubspot_outbox::simulator::{SimFaults, SimOptions};
+use hubspot_outbox::socket::client::SocketClient;
+use hubspot_outbox::store::Store;
+use hubspot_outbox::store::dispatch::BatchLogEntry;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
+const LIMIT: u32 = 190;
+const INTERVAL: Duration = Duration::from_secs(10);
+const LATENCY: Duration = Duration::from_millis(300);
+
+fn backlog_size() -> usize {
+    std::env::var("BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000)
+}
+
+fn contact(i: usize) -> String {
+    json!({"objectType": "contacts", "properties": {"email": format!("user{i}@example.com"), "firstname": format!("First{i}"), "lastname": "Lastname"}, "objectWriteTraceId": format!("b-{i}")}).to_string()
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn end_to_end(dir: &Path, n: usize) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let options = SimOptions {
+        requests_per_interval: LIMIT,
+        interval: INTERVAL,
+        faults: SimFaults {
+            latency: LATENCY,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    tokio::spawn(hubspot_outbox::simulator::serve(
+        listener,
+        options,
+        stop.clone(),
+    ));
+
+    let db = dir.join("outbox.db");
+    let socket = dir.join("outbox.sock");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .env("HOME", dir)
+        .env("HUBSPOT_OUTBOX__DATABASE__PATH", &db)
+        .env("HUBSPOT_OUTBOX__SOCKET__PATH", &socket)
+        .env("HUBSPOT_OUTBOX__LOG__LEVEL", "warn")
+        .env("HUBSPOT_ACCESS_TOKEN", "sim-token")
+        .env("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", &url)
+        .env(
+            "HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL",
+            LIMIT.to_string(),
+        )
+        .env("HUBSPOT_OUTBOX__RATE_LIMIT__INTERVAL", "10s")
+        .env("HUBSPOT_OUTBOX__RATE_LIMIT__DAILY_LIMIT", "0")
+        .env(
+            "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
+            "email",
+        )
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut client = loop {
+        if let Ok(mut c) = SocketClient::connect(&socket).await
+            && c.get("/healthz").await.is_ok_and(|a| a.status == 200)
+        {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let start = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let body: String = chunk.iter().map(|i| contact(*i) + "\n").collect();
+        assert_eq!(client.post_ndjson(body).await.unwrap().status, 202);
+    }
+    let store = Store::open_read_only(&db, Duration::from_secs(5))
+        .await
+        .unwrap();
+    loop {
+        let done = sqlite_count(&db, "SELECT count(*) FROM outbox WHERE state = 'succeeded'");
+        if done == n as u64 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1800),
+            "gave up waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu_seconds(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(store);
+
+    let requests = sqlite_count(&db, "SELECT count(*) FROM batch_log");
+    let inputs = sqlite_count(
+        &db,
+        "SELECT sum(size) FROM batch_log WHERE outcome = 'created'",
+    );
+    let created_requests = sqlite_count(
+        &db,
+        "SELECT count(*) FROM batch_log WHERE outcome = 'created'",
+    );
+    let span_ms = sqlite_count(
+        &db,
+        "SELECT CAST((julianday(max(sent_at)) - julianday(min(sent_at))) * 86400000 AS INTEGER) FROM batch_log",
+    );
+    let stats: serde_json::Value = serde_json::from_slice(
+        &reqwest::get(format!("{url}/_sim/stats"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    stop.cancel();
+    // Requests per interval over the span from the first request to the last (the last
+    // request opens a window of its own, so the span covers requests - 1 gaps).
+    let per_interval =
+        (requests.saturating_sub(1)) as f64 / (span_ms as f64 / INTERVAL.as_millis() as f64);
+    println!(
+        "backlog: {n} writes, all succeeded in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    println!("| measurement | value |");
+    println!("|---|---:|");
+    println!(
+        "| limit (simulator and daemon) | {LIMIT} per {INTERVAL:?}, {LATENCY:?} latency per request |"
+    );
+    println!("| requests sent | {requests} |");
+    println!("| requests per interval, first to last request | {per_interval:.1} |");
+    println!("| ÷ limit | **{:.3}** |", per_interval / LIMIT as f64);
+    println!(
+        "| most requests in any rolling interval (simulator) | {} |",
+        stats["max_in_window"]
+    );
+    println!(
+        "| 429s answered by the simulator | **{}** |",
+        stats["by_status"]["429"].as_u64().unwrap_or(0)
+    );
+    println!(
+        "| mean inputs per request | **{:.2}** |",
+        inputs as f64 / created_requests.max(1) as f64
+    );
+    println!(
+        "| daemon CPU time per request (ingest included) | {:.2} ms |",
+        cpu * 1000.0 / requests.max(1) as f64
+    );
+}
+
+fn sqlite_count(db: &Path, sql: &str) -> u64 {
+    let out = Command::new("sqlite3")
+        .arg("-cmd")
+        .arg(".timeout 5000")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Claim + reconcile + settle of full batches on a real database with the backlog, no
+/// network: what the scheduler itself costs per batch.
+async fn overhead(dir: &Path, n: usize) {
+    let db = dir.join("overhead.db");
+    let store = Store::open(&db, Duration::from_secs(5)).await.unwrap();
+    let mut tx = store.begin_ingest().await.unwrap();
+    let rows: Vec<_> = (0..n)
+        .map(|i| hubspot_outbox::store::ingest::RowToStore {
+            trace_id: format!("b-{i}"),
+            object_type: "contacts".into(),
+            properties: format!(
+                r#"{{"email":"user{i}@example.com","firstname":"First{i}","lastname":"Lastname"}}"#
+            ),
+            associations: "[]".into(),
+        })
+        .collect();
+    tx.insert_validated(&rows).await.unwrap();
+    tx.commit().await.unwrap();
+    let policy = Policy {
+        unique_property: Some("email".into()),
+        on_conflict: OnConflict::Adopt,
+        on_ambiguous: OnAmbiguous::Resend,
+        max_attempts: 8,
+        backoff: Backoff {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(600),
+        },
+    };
+    let batches = 100;
+    let (mut claim_t, mut plan_t, mut settle_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let start = Instant::now();
+    for b in 0..batches {
+        let batch_id = format!("batch-{b}");
+        let t = Instant::now();
+        let claimed = store
+            .claim_batch(
+                "contacts",
+                200,
+                chrono::Utc::now(),
+                &batch_id,
+                "2026-11-29",
+                |c| choose_rows(c, 100, Some("email")),
+            )
+            .await
+            .unwrap();
+        claim_t += t.elapsed();
+        let t = Instant::now();
+        let results: Vec<_> = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, r)| json!({"id": format!("{b}{i}"), "properties": {}, "objectWriteTraceId": r.trace_id}))
+            .collect();
+        let body = json!({"status": "COMPLETE", "results": results}).to_string();
+        let batch: Vec<BatchRow> = claimed
+            .iter()
+            .map(|r| BatchRow {
+                id: r.id,
+                trace_id: r.trace_id.clone(),
+                attempts: 0,
+                properties: serde_json::from_str(&r.properties).unwrap(),
+            })
+            .collect();
+        let plan = reconcile(
+            &batch,
+            &classify(201, None, body.as_bytes()),
+            &policy,
+            Duration::from_secs(10),
+            0.5,
+        );
+        plan_t += t.elapsed();
+        let t = Instant::now();
+        let log = BatchLogEntry {
+            batch_id: batch_id.clone(),
+            object_type: "contacts".into(),
+            size: claimed.len(),
+            http_status: 201,
+            outcome: "created".into(),
+            duration: Duration::ZERO,
+            correlation_id: None,
+            sent_at: chrono::Utc::now(),
+        };
+        store.settle_batch(&batch_id, &plan, &log).await.unwrap();
+        settle_t += t.elapsed();
+    }
+    let per_batch = start.elapsed() / batches;
+    println!(
+        "| scheduler overhead per 100-input batch (claim + reconcile + settle, {n}-row backlog, no network) | {:.2} ms |",
+        per_batch.as_secs_f64() * 1000.0
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / batches as f64;
+    println!(
+        "| of which claim / reconcile / settle | {:.2} / {:.2} / {:.2} ms |",
+        ms(claim_t),
+        ms(plan_t),
+        ms(settle_t)
+    );
+    store.close().await;
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let n = backlog_size();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tempfile::tempdir_in(&root).unwrap();
+    end_to_end(dir.path(), n).await;
+    let dir = tempfile::tempdir_in(&root).unwrap();
+    overhead(dir.path(), n).await;
+}
