@@ -96,6 +96,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             hang_after_create_rate: args.hang_after_create_rate,
             latency: args.latency,
             whole_batch_errors: false,
+            forbidden_types: Vec::new(),
         },
     };
     let shutdown = CancellationToken::new();

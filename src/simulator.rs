@@ -40,6 +40,8 @@ pub struct SimFaults {
     /// Answer any invalid input with a whole-batch 400 (as HubSpot does for requests
     /// without trace ids), instead of a 207 naming it.
     pub whole_batch_errors: bool,
+    /// Object types the token may not write: 403 `MISSING_SCOPES`.
+    pub forbidden_types: Vec<String>,
 }
 
 /// The simulator's settings.
@@ -289,6 +291,14 @@ fn decide(
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "simulated outage",
+        );
+        return (s, v, remaining);
+    }
+    if faults.forbidden_types.iter().any(|t| t == object_type) {
+        let (s, v) = error_body(
+            StatusCode::FORBIDDEN,
+            "MISSING_SCOPES",
+            "This app hasn't been granted all required scopes to make this call.",
         );
         return (s, v, remaining);
     }

@@ -403,3 +403,128 @@ async fn an_unknown_object_type_fails_its_writes_and_not_the_others() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_403_pauses_only_its_object_type_until_the_scope_is_granted() {
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            forbidden_types: vec!["deals".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    let mut writes: Vec<Value> = (0..5).map(contact).collect();
+    writes.extend(
+        (0..5).map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}})),
+    );
+    enqueue(&d, writes).await;
+    eventually("contacts sent, deals paused", || async {
+        sql_count(&d, "object_type = 'contacts' AND state = 'succeeded'").await == 5
+            && sql(&d, "SELECT kind FROM pauses WHERE scope = 'object:deals'").await == "forbidden"
+    })
+    .await;
+    assert_eq!(
+        sql_count(
+            &d,
+            "object_type = 'deals' AND state = 'pending' AND attempts = 0"
+        )
+        .await,
+        5
+    );
+    sim.control("/_sim/faults", json!({})).await;
+    settled(&d, 10).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 10);
+    assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn retryable_errors_give_up_after_max_attempts_with_the_last_error() {
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            fail_rate: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[("HUBSPOT_OUTBOX__RETRY__MAX_ATTEMPTS", "3")])).await;
+    enqueue(&d, (0..4).map(contact).collect()).await;
+    settled(&d, 4).await;
+    assert_eq!(sql_count(&d, "state = 'failed' AND attempts = 3 AND last_error LIKE 'gave up after 3 attempts: HTTP 503%'").await, 4);
+    let history = d.store.error_history("c-0").await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn hold_parks_ambiguous_writes_as_unconfirmed_and_never_resends_them() {
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            fail_after_create_rate: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(
+        &sim,
+        &[("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold")],
+    ))
+    .await;
+    enqueue(
+        &d,
+        (0..6)
+            .map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}}))
+            .collect(),
+    )
+    .await;
+    eventually("all unconfirmed", || async {
+        sql_count(&d, "state = 'unconfirmed'").await == 6
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sql_count(&d, "state = 'unconfirmed'").await, 6);
+    assert_eq!(
+        sim.objects("deals").await.len(),
+        6,
+        "created once, never resent"
+    );
+    assert_eq!(sim.stats().await["requests"], 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let env = fast(
+        &sim,
+        &[
+            ("HUBSPOT_OUTBOX__RATE_LIMIT__DAILY_LIMIT", "3"),
+            ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "1"),
+        ],
+    );
+    let d = start_daemon(&env).await;
+    enqueue(&d, (0..6).map(contact).collect()).await;
+    eventually("the daily limit stops sending", || async {
+        sql(&d, "SELECT kind FROM pauses WHERE scope = 'all'").await == "daily_limit"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 3);
+    let d = d.restart().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        sql_count(&d, "state = 'succeeded'").await,
+        3,
+        "a restart does not reset the day's count"
+    );
+    assert_eq!(sql_count(&d, "state = 'pending'").await, 3);
+    assert_eq!(sim.stats().await["requests"], 3);
+    d.stop().await;
+}

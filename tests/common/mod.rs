@@ -72,6 +72,18 @@ impl InProcess {
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path(), extra);
+        Self::start_on(dir, config).await
+    }
+
+    /// Stops this daemon and starts a new one on the same database and settings.
+    pub async fn restart(self) -> Self {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        self.store.close().await;
+        Self::start_on(self.dir, self.config).await
+    }
+
+    async fn start_on(dir: TempDir, config: Config) -> Self {
         let store = Store::open(&config.database.path, config.database.busy_timeout)
             .await
             .unwrap();
