@@ -200,11 +200,8 @@ impl Dispatcher {
         };
         shared.limiter.acquire().await;
         for object_type in order {
-            let max = if shared.is_probe(&object_type, Utc::now()) {
-                1
-            } else {
-                batching.max_size
-            };
+            let probe = shared.is_probe(&object_type, Utc::now());
+            let max = if probe { 1 } else { batching.max_size };
             let unique = shared.config.policy(&object_type).unique_property;
             let batch_id = uuid::Uuid::now_v7().to_string();
             let day = day_key(Utc::now(), &shared.config.rate_limit.timezone);
@@ -218,6 +215,10 @@ impl Dispatcher {
                 continue;
             }
             self.count_request(&day);
+            if probe {
+                // One probe at a time: the next waits for this one's answer or the interval.
+                shared.postpone_probe(&object_type);
+            }
             *self.last_type.lock().expect("lock") = Some(object_type.clone());
             let n = rows.len();
             let task = shared.clone();
@@ -478,6 +479,19 @@ impl Shared {
             .forbidden
             .get(object_type)
             .is_none_or(|probe_at| *probe_at <= now)
+    }
+
+    /// Moves the next probe time one retry interval ahead.
+    fn postpone_probe(&self, object_type: &str) {
+        let next = Utc::now()
+            + chrono::Duration::from_std(self.config.hubspot.auth_retry_interval)
+                .unwrap_or_default();
+        let mut paused = self.paused.lock().expect("lock");
+        if paused.unauthorized.is_some() {
+            paused.unauthorized = Some(next);
+        } else if let Some(t) = paused.forbidden.get_mut(object_type) {
+            *t = next;
+        }
     }
 
     /// While the token or a type's scope is refused, a probe (a one-row request) goes at
