@@ -90,6 +90,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         interval: args.interval,
         daily_limit: args.daily_limit,
         echo_trace_ids: !args.no_echo_trace_ids,
+        rate_headers: true,
         faults: SimFaults {
             fail_rate: args.fail_rate,
             fail_after_create_rate: args.fail_after_create_rate,

@@ -54,6 +54,8 @@ pub struct SimOptions {
     pub daily_limit: u64,
     /// Whether results carry `objectWriteTraceId` (older HubSpot answers do not).
     pub echo_trace_ids: bool,
+    /// Whether answers carry `X-HubSpot-RateLimit-*` headers (HubSpot omits them at times).
+    pub rate_headers: bool,
     pub faults: SimFaults,
 }
 
@@ -65,6 +67,7 @@ impl Default for SimOptions {
             interval: Duration::from_secs(10),
             daily_limit: 0,
             echo_trace_ids: true,
+            rate_headers: true,
             faults: SimFaults::default(),
         }
     }
@@ -216,6 +219,9 @@ async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: By
         *stats.by_status.entry(status.as_u16()).or_default() += 1;
     }
     let mut response = (status, axum::Json(value)).into_response();
+    if !sim.options.rate_headers {
+        return response;
+    }
     let h = response.headers_mut();
     let num = |n: u64| HeaderValue::from_str(&n.to_string()).expect("digits");
     h.insert(
