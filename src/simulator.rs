@@ -219,7 +219,8 @@ async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: By
         *stats.by_status.entry(status.as_u16()).or_default() += 1;
     }
     let mut response = (status, axum::Json(value)).into_response();
-    if !sim.options.rate_headers {
+    // An unauthenticated request belongs to no app, so it gets no rate-limit headers.
+    if !sim.options.rate_headers || status == StatusCode::UNAUTHORIZED {
         return response;
     }
     let h = response.headers_mut();
