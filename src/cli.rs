@@ -72,6 +72,9 @@ pub struct SimulateArgs {
     /// Share of requests that create the objects and never answer (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub hang_after_create_rate: f64,
+    /// Share of requests that create the objects and then close the connection (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub close_after_create_rate: f64,
     /// Leave `objectWriteTraceId` out of results, as older HubSpot answers do.
     #[arg(long)]
     pub no_echo_trace_ids: bool,

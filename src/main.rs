@@ -64,6 +64,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         ("--fail-rate", args.fail_rate),
         ("--fail-after-create-rate", args.fail_after_create_rate),
         ("--hang-after-create-rate", args.hang_after_create_rate),
+        ("--close-after-create-rate", args.close_after_create_rate),
     ] {
         anyhow::ensure!(
             (0.0..=1.0).contains(&share),
@@ -95,6 +96,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             fail_rate: args.fail_rate,
             fail_after_create_rate: args.fail_after_create_rate,
             hang_after_create_rate: args.hang_after_create_rate,
+            close_after_create_rate: args.close_after_create_rate,
             latency: args.latency,
             whole_batch_errors: false,
             forbidden_types: Vec::new(),

@@ -34,6 +34,8 @@ pub struct SimFaults {
     pub fail_after_create_rate: f64,
     /// Share of requests that create the objects and then never answer.
     pub hang_after_create_rate: f64,
+    /// Share of requests that create the objects and then close the connection.
+    pub close_after_create_rate: f64,
     /// Added to every request.
     #[serde(with = "humantime_serde")]
     pub latency: Duration,
@@ -213,6 +215,11 @@ async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: By
         // Created, and never answered: the client times out, as after a lost connection.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
+    if status == CLOSE {
+        // Created, then the connection breaks: the body fails, and hyper drops the
+        // connection instead of finishing the answer.
+        return Response::new(axum::body::Body::new(BrokenBody));
+    }
     {
         let mut stats = sim.stats.lock().expect("lock");
         stats.requests += 1;
@@ -321,8 +328,26 @@ fn decide(
     (status, value, remaining)
 }
 
-/// A status no real answer has: "created, now hang".
+/// Statuses no real answer has: "created, now hang" and "created, now close".
 const HANG: StatusCode = StatusCode::LOOP_DETECTED;
+const CLOSE: StatusCode = StatusCode::NOT_EXTENDED;
+
+/// A response body that fails at once, so the connection is dropped mid-answer.
+struct BrokenBody;
+
+impl http_body::Body for BrokenBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other(
+            "simulated connection loss",
+        ))))
+    }
+}
 
 /// One input after schema checks.
 struct Input {
@@ -424,6 +449,9 @@ fn create_inputs(
     sim.stats.lock().expect("lock").inputs_created += results.len() as u64;
     if rand::random::<f64>() < faults.hang_after_create_rate {
         return (HANG, Value::Null);
+    }
+    if rand::random::<f64>() < faults.close_after_create_rate {
+        return (CLOSE, Value::Null);
     }
     if rand::random::<f64>() < faults.fail_after_create_rate {
         return error_body(

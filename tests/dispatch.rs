@@ -530,3 +530,40 @@ async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
     assert_eq!(sim.stats().await["requests"], 3);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_lost_after_creating_is_resent_and_adopted_without_duplicates() {
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            close_after_create_rate: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(
+        &sim,
+        &[(
+            "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
+            "email",
+        )],
+    ))
+    .await;
+    enqueue(&d, (0..10).map(contact).collect()).await;
+    settled(&d, 10).await;
+    assert_eq!(
+        sql_count(&d, "state = 'succeeded' AND note LIKE 'already existed%'").await,
+        10
+    );
+    assert_eq!(
+        sim.objects("contacts").await.len(),
+        10,
+        "created once each, adopted on resend"
+    );
+    let first = d.store.error_history("c-0").await.unwrap();
+    assert_eq!(
+        first[0].status, 0,
+        "the lost answer is in the history: {first:?}"
+    );
+    d.stop().await;
+}
