@@ -38,6 +38,60 @@ pub enum Command {
         #[arg(long, default_value_t = 5000)]
         chunk_size: usize,
     },
+    /// Counts by state and object type, sending rates, rate-limit use, pauses.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Failed writes with their error, newest first.
+    Failed {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One write: its state, HubSpot id and whole history of errors.
+    Show {
+        trace_id: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put failed or unconfirmed writes back in the queue (attempts reset).
+    Retry {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Fix a property of this one write before replaying it (with --set).
+        #[arg(long, value_name = "TRACE_ID", conflicts_with_all = ["trace_ids", "failed", "unconfirmed"])]
+        edit: Option<String>,
+        /// NAME=VALUE, with --edit; repeat for several properties.
+        #[arg(long = "set", value_name = "NAME=VALUE", requires = "edit")]
+        set: Vec<String>,
+    },
+    /// Give up failed or unconfirmed writes: marked discarded, kept for the record.
+    Discard {
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Delete succeeded writes (and their history) older than a duration.
+    Purge {
+        /// e.g. 30d; failed writes are never purged here.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        succeeded_older_than: std::time::Duration,
+        /// Count only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Validate the configuration and print the effective values (token redacted).
+    CheckConfig {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a local stand-in for HubSpot's batch create, to try the daemon without an
     /// account (point `hubspot.base_url` at it and use its token).
     Simulate(SimulateArgs),
@@ -78,4 +132,43 @@ pub struct SimulateArgs {
     /// Leave `objectWriteTraceId` out of results, as older HubSpot answers do.
     #[arg(long)]
     pub no_echo_trace_ids: bool,
+}
+
+/// Filters of failed (or unconfirmed) writes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Only this object type.
+    #[arg(long)]
+    pub object_type: Option<String>,
+    /// Only this error category (e.g. VALIDATION_ERROR, INVALID_WRITE).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only writes that failed since then: a duration (`2h`) or a time (`2026-11-29T10:00:00Z`).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<i64>,
+}
+
+/// Which writes `retry` and `discard` act on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectArgs {
+    /// These writes (failed or unconfirmed ones).
+    #[arg(value_name = "TRACE_ID")]
+    pub trace_ids: Vec<String>,
+    /// Every failed write matching the filters.
+    #[arg(long, conflicts_with = "unconfirmed")]
+    pub failed: bool,
+    /// Every unconfirmed write matching the filters.
+    #[arg(long)]
+    pub unconfirmed: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only count what would change.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }

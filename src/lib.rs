@@ -15,6 +15,7 @@
 //! - [`socket`]: the HTTP API on the Unix socket, and its client.
 //! - [`store`]: every SQL statement.
 //! - [`enqueue`]: the `enqueue` command.
+//! - [`ops`]: the operator commands (status, failed, show, retry, discard, purge, ...).
 //! - [`dispatcher`]: the sending loop (claim, rate-limit, send, settle, pause).
 //! - [`limiter`]: the burst rate limit, adapting to HubSpot's headers.
 //! - [`sender`]: one batch, one HTTP call.
@@ -36,6 +37,7 @@ pub mod intake;
 pub mod limiter;
 pub mod lock;
 pub mod model;
+pub mod ops;
 pub mod reconciler;
 pub mod retry;
 pub mod scheduler;

@@ -14,7 +14,7 @@ use hubspot_outbox::cli::{Cli, Command, SimulateArgs};
 use hubspot_outbox::config::{Config, LogFormat, ProcessEnv};
 use hubspot_outbox::enqueue::{Summary, enqueue};
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
-use hubspot_outbox::{app, enqueue};
+use hubspot_outbox::{app, enqueue, ops};
 
 /// mimalloc: ingest allocates and frees many small strings per write; with glibc's malloc
 /// about 15% of the bulk path went to the allocator's own bookkeeping (measured with perf).
@@ -34,7 +34,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hubspot-outbox: {e:#}");
-            ExitCode::FAILURE
+            // Usage errors exit 2, like clap's own; everything else 1.
+            match e.downcast_ref::<ops::OpsError>() {
+                Some(ops::OpsError::Usage(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -56,7 +60,51 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             run_enqueue(&config, file.as_deref(), chunk_size).await
         }
         Command::Simulate(_) => unreachable!("handled above"),
+        Command::Status { json } => print(ops::status(&config, json).await?),
+        Command::Failed { filter, json } => print(ops::failed(&config, &filter, json).await?),
+        Command::Show { trace_id, json } => print(ops::show(&config, &trace_id, json).await?),
+        Command::Retry {
+            select,
+            edit: Some(trace_id),
+            set,
+        } => print(ops::edit(&config, &trace_id, &set, select.json).await?),
+        Command::Retry { select, .. } => print(ops::change(&config, &select, false).await?),
+        Command::Discard { select } => print(ops::change(&config, &select, true).await?),
+        Command::Purge {
+            succeeded_older_than,
+            dry_run,
+        } => print(ops::purge(&config, succeeded_older_than, dry_run).await?),
+        Command::Migrate => {
+            if let Some(dir) = config
+                .database
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            }
+            let store = hubspot_outbox::store::Store::open(
+                &config.database.path,
+                config.database.busy_timeout,
+            )
+            .await?;
+            store.close().await;
+            print(vec![format!(
+                "database `{}` is up to date",
+                config.database.path.display()
+            )])
+        }
+        Command::CheckConfig { json } => print(ops::check_config(&config, json)),
     }
+}
+
+/// Prints a command's output lines to stdout.
+fn print(lines: Vec<String>) -> anyhow::Result<ExitCode> {
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {

@@ -64,7 +64,7 @@ impl Store {
                     .await?
                 }
                 Validation::Reject { id, error } => {
-                    sqlx::query(
+                    let done = sqlx::query(
                         "UPDATE outbox SET state = 'failed', last_error = ?2, validated = 1,
                                 updated_at = ?3
                          WHERE id = ?1 AND validated = 0",
@@ -73,7 +73,19 @@ impl Store {
                     .bind(error)
                     .bind(&now)
                     .execute(&mut *tx)
-                    .await?
+                    .await?;
+                    // The history says why, like any other failure (attempt 0: never sent).
+                    sqlx::query(
+                        "INSERT INTO error_history (trace_id, attempt, http_status, category, message)
+                         SELECT trace_id, 0, 0, 'INVALID_WRITE', ?2 FROM outbox
+                         WHERE id = ?1 AND ?3 > 0",
+                    )
+                    .bind(id)
+                    .bind(error)
+                    .bind(done.rows_affected() as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                    done
                 }
             };
             changed += done.rows_affected();

@@ -4,11 +4,13 @@
 //! - [`dispatch`]: claiming batches, settling them, pauses and the daily count.
 //! - [`ingest`]: storing accepted writes (group commit, idempotency look-ups).
 //! - [`intake`]: validating rows that producers inserted with plain SQL.
+//! - [`ops`]: what operators ask and change (status, failed, retry, discard, purge).
 //! - [`read`]: looking writes up.
 
 pub mod dispatch;
 pub mod ingest;
 pub mod intake;
+pub mod ops;
 pub mod read;
 
 use std::path::{Path, PathBuf};

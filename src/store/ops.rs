@@ -1,0 +1,260 @@
+//! What operators ask of the outbox and do to it: counts, failed writes, putting writes
+//! back in the queue, giving them up, and retention. Every change is one short
+//! `BEGIN IMMEDIATE` transaction, safe while the daemon runs.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, timestamp};
+
+/// Writes per object type and state.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DepthRow {
+    pub object_type: String,
+    pub state: String,
+    pub writes: i64,
+}
+
+/// One failed write, as the `failed_writes` view shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedRow {
+    #[serde(rename = "objectWriteTraceId")]
+    pub trace_id: String,
+    pub object_type: String,
+    pub attempts: i64,
+    pub category: Option<String>,
+    pub message: Option<String>,
+    pub correlation_id: Option<String>,
+    pub failed_at: String,
+}
+
+/// Which writes an operator command is about.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub object_type: Option<String>,
+    pub category: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+}
+
+/// Requests and writes sent since some time, from the batch log.
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow, serde::Serialize)]
+pub struct Sent {
+    pub requests: i64,
+    pub writes: i64,
+}
+
+/// The set of writes `retry` and `discard` act on.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    TraceIds(Vec<String>),
+    Failed(Filter),
+    Unconfirmed(Filter),
+}
+
+impl Store {
+    /// Writes per object type and state.
+    pub async fn queue_depth(&self) -> Result<Vec<DepthRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT object_type, state, writes FROM queue_depth ORDER BY object_type, state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// When the oldest pending write was created.
+    pub async fn oldest_pending(&self) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT min(created_at) FROM outbox WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Requests sent and writes they carried since `since`.
+    pub async fn sent_since(&self, since: DateTime<Utc>) -> Result<Sent, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT count(*) AS requests, coalesce(sum(size), 0) AS writes FROM batch_log WHERE sent_at >= ?1",
+        )
+        .bind(timestamp(since))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Failed writes matching `filter`, newest first.
+    pub async fn failed_writes(&self, filter: &Filter) -> Result<Vec<FailedRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT trace_id, object_type, attempts, category, message, correlation_id, failed_at
+             FROM failed_writes
+             WHERE (?1 IS NULL OR object_type = ?1) AND (?2 IS NULL OR category = ?2)
+               AND (?3 IS NULL OR failed_at >= ?3)
+             ORDER BY failed_at DESC LIMIT coalesce(?4, -1)",
+        )
+        .bind(&filter.object_type)
+        .bind(&filter.category)
+        .bind(filter.since.map(timestamp))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How many writes `selection` holds (what `--dry-run` reports).
+    pub async fn count_selection(&self, selection: &Selection) -> Result<u64, StoreError> {
+        let (sql, args) = selection_sql(Op::Count, selection);
+        let mut query = sqlx::query_scalar::<_, i64>(sql);
+        for a in args {
+            query = query.bind(a);
+        }
+        Ok(query.fetch_one(&self.pool).await?.max(0) as u64)
+    }
+
+    /// Puts the selected `failed` or `unconfirmed` writes back to `pending`, attempts reset.
+    pub async fn retry_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
+        self.change_selection(Op::Retry, selection).await
+    }
+
+    /// Marks the selected `failed` or `unconfirmed` writes `discarded`: given up, kept.
+    pub async fn discard_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
+        self.change_selection(Op::Discard, selection).await
+    }
+
+    async fn change_selection(&self, op: Op, selection: &Selection) -> Result<u64, StoreError> {
+        let (sql, args) = selection_sql(op, selection);
+        let mut query = sqlx::query(sql);
+        for a in args {
+            query = query.bind(a);
+        }
+        let mut tx = self.begin_write().await?;
+        let done = query.bind(timestamp(Utc::now())).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Replaces a `failed` or `unconfirmed` write's properties with `properties` (already
+    /// validated and canonical) and puts it back to `pending`. Returns whether it changed.
+    pub async fn edit_and_retry(
+        &self,
+        trace_id: &str,
+        properties: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE outbox SET properties = ?2, state = 'pending', attempts = 0, next_attempt_at = ?3,
+                    split_to = NULL, batch_id = NULL, updated_at = ?3
+             WHERE trace_id = ?1 AND state IN ('failed', 'unconfirmed')",
+        )
+        .bind(trace_id)
+        .bind(properties)
+        .bind(timestamp(Utc::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many `succeeded` writes were last changed before `before`.
+    pub async fn count_succeeded_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE state = 'succeeded' AND updated_at < ?1",
+        )
+        .bind(timestamp(before))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Deletes `succeeded` writes last changed before `before`, with their error history
+    /// and the batch-log lines older than that. Failed writes are never purged here.
+    pub async fn purge_succeeded(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = timestamp(before);
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM error_history WHERE trace_id IN
+               (SELECT trace_id FROM outbox WHERE state = 'succeeded' AND updated_at < ?1)",
+        )
+        .bind(&before)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM outbox WHERE state = 'succeeded' AND updated_at < ?1")
+            .bind(&before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM batch_log WHERE sent_at < ?1")
+            .bind(&before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+// The two ways of selecting writes. Parameters: ?1 the trace ids as a JSON array, or ?1..?4
+// object type, category, since, limit with ?5 the state; ?6 is the time of the change.
+macro_rules! by_ids {
+    () => {
+        " WHERE state IN ('failed', 'unconfirmed') AND trace_id IN (SELECT value FROM json_each(?1))"
+    };
+}
+macro_rules! by_filter {
+    () => {
+        " WHERE state = ?5 AND trace_id IN (
+            SELECT o.trace_id FROM outbox AS o LEFT JOIN failed_writes AS f ON f.trace_id = o.trace_id
+            WHERE o.state = ?5 AND (?1 IS NULL OR o.object_type = ?1) AND (?2 IS NULL OR f.category = ?2)
+              AND (?3 IS NULL OR o.updated_at >= ?3)
+            ORDER BY o.updated_at DESC LIMIT coalesce(CAST(?4 AS INTEGER), -1))"
+    };
+}
+macro_rules! count_head {
+    () => {
+        "SELECT count(*) FROM outbox"
+    };
+}
+macro_rules! retry_head {
+    () => {
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?6, split_to = NULL,
+                batch_id = NULL, updated_at = ?6"
+    };
+}
+macro_rules! discard_head {
+    () => {
+        "UPDATE outbox SET state = 'discarded', updated_at = ?6"
+    };
+}
+
+/// The operation a selection is used for.
+#[derive(Clone, Copy)]
+enum Op {
+    Count,
+    Retry,
+    Discard,
+}
+
+/// The constant statement for an operation on a selection, and its parameters ?1..?5.
+fn selection_sql(op: Op, selection: &Selection) -> (&'static str, Vec<Option<String>>) {
+    let by_id = matches!(selection, Selection::TraceIds(_));
+    let sql = match (op, by_id) {
+        (Op::Count, true) => concat!(count_head!(), by_ids!()),
+        (Op::Count, false) => concat!(count_head!(), by_filter!()),
+        (Op::Retry, true) => concat!(retry_head!(), by_ids!()),
+        (Op::Retry, false) => concat!(retry_head!(), by_filter!()),
+        (Op::Discard, true) => concat!(discard_head!(), by_ids!()),
+        (Op::Discard, false) => concat!(discard_head!(), by_filter!()),
+    };
+    let (filter, state) = match selection {
+        Selection::TraceIds(ids) => {
+            let ids = serde_json::to_string(ids).expect("strings serialize");
+            return (sql, vec![Some(ids), None, None, None, None]);
+        }
+        Selection::Failed(f) => (f, "failed"),
+        Selection::Unconfirmed(f) => (f, "unconfirmed"),
+    };
+    let args = vec![
+        filter.object_type.clone(),
+        filter.category.clone(),
+        filter.since.map(timestamp),
+        filter.limit.map(|l| l.to_string()),
+        Some(state.to_owned()),
+    ];
+    (sql, args)
+}
