@@ -2,7 +2,6 @@
 //! socket, start the tasks, and on shutdown stop them in the order that loses nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
@@ -113,7 +112,7 @@ pub async fn serve(
                 sender,
                 work.clone(),
             ));
-            let drain = config.hubspot.request_timeout + Duration::from_secs(5);
+            let drain = config.shutdown.drain_timeout;
             Some(tokio::spawn(dispatcher.run(shutdown.clone(), drain)))
         }
         None => None,

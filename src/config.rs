@@ -60,6 +60,7 @@ struct RawSettings {
     retry: RawRetry,
     objects: BTreeMap<String, RawObject>,
     log: LogSettings,
+    shutdown: Shutdown,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +215,24 @@ impl Default for Limits {
     }
 }
 
+/// How the daemon stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shutdown {
+    /// After SIGTERM/SIGINT, how long requests in flight to HubSpot may take to finish and
+    /// be reconciled; whatever is still in flight then is recovered at the next start.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// How the daemon logs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -254,6 +273,7 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Per object type settings (`[objects.<type>]`); types not listed use the defaults.
     pub objects: BTreeMap<String, ObjectConfig>,
+    pub shutdown: Shutdown,
 }
 
 #[derive(Debug, Clone)]
@@ -490,6 +510,7 @@ impl Config {
             batching: raw.batching,
             retry,
             objects,
+            shutdown: raw.shutdown,
         })
     }
 }

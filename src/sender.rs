@@ -33,6 +33,8 @@ pub enum Sent {
 pub enum SenderError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("the access token holds characters an HTTP header cannot carry")]
+    Token,
     #[error("row {trace_id} holds JSON that cannot be sent: {error}")]
     BadRow { trace_id: String, error: String },
 }
@@ -40,7 +42,8 @@ pub enum SenderError {
 pub struct Sender {
     client: reqwest::Client,
     config: HubSpotConfig,
-    authorization: String,
+    /// Marked sensitive, so HTTP-level debug output shows it as `Sensitive`.
+    authorization: reqwest::header::HeaderValue,
 }
 
 impl Sender {
@@ -49,10 +52,14 @@ impl Sender {
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .build()?;
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| SenderError::Token)?;
+        authorization.set_sensitive(true);
         Ok(Self {
             client,
             config,
-            authorization: format!("Bearer {}", token.expose()),
+            authorization,
         })
     }
 
@@ -83,7 +90,7 @@ impl Sender {
         let response = self
             .client
             .post(self.config.batch_create_url(object_type))
-            .header(AUTHORIZATION, &self.authorization)
+            .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(
                 USER_AGENT,

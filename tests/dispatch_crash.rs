@@ -168,3 +168,96 @@ async fn without_a_unique_property_duplicates_come_only_from_writes_in_flight_at
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
+    let (url, _sim) = simulator(Duration::from_millis(800)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
+        ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
+    ];
+    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
+    let writes: Vec<Value> = (0..200)
+        .map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}, "objectWriteTraceId": format!("d{i}")}))
+        .collect();
+    assert_eq!(
+        c.post_json(Value::Array(writes).to_string())
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    let db = daemon.database.clone();
+    let socket = daemon.socket.clone();
+    eventually("requests in flight", || async {
+        count(&db, "state = 'in_flight'") > 0
+    })
+    .await;
+    let status = tokio::task::spawn_blocking(move || daemon.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        count(&db, "state = 'in_flight'"),
+        0,
+        "every request in flight was reconciled"
+    );
+    assert!(count(&db, "state = 'succeeded'") > 0);
+    assert_eq!(count(&db, "state = 'failed'"), 0);
+    assert_eq!(
+        lines(&db, "SELECT count(*) FROM error_history"),
+        ["0"],
+        "nothing was interrupted"
+    );
+    assert!(!socket.exists());
+    // What was not sent is still queued, and goes at the next start.
+    let daemon = Daemon::start_with(dir.path(), &env).await;
+    eventually("the rest is sent", || async {
+        count(&db, "state = 'succeeded'") == 200
+    })
+    .await;
+    assert!(daemon.terminate().success());
+    assert_eq!(created(&url, "deals").await.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_token_never_appears_in_logs_or_errors() {
+    let (url, _sim) = simulator(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A token HubSpot refuses (401) makes the daemon log errors about it too.
+    let env = [
+        ("HUBSPOT_ACCESS_TOKEN", "pat-na1-LEAKCHECK-0123456789"),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__HUBSPOT__AUTH_RETRY_INTERVAL", "100ms"),
+        ("HUBSPOT_OUTBOX__LOG__LEVEL", "trace"),
+    ];
+    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
+    let w = json!({"objectType": "contacts", "properties": {"email": "a@example.com"}});
+    assert_eq!(c.post_json(w.to_string()).await.unwrap().status, 202);
+    let db = daemon.database.clone();
+    eventually("a 401 was met", || async {
+        lines(&db, "SELECT kind FROM pauses") == ["unauthorized"]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log_path = daemon.log.clone();
+    assert!(daemon.terminate().success());
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        log.contains("HubSpot refused the access token"),
+        "the 401 was logged"
+    );
+    assert!(log.lines().count() > 20, "trace logging was on");
+    assert!(!log.contains("LEAKCHECK"), "the token leaked into the log");
+    let out = sqlite3(
+        &db,
+        "SELECT * FROM error_history; SELECT * FROM batch_log; SELECT * FROM pauses;",
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("LEAKCHECK"));
+}
