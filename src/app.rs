@@ -12,6 +12,7 @@ use crate::committer::Committer;
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::lock::{LockError, OwnerLock};
+use crate::metrics::Metrics;
 use crate::sender::Sender;
 use crate::socket::listener::{SocketError, SocketFile, bind};
 use crate::socket::routes::{ApiState, router};
@@ -103,6 +104,8 @@ pub async fn serve(
         intake_stop.clone(),
     ));
     // The dispatcher stops claiming at `shutdown` and lets requests in flight settle.
+    // Counted by the dispatcher, rendered by `GET /metrics`.
+    let metrics = Arc::new(Metrics::default());
     let dispatcher_task = match &config.access_token {
         Some(token) => {
             let sender = Sender::new(config.hubspot.clone(), token)?;
@@ -111,6 +114,7 @@ pub async fn serve(
                 Arc::new(config.clone()),
                 sender,
                 work.clone(),
+                metrics.clone(),
             ));
             let drain = config.shutdown.drain_timeout;
             Some(tokio::spawn(dispatcher.run(shutdown.clone(), drain)))
@@ -121,6 +125,8 @@ pub async fn serve(
         store: store.clone(),
         committer,
         limits: config.limits.clone(),
+        config: Arc::new(config.clone()),
+        metrics,
     });
     // Stop accepting first; requests already read finish and get their answer.
     let served = axum::serve(listener, app)

@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::hubspot::classify::RatePolicy;
 use crate::hubspot::classify::{Answer, classify, transport_failure};
 use crate::limiter::Limiter;
-use crate::reconciler::{BatchRow, Pause, Plan, reconcile};
+use crate::metrics::Metrics;
+use crate::reconciler::{BatchRow, Pause, Plan, RowUpdate, reconcile};
 use crate::scheduler::{Due, Readiness, choose_rows, day_key, next_daily_reset, ready_types};
 use crate::sender::{Sender, Sent};
 use crate::store::dispatch::{BatchLogEntry, ClaimedRow};
@@ -52,6 +54,8 @@ struct Shared {
     /// Woken by new rows (committer, intake) and by finished requests.
     wake: Arc<Notify>,
     paused: Mutex<Paused>,
+    /// Counted here, rendered by the socket API's `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 pub struct Dispatcher {
@@ -65,7 +69,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, config: Arc<Config>, sender: Sender, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        sender: Sender,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let rl = &config.rate_limit;
         Self {
             permits: Arc::new(Semaphore::new(rl.max_in_flight)),
@@ -77,6 +87,7 @@ impl Dispatcher {
                 sender,
                 wake,
                 paused: Mutex::new(Paused::default()),
+                metrics,
                 config,
             }),
         }
@@ -321,16 +332,21 @@ impl Shared {
                     duration,
                 } => {
                     self.limiter.observe(&rate);
+                    self.metrics.request(status, duration, rate.remaining);
                     if rate.daily_remaining == Some(0) {
                         self.pause_daily(Utc::now(), "HubSpot reports no daily requests remaining")
                             .await?;
                     }
                     (classify(status, retry_after, &body), status, duration)
                 }
-                Sent::NoAnswer { error, duration } => (transport_failure(error), 0, duration),
+                Sent::NoAnswer { error, duration } => {
+                    self.metrics.request(0, duration, None);
+                    (transport_failure(error), 0, duration)
+                }
             },
         };
         let plan = plan_for(&self.config, object_type, rows, &answer);
+        self.count(object_type, &answer, &plan);
         let (outcome, correlation_id) = describe(&answer);
         info!(
             object_type,
@@ -360,6 +376,29 @@ impl Shared {
             );
         }
         self.apply_pause(object_type, &answer, plan.pause).await
+    }
+
+    fn count(&self, object_type: &str, answer: &Answer, plan: &Plan) {
+        if let Answer::RateLimited { policy, .. } = answer {
+            self.metrics.rate_limited(match policy {
+                RatePolicy::Interval => "TEN_SECONDLY_ROLLING",
+                RatePolicy::Secondly => "SECONDLY",
+                RatePolicy::Daily => "DAILY",
+                RatePolicy::Unknown => "UNKNOWN",
+            });
+        }
+        let succeeded = plan
+            .updates
+            .iter()
+            .filter(|u| matches!(u, RowUpdate::Succeeded { .. }))
+            .count();
+        let failed = plan
+            .updates
+            .iter()
+            .filter(|u| matches!(u, RowUpdate::Failed { .. }))
+            .count();
+        self.metrics
+            .writes(object_type, succeeded as u64, failed as u64);
     }
 
     /// Records the pause an answer calls for, or lifts the pauses an answer disproves.

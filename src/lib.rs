@@ -18,6 +18,7 @@
 //! - [`ops`]: the operator commands (status, failed, show, retry, discard, purge, ...).
 //! - [`dispatcher`]: the sending loop (claim, rate-limit, send, settle, pause).
 //! - [`limiter`]: the burst rate limit, adapting to HubSpot's headers.
+//! - [`metrics`]: counters for `GET /metrics`.
 //! - [`sender`]: one batch, one HTTP call.
 //! - [`simulator`]: a local stand-in for HubSpot's batch create (`simulate`).
 //! - [`hubspot`]: HubSpot's wire shapes and what its answers mean (pure).
@@ -36,6 +37,7 @@ pub mod ingest;
 pub mod intake;
 pub mod limiter;
 pub mod lock;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod reconciler;

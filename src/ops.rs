@@ -86,13 +86,13 @@ fn selection(args: &SelectArgs) -> Result<Selection, OpsError> {
     }
 }
 
-/// `status`: one JSON object (`--json`) or a few lines of text.
-pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsError> {
-    let store = open_read(config).await?;
+/// What `status --json` prints and `GET /v1/status` answers.
+pub async fn status_value(store: &Store, config: &Config) -> Result<Value, StoreError> {
     let now = Utc::now();
     let depth = store.queue_depth().await?;
-    let oldest = store.oldest_pending().await?;
-    let oldest_age = oldest
+    let oldest_age = store
+        .oldest_pending()
+        .await?
         .as_deref()
         .and_then(|t| t.parse::<DateTime<Utc>>().ok())
         .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
@@ -104,18 +104,16 @@ pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsEr
         .await?;
     let day = day_key(now, &rl.timezone);
     let today = store.daily_requests(&day).await?;
-    let pauses = store.pauses().await?;
-    store.close().await;
-    let paused: Vec<Value> = pauses
+    let now_text = crate::store::timestamp(now);
+    // A pause whose time has passed is over, whatever the table still says.
+    let paused: Vec<Value> = store
+        .pauses()
+        .await?
         .iter()
-        .filter(|p| {
-            p.until
-                .as_deref()
-                .is_none_or(|u| u > crate::store::timestamp(now).as_str())
-        })
+        .filter(|p| p.until.as_deref().is_none_or(|u| u > now_text.as_str()))
         .map(|p| json!({"scope": p.scope, "kind": p.kind, "reason": p.reason, "until": p.until}))
         .collect();
-    let value = json!({
+    Ok(json!({
         "writes": depth,
         "oldestPendingAgeSeconds": oldest_age,
         "sent": {"lastMinute": minute, "lastHour": hour},
@@ -125,55 +123,70 @@ pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsEr
             "today": today, "dailyLimit": rl.daily_limit, "day": day, "timezone": rl.timezone.name(),
         },
         "paused": paused,
-    });
+    }))
+}
+
+/// `status`: one JSON object (`--json`) or a few lines of text.
+pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsError> {
+    let store = open_read(config).await?;
+    let v = status_value(&store, config).await?;
+    store.close().await;
     if as_json {
-        return Ok(vec![value.to_string()]);
+        return Ok(vec![v.to_string()]);
     }
     let mut out = vec!["writes:".to_owned()];
+    let depth = v["writes"].as_array().cloned().unwrap_or_default();
     if depth.is_empty() {
         out.push("  (none)".into());
     }
     for d in &depth {
         out.push(format!(
             "  {:<20} {:<12} {}",
-            d.object_type, d.state, d.writes
+            d["objectType"].as_str().unwrap_or(""),
+            d["state"].as_str().unwrap_or(""),
+            d["writes"]
         ));
     }
-    out.push(match oldest_age {
+    out.push(match v["oldestPendingAgeSeconds"].as_f64() {
         Some(age) => format!(
             "oldest pending write: {} old",
             humantime::format_duration(Duration::from_secs(age as u64))
         ),
         None => "oldest pending write: none pending".into(),
     });
+    let sent = &v["sent"];
     out.push(format!(
         "sent: {} requests ({} writes) in the last minute, {} requests ({} writes) in the last hour",
-        minute.requests, minute.writes, hour.requests, hour.writes
+        sent["lastMinute"]["requests"], sent["lastMinute"]["writes"], sent["lastHour"]["requests"], sent["lastHour"]["writes"]
     ));
+    let rl = &v["rateLimit"];
+    let daily = config.rate_limit.daily_limit;
     out.push(format!(
-        "rate limit: {} of {} requests in the last {}; today ({day}, {}) {} of {}",
-        interval.requests,
-        rl.requests_per_interval,
-        humantime::format_duration(rl.interval),
-        rl.timezone.name(),
-        today,
-        if rl.daily_limit == 0 {
+        "rate limit: {} of {} requests in the last {}; today ({}, {}) {} of {}",
+        rl["requestsInInterval"],
+        rl["requestsPerInterval"],
+        humantime::format_duration(config.rate_limit.interval),
+        rl["day"].as_str().unwrap_or(""),
+        rl["timezone"].as_str().unwrap_or(""),
+        rl["today"],
+        if daily == 0 {
             "unlimited".to_owned()
         } else {
-            rl.daily_limit.to_string()
+            daily.to_string()
         }
     ));
+    let paused = v["paused"].as_array().cloned().unwrap_or_default();
     if paused.is_empty() {
         out.push("sending: not paused".into());
     }
-    for p in &pauses {
+    for p in paused {
         out.push(format!(
             "sending paused ({}, {}): {}{}",
-            p.scope,
-            p.kind,
-            p.reason,
-            p.until
-                .as_deref()
+            p["scope"].as_str().unwrap_or(""),
+            p["kind"].as_str().unwrap_or(""),
+            p["reason"].as_str().unwrap_or(""),
+            p["until"]
+                .as_str()
                 .map(|u| format!(" (until {u})"))
                 .unwrap_or_default()
         ));

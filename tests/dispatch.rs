@@ -567,3 +567,81 @@ async fn a_connection_lost_after_creating_is_resent_and_adopted_without_duplicat
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn the_socket_lists_retries_reports_status_and_serves_metrics() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    let mut writes: Vec<Value> = (0..5).map(contact).collect();
+    writes[2]["properties"]["unknown_x"] = json!("1");
+    enqueue(&d, writes).await;
+    settled(&d, 5).await;
+    let mut c = d.client().await;
+    let listed = c
+        .get("/v1/writes?state=failed&objectType=contacts")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(listed["writes"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["writes"][0]["objectWriteTraceId"], "c-2");
+    assert_eq!(c.get("/v1/writes?state=bogus").await.unwrap().status, 400);
+
+    let retry = |body: Value| body.to_string();
+    let a = c
+        .send(
+            hyper::Method::POST,
+            "/v1/retry",
+            Some("application/json"),
+            retry(json!({"failed": true, "dryRun": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.json(), json!({"writes": 1, "dryRun": true}));
+    let a = c
+        .send(
+            hyper::Method::POST,
+            "/v1/retry",
+            Some("application/json"),
+            retry(json!({"traceIds": ["c-2"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.json()["writes"], 1);
+    let a = c
+        .send(
+            hyper::Method::POST,
+            "/v1/retry",
+            Some("application/json"),
+            retry(json!({"failed": true, "unconfirmed": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 400);
+    // Replayed, it fails again (the property still does not exist).
+    eventually("replayed", || async {
+        sql_count(&d, "trace_id = 'c-2' AND state = 'failed' AND attempts = 1").await == 1
+    })
+    .await;
+
+    let status = c.get("/v1/status").await.unwrap().json();
+    assert!(
+        status["writes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["state"] == "succeeded" && w["writes"] == 4)
+    );
+    assert_eq!(status["paused"], json!([]));
+
+    let metrics = String::from_utf8(c.get("/metrics").await.unwrap().body.to_vec()).unwrap();
+    for needle in [
+        "hubspot_outbox_queue_writes{object_type=\"contacts\",state=\"succeeded\"} 4",
+        "hubspot_outbox_writes_total{object_type=\"contacts\",outcome=\"succeeded\"} 4",
+        "hubspot_outbox_requests_total{status=\"207\"} 2",
+        "hubspot_outbox_writes_total{object_type=\"contacts\",outcome=\"failed\"} 2",
+        "hubspot_outbox_paused 0",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
+    }
+    d.stop().await;
+}

@@ -2,6 +2,10 @@
 //!
 //! - `POST /v1/writes`: enqueue writes (JSON object, JSON array, or NDJSON); all or nothing.
 //! - `GET /v1/writes/{traceId}`: one stored write and its state.
+//! - `GET /v1/writes?state=&objectType=&limit=`: writes, most recently changed first.
+//! - `POST /v1/retry`: put failed or unconfirmed writes back in the queue.
+//! - `GET /v1/status`: what `hubspot-outbox status --json` prints.
+//! - `GET /metrics`: Prometheus text.
 //! - `GET /healthz`: 200 when the store answers.
 //!
 //! Every error is JSON: `{"error": CODE, "message": ONE_LINE, "errors": [...]?}`.
@@ -32,13 +36,18 @@ pub struct ApiState {
     pub store: Store,
     pub committer: Committer,
     pub limits: Limits,
+    pub config: std::sync::Arc<crate::config::Config>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 pub fn router(state: ApiState) -> Router {
     // One byte over the limit is enough to know the body is too large.
     let body_limit = state.limits.max_request_bytes;
     Router::new()
-        .route("/v1/writes", post(post_writes))
+        .route("/v1/writes", post(post_writes).get(list_writes))
+        .route("/v1/retry", post(post_retry))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/writes/{trace_id}", get(get_write))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -276,6 +285,171 @@ pub fn write_json(w: &StoredWrite) -> Value {
 async fn healthz(State(state): State<ApiState>) -> Response {
     match state.store.ping().await {
         Ok(()) => axum::Json(json!({"status": "ok"})).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+/// Query of `GET /v1/writes`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    object_type: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_writes(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(q) => q.0,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_query", e.body_text(), None),
+    };
+    if let Some(s) = &q.state
+        && crate::model::WriteState::parse(s).is_none()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("state `{s}` is not a state of a write"),
+            None,
+        );
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    match state
+        .store
+        .list_writes(q.state.as_deref(), q.object_type.as_deref(), limit)
+        .await
+    {
+        Ok(rows) => axum::Json(json!({"writes": rows.iter().map(write_json).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+/// Body of `POST /v1/retry`: `{"traceIds": [...]}` or `{"failed": true, ...filters}` or
+/// `{"unconfirmed": true, ...filters}`, with `"dryRun": true` to only count.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct RetryBody {
+    trace_ids: Vec<String>,
+    failed: bool,
+    unconfirmed: bool,
+    object_type: Option<String>,
+    category: Option<String>,
+    since: Option<String>,
+    limit: Option<i64>,
+    dry_run: bool,
+}
+
+async fn post_retry(
+    State(state): State<ApiState>,
+    body: Result<axum::Json<RetryBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let b = match body {
+        Ok(b) => b.0,
+        Err(e) => return error(e.status(), "bad_body", e.body_text(), None),
+    };
+    let since = match b
+        .since
+        .as_deref()
+        .map(|s| crate::ops::parse_since(s, chrono::Utc::now()))
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_body", e.to_string(), None),
+    };
+    let filter = crate::store::ops::Filter {
+        object_type: b.object_type,
+        category: b.category,
+        since,
+        limit: b.limit,
+    };
+    use crate::store::ops::Selection;
+    let selection = match (b.trace_ids.is_empty(), b.failed, b.unconfirmed) {
+        (false, false, false) => Selection::TraceIds(b.trace_ids),
+        (true, true, false) => Selection::Failed(filter),
+        (true, false, true) => Selection::Unconfirmed(filter),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "choose the writes: traceIds, or failed: true, or unconfirmed: true",
+                None,
+            );
+        }
+    };
+    let result = if b.dry_run {
+        state.store.count_selection(&selection).await
+    } else {
+        state.store.retry_writes(&selection).await
+    };
+    match result {
+        Ok(n) => axum::Json(json!({"writes": n, "dryRun": b.dry_run})).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    match crate::ops::status_value(&state.store, &state.config).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let gauges = async {
+        let depth = state.store.queue_depth().await?;
+        let oldest = state.store.oldest_pending().await?;
+        let now = chrono::Utc::now();
+        let now_text = crate::store::timestamp(now);
+        let paused = state
+            .store
+            .pauses()
+            .await?
+            .iter()
+            .any(|p| p.until.as_deref().is_none_or(|u| u > now_text.as_str()));
+        Ok::<_, crate::store::StoreError>(crate::metrics::Gauges {
+            depth: depth
+                .into_iter()
+                .map(|d| (d.object_type, d.state, d.writes))
+                .collect(),
+            oldest_pending_seconds: oldest
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+            paused,
+        })
+    };
+    match gauges.await {
+        Ok(g) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.render(&g),
+        )
+            .into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",

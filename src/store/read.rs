@@ -34,6 +34,26 @@ impl Store {
         Ok(row)
     }
 
+    /// Writes, most recently changed first, optionally of one state and object type.
+    pub async fn list_writes(
+        &self,
+        state: Option<&str>,
+        object_type: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredWrite>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, trace_id, object_type, properties, associations, state, hubspot_id,
+                    attempts, last_error, validated, next_attempt_at, created_at, updated_at
+             FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR object_type = ?2)
+             ORDER BY updated_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(state)
+        .bind(object_type)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// How many rows the outbox holds in total.
     pub async fn count_writes(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM outbox")

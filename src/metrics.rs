@@ -1,0 +1,235 @@
+//! Counters the dispatcher keeps in memory for `GET /metrics`, and the Prometheus text
+//! rendering. Gauges read from the database at scrape time (queue depth, oldest pending
+//! write) are passed in by the caller.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the request latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+#[derive(Default)]
+struct Inner {
+    /// Requests by HTTP status (0: no answer).
+    requests: BTreeMap<u16, u64>,
+    /// 429s by policy name.
+    rate_limited: BTreeMap<String, u64>,
+    /// Writes settled, by (object type, outcome: succeeded/failed).
+    writes: BTreeMap<(String, &'static str), u64>,
+    latency_buckets: [u64; BUCKETS.len()],
+    latency_count: u64,
+    latency_sum: f64,
+    /// The last `X-HubSpot-RateLimit-Remaining` seen.
+    rate_limit_remaining: Option<u32>,
+}
+
+/// Shared by the dispatcher (which counts) and the socket API (which renders).
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// Values read from the database when scraped.
+pub struct Gauges {
+    /// (object type, state, writes)
+    pub depth: Vec<(String, String, i64)>,
+    pub oldest_pending_seconds: Option<f64>,
+    pub paused: bool,
+}
+
+impl Metrics {
+    pub fn request(&self, status: u16, latency: Duration, remaining: Option<u32>) {
+        let mut m = self.inner.lock().expect("lock");
+        *m.requests.entry(status).or_default() += 1;
+        let secs = latency.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                m.latency_buckets[i] += 1;
+            }
+        }
+        m.latency_count += 1;
+        m.latency_sum += secs;
+        if remaining.is_some() {
+            m.rate_limit_remaining = remaining;
+        }
+    }
+
+    pub fn rate_limited(&self, policy: &str) {
+        *self
+            .inner
+            .lock()
+            .expect("lock")
+            .rate_limited
+            .entry(policy.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn writes(&self, object_type: &str, succeeded: u64, failed: u64) {
+        let mut m = self.inner.lock().expect("lock");
+        *m.writes
+            .entry((object_type.to_owned(), "succeeded"))
+            .or_default() += succeeded;
+        *m.writes
+            .entry((object_type.to_owned(), "failed"))
+            .or_default() += failed;
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let m = self.inner.lock().expect("lock");
+        let mut out = String::new();
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            &mut out,
+            "hubspot_outbox_queue_writes",
+            "gauge",
+            "Writes in the outbox by object type and state.",
+        );
+        for (t, s, n) in &gauges.depth {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_queue_writes{{object_type=\"{}\",state=\"{}\"}} {n}",
+                esc(t),
+                esc(s)
+            );
+        }
+        head(
+            &mut out,
+            "hubspot_outbox_oldest_pending_seconds",
+            "gauge",
+            "Age of the oldest pending write.",
+        );
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_oldest_pending_seconds {}",
+            gauges.oldest_pending_seconds.unwrap_or(0.0)
+        );
+        head(
+            &mut out,
+            "hubspot_outbox_requests_total",
+            "counter",
+            "Batch-create requests by HTTP status (0: no answer).",
+        );
+        for (status, n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_requests_total{{status=\"{status}\"}} {n}"
+            );
+        }
+        head(
+            &mut out,
+            "hubspot_outbox_writes_total",
+            "counter",
+            "Writes settled by object type and outcome.",
+        );
+        for ((t, outcome), n) in &m.writes {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_writes_total{{object_type=\"{}\",outcome=\"{outcome}\"}} {n}",
+                esc(t)
+            );
+        }
+        head(
+            &mut out,
+            "hubspot_outbox_rate_limited_total",
+            "counter",
+            "429 answers by HubSpot's policy name.",
+        );
+        for (policy, n) in &m.rate_limited {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_rate_limited_total{{policy=\"{}\"}} {n}",
+                esc(policy)
+            );
+        }
+        head(
+            &mut out,
+            "hubspot_outbox_request_duration_seconds",
+            "histogram",
+            "Batch-create request latency.",
+        );
+        for (bound, n) in BUCKETS.iter().zip(m.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            m.latency_count
+        );
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_request_duration_seconds_sum {}",
+            m.latency_sum
+        );
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_request_duration_seconds_count {}",
+            m.latency_count
+        );
+        head(
+            &mut out,
+            "hubspot_outbox_rate_limit_remaining",
+            "gauge",
+            "The last X-HubSpot-RateLimit-Remaining seen (-1: none yet).",
+        );
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_rate_limit_remaining {}",
+            m.rate_limit_remaining.map_or(-1, i64::from)
+        );
+        head(
+            &mut out,
+            "hubspot_outbox_paused",
+            "gauge",
+            "1 while any sending is paused (401, 403, 429, daily limit).",
+        );
+        let _ = writeln!(out, "hubspot_outbox_paused {}", u8::from(gauges.paused));
+        out
+    }
+}
+
+/// Escapes a label value.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.request(201, Duration::from_millis(300), Some(42));
+        m.request(429, Duration::from_millis(20), None);
+        m.rate_limited("TEN_SECONDLY_ROLLING");
+        m.writes("contacts", 99, 1);
+        let text = m.render(&Gauges {
+            depth: vec![("contacts".into(), "pending".into(), 5)],
+            oldest_pending_seconds: Some(1.5),
+            paused: true,
+        });
+        for line in [
+            "hubspot_outbox_queue_writes{object_type=\"contacts\",state=\"pending\"} 5",
+            "hubspot_outbox_requests_total{status=\"201\"} 1",
+            "hubspot_outbox_rate_limited_total{policy=\"TEN_SECONDLY_ROLLING\"} 1",
+            "hubspot_outbox_writes_total{object_type=\"contacts\",outcome=\"failed\"} 1",
+            "hubspot_outbox_request_duration_seconds_bucket{le=\"0.25\"} 1",
+            "hubspot_outbox_request_duration_seconds_bucket{le=\"0.5\"} 2",
+            "hubspot_outbox_request_duration_seconds_count 2",
+            "hubspot_outbox_rate_limit_remaining 42",
+            "hubspot_outbox_paused 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+}
