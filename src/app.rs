@@ -2,6 +2,7 @@
 //! socket, start the tasks, and on shutdown stop them in the order that loses nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::lock::{LockError, OwnerLock};
 use crate::metrics::Metrics;
+use crate::notify::{self, Heartbeat};
 use crate::sender::Sender;
 use crate::socket::listener::{SocketError, SocketFile, bind};
 use crate::socket::routes::{ApiState, router};
@@ -97,11 +99,15 @@ pub async fn serve(
     let (committer, committer_task) = Committer::spawn(store.clone(), work.clone());
     // The intake stops on its own token, after the server: it touches only SQL rows.
     let intake_stop = CancellationToken::new();
+    // Each loop beats its heart; the watchdog pings systemd only while both are fresh.
+    let intake_beat = Arc::new(Heartbeat::default());
+    let dispatch_beat = Arc::new(Heartbeat::default());
     let intake_task = tokio::spawn(intake::run(
         store.clone(),
         config.database.poll_interval,
         work.clone(),
         intake_stop.clone(),
+        intake_beat.clone(),
     ));
     // The dispatcher stops claiming at `shutdown` and lets requests in flight settle.
     // Counted by the dispatcher, rendered by `GET /metrics`.
@@ -117,7 +123,11 @@ pub async fn serve(
                 metrics.clone(),
             ));
             let drain = config.shutdown.drain_timeout;
-            Some(tokio::spawn(dispatcher.run(shutdown.clone(), drain)))
+            Some(tokio::spawn(dispatcher.run(
+                shutdown.clone(),
+                drain,
+                dispatch_beat.clone(),
+            )))
         }
         None => None,
     };
@@ -128,9 +138,23 @@ pub async fn serve(
         config: Arc::new(config.clone()),
         metrics,
     });
+    if let Some(interval) = notify::watchdog_interval() {
+        let beats = if dispatcher_task.is_some() {
+            vec![intake_beat, dispatch_beat]
+        } else {
+            vec![intake_beat]
+        };
+        tokio::spawn(watchdog(store.clone(), interval, beats, shutdown.clone()));
+    }
+    // The socket is bound: connections queue from here on, so systemd may start producers.
+    notify::notify("READY=1");
     // Stop accepting first; requests already read finish and get their answer.
+    let stopping = shutdown.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(async move {
+            stopping.cancelled().await;
+            notify::notify("STOPPING=1");
+        })
         .await;
     socket_file.remove();
     // The router (and with it the last committer handle) is gone: the committer finishes
@@ -142,4 +166,33 @@ pub async fn serve(
     intake_stop.cancel();
     let _ = intake_task.await;
     served.map_err(AppError::Serve)
+}
+
+/// Pings systemd's watchdog every `interval` while the database answers and every watched
+/// loop has gone round within `interval`; a stuck loop or database stops the pings.
+async fn watchdog(
+    store: Store,
+    interval: Duration,
+    beats: Vec<Arc<Heartbeat>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let store_ok = matches!(
+            tokio::time::timeout(interval, store.ping()).await,
+            Ok(Ok(()))
+        );
+        let loops_ok = beats.iter().all(|b| b.age() < interval);
+        if store_ok && loops_ok {
+            notify::notify("WATCHDOG=1");
+        } else {
+            warn!(
+                store_ok,
+                loops_ok, "not pinging the watchdog: the daemon looks stuck"
+            );
+        }
+    }
 }

@@ -641,15 +641,24 @@ fn objects_config(
     Ok(out)
 }
 
-/// `HUBSPOT_ACCESS_TOKEN` wins; otherwise `hubspot.access_token_file`, trimmed. A file that
-/// is named but unreadable or empty is an error, not a silent "no token".
+/// The systemd credential holding the token (`LoadCredential=hubspot-access-token:...`).
+pub const TOKEN_CREDENTIAL: &str = "hubspot-access-token";
+
+/// `HUBSPOT_ACCESS_TOKEN` wins; then `hubspot.access_token_file`; then the systemd
+/// credential `$CREDENTIALS_DIRECTORY/hubspot-access-token`; each trimmed. A file that is
+/// named but unreadable or empty is an error, not a silent "no token".
 fn load_token(file: Option<&Path>, env: &dyn Env) -> Result<Option<AccessToken>, ConfigError> {
     if let Some(token) = env.var(TOKEN_ENV) {
         return Ok(Some(AccessToken::new(token.trim())));
     }
-    let Some(file) = file else {
+    let credential = env
+        .var("CREDENTIALS_DIRECTORY")
+        .map(|dir| PathBuf::from(dir).join(TOKEN_CREDENTIAL))
+        .filter(|p| p.exists());
+    let Some(file) = file.map(Path::to_path_buf).or(credential) else {
         return Ok(None);
     };
+    let file = file.as_path();
     let text = std::fs::read_to_string(file).map_err(|e| {
         invalid(
             "hubspot.access_token_file",
@@ -928,6 +937,15 @@ mod tests {
         let env = FakeEnv::new(&[("HOME", "/h"), (TOKEN_ENV, "from-env")]);
         let c = load_toml(&toml, &env).unwrap();
         assert_eq!(c.access_token.unwrap().expose(), "from-env");
+
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join(TOKEN_CREDENTIAL), " from-credential \n").unwrap();
+        let env = FakeEnv::new(&[
+            ("HOME", "/h"),
+            ("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap()),
+        ]);
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.access_token.unwrap().expose(), "from-credential");
 
         let toml = "[hubspot]\naccess_token_file = \"/does/not/exist\"\n";
         let e = load_toml(toml, &FakeEnv::new(&[("HOME", "/h")]))

@@ -17,6 +17,7 @@ use crate::hubspot::classify::RatePolicy;
 use crate::hubspot::classify::{Answer, classify, transport_failure};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
+use crate::notify::Heartbeat;
 use crate::reconciler::{BatchRow, Pause, Plan, RowUpdate, reconcile};
 use crate::scheduler::{Due, Readiness, choose_rows, day_key, next_daily_reset, ready_types};
 use crate::sender::{Sender, Sent};
@@ -130,12 +131,18 @@ impl Dispatcher {
 
     /// Repeats [`Dispatcher::tick`] until `shutdown`, then waits up to `drain` for requests
     /// in flight to settle.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, drain: Duration) {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+        drain: Duration,
+        heartbeat: Arc<Heartbeat>,
+    ) {
         if let Err(e) = self.recover().await {
             error!(error = %e, "recovering in-flight writes failed; they stay in flight until the next start");
         }
         let poll = self.shared.config.database.poll_interval;
         loop {
+            heartbeat.beat();
             // Register for the wake-up before looking for work, so none is missed.
             let notified = self.shared.wake.notified();
             tokio::pin!(notified);

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::model::TraceId;
+use crate::notify::Heartbeat;
 use crate::store::intake::{UnvalidatedRow, Validation};
 use crate::store::{Store, StoreError};
 use crate::write::parse_stored;
@@ -77,8 +78,10 @@ pub async fn run(
     poll_interval: Duration,
     validated: Arc<Notify>,
     shutdown: CancellationToken,
+    heartbeat: Arc<Heartbeat>,
 ) {
     loop {
+        heartbeat.beat();
         match tick(&store).await {
             Ok((0, 0)) => {}
             Ok((accepted, rejected)) => {

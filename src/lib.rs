@@ -19,6 +19,7 @@
 //! - [`dispatcher`]: the sending loop (claim, rate-limit, send, settle, pause).
 //! - [`limiter`]: the burst rate limit, adapting to HubSpot's headers.
 //! - [`metrics`]: counters for `GET /metrics`.
+//! - [`notify`]: systemd readiness, stopping and watchdog notifications.
 //! - [`sender`]: one batch, one HTTP call.
 //! - [`simulator`]: a local stand-in for HubSpot's batch create (`simulate`).
 //! - [`hubspot`]: HubSpot's wire shapes and what its answers mean (pure).
@@ -39,6 +40,7 @@ pub mod limiter;
 pub mod lock;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod ops;
 pub mod reconciler;
 pub mod retry;

@@ -53,15 +53,10 @@ impl Limiter {
         }
     }
 
-    /// Waits until a request may start: past any pause, then a burst permit.
+    /// Waits for a burst permit. Pauses are not waited out here: the dispatcher checks
+    /// [`Limiter::paused_until`] and stays idle (its loop keeps going round, which the
+    /// watchdog watches) instead of sleeping through a pause that may last hours.
     pub async fn acquire(&self) {
-        loop {
-            let until = *self.paused_until.lock().expect("lock");
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
-            }
-        }
         let governor = self.governor.lock().expect("lock").clone();
         governor.until_ready().await;
     }
@@ -146,6 +141,7 @@ mod tests {
         });
         assert_eq!(limiter.limit(), (50, Duration::from_secs(10)));
         assert!(limiter.paused_until().is_some());
+        assert!(limiter.paused_until().unwrap() > Instant::now() + Duration::from_secs(9));
         limiter.observe(&RateHeaders {
             max: Some(190),
             ..Default::default()
