@@ -69,6 +69,9 @@ pub enum Command {
         /// NAME=VALUE, with --edit; repeat for several properties.
         #[arg(long = "set", value_name = "NAME=VALUE", requires = "edit")]
         set: Vec<String>,
+        /// Remove a property, with --edit (e.g. one HubSpot does not know); repeatable.
+        #[arg(long = "unset", value_name = "NAME", requires = "edit")]
+        unset: Vec<String>,
     },
     /// Give up failed or unconfirmed writes: marked discarded, kept for the record.
     Discard {
@@ -83,9 +86,16 @@ pub enum Command {
         /// Count only.
         #[arg(long)]
         dry_run: bool,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Create or upgrade the database schema, then exit.
-    Migrate,
+    Migrate {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and print the effective values (token redacted).
     CheckConfig {
         /// One JSON object instead of text.

@@ -67,14 +67,16 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             select,
             edit: Some(trace_id),
             set,
-        } => print(ops::edit(&config, &trace_id, &set, select.json).await?),
+            unset,
+        } => print(ops::edit(&config, &trace_id, &set, &unset, select.json).await?),
         Command::Retry { select, .. } => print(ops::change(&config, &select, false).await?),
         Command::Discard { select } => print(ops::change(&config, &select, true).await?),
         Command::Purge {
             succeeded_older_than,
             dry_run,
-        } => print(ops::purge(&config, succeeded_older_than, dry_run).await?),
-        Command::Migrate => {
+            json,
+        } => print(ops::purge(&config, succeeded_older_than, dry_run, json).await?),
+        Command::Migrate { json } => {
             if let Some(dir) = config
                 .database
                 .path
@@ -90,10 +92,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             store.close().await;
-            print(vec![format!(
-                "database `{}` is up to date",
-                config.database.path.display()
-            )])
+            let path = config.database.path.display().to_string();
+            print(vec![if json {
+                serde_json::json!({"database": path, "upToDate": true}).to_string()
+            } else {
+                format!("database `{path}` is up to date")
+            }])
         }
         Command::CheckConfig { json } => print(ops::check_config(&config, json)),
     }
@@ -184,6 +188,16 @@ async fn watch_signals(shutdown: CancellationToken) {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         return;
     };
+    // SIGHUP's default would kill the daemon; it reloads nothing, so say so and go on.
+    if let Ok(mut hup) = signal(SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!(
+                    "SIGHUP ignored: nothing is reloaded in place; restart the daemon to apply a new config"
+                );
+            }
+        });
+    }
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::info!("shutting down: no new requests; finishing those in progress");
     shutdown.cancel();

@@ -295,16 +295,17 @@ pub async fn change(
     }])
 }
 
-/// `retry --edit TRACE_ID --set name=value...`.
+/// `retry --edit TRACE_ID --set name=value... --unset name...`.
 pub async fn edit(
     config: &Config,
     trace_id: &str,
     sets: &[String],
+    unsets: &[String],
     as_json: bool,
 ) -> Result<Vec<String>, OpsError> {
-    if sets.is_empty() {
+    if sets.is_empty() && unsets.is_empty() {
         return Err(OpsError::Usage(
-            "--edit needs at least one --set NAME=VALUE".into(),
+            "--edit needs at least one --set NAME=VALUE or --unset NAME".into(),
         ));
     }
     let store = open_write(config).await?;
@@ -319,6 +320,13 @@ pub async fn edit(
             .split_once('=')
             .ok_or_else(|| OpsError::Usage(format!("--set `{set}` is not NAME=VALUE")))?;
         properties.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    for name in unsets {
+        if properties.remove(name).is_none() {
+            return Err(OpsError::Usage(format!(
+                "--unset {name}: the write has no such property"
+            )));
+        }
     }
     let text = Value::Object(properties).to_string();
     let checked =
@@ -354,21 +362,25 @@ pub async fn purge(
     config: &Config,
     older_than: Duration,
     dry_run: bool,
+    as_json: bool,
 ) -> Result<Vec<String>, OpsError> {
     let before =
         Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
     let store = open_write(config).await?;
-    if dry_run {
-        let n = store.count_succeeded_before(before).await?;
-        store.close().await;
-        return Ok(vec![format!("would purge {n} succeeded write(s)")]);
-    }
-    let n = store.purge_succeeded(before).await?;
+    let n = if dry_run {
+        store.count_succeeded_before(before).await?
+    } else {
+        store.purge_succeeded(before).await?
+    };
     store.close().await;
-    Ok(vec![format!(
-        "purged {n} succeeded write(s) last changed before {}",
-        crate::store::timestamp(before)
-    )])
+    let before = crate::store::timestamp(before);
+    Ok(vec![if as_json {
+        json!({"action": "purge", "dryRun": dry_run, "writes": n, "before": before}).to_string()
+    } else if dry_run {
+        format!("would purge {n} succeeded write(s)")
+    } else {
+        format!("purged {n} succeeded write(s) last changed before {before}")
+    }])
 }
 
 /// `check-config`: the effective values, token redacted.

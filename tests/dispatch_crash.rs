@@ -261,3 +261,104 @@ async fn the_access_token_never_appears_in_logs_or_errors() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("LEAKCHECK"));
 }
+
+fn cli(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = common::daemon_command(dir, args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The operator's round trip, as a new user would do it: enqueue, watch, find the failure,
+/// fix it, replay it, see it succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_fixes_and_replays_a_failed_write() {
+    let (url, _sim) = simulator(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
+    ];
+    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let file = dir.path().join("in.ndjson");
+    let mut lines: Vec<String> = (0..4)
+        .map(|i| {
+            json!({"objectType": "contacts", "properties": {"email": format!("ok{i}@example.com")}})
+                .to_string()
+        })
+        .collect();
+    lines.push(json!({"objectType": "contacts", "properties": {"email": "fix@example.com", "unknown_colour": "red"},
+                      "objectWriteTraceId": "to-fix"}).to_string());
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    assert!(cli(dir.path(), &env, &["enqueue", file.to_str().unwrap()]).starts_with("queued 5"));
+    let db = daemon.database.clone();
+    eventually("settled", || async {
+        count(&db, "state IN ('succeeded', 'failed')") == 5
+    })
+    .await;
+
+    let status: Value =
+        serde_json::from_str(&cli(dir.path(), &env, &["status", "--json"])).unwrap();
+    assert!(
+        status["writes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["state"] == "failed" && w["writes"] == 1),
+        "{status}"
+    );
+    let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
+    let metrics = String::from_utf8(c.get("/metrics").await.unwrap().body.to_vec()).unwrap();
+    assert!(
+        metrics
+            .contains("hubspot_outbox_writes_total{object_type=\"contacts\",outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    let failed: Value =
+        serde_json::from_str(cli(dir.path(), &env, &["failed", "--json"]).trim()).unwrap();
+    assert_eq!(failed["objectWriteTraceId"], "to-fix");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown_colour")
+    );
+    assert!(
+        cli(
+            dir.path(),
+            &env,
+            &["retry", "--edit", "to-fix", "--unset", "unknown_colour"]
+        )
+        .contains("requeued")
+    );
+    eventually("the fixed write succeeded", || async {
+        count(&db, "trace_id = 'to-fix' AND state = 'succeeded'") == 1
+    })
+    .await;
+    let shown: Value =
+        serde_json::from_str(&cli(dir.path(), &env, &["show", "to-fix", "--json"])).unwrap();
+    assert!(shown["hubspotId"].as_str().is_some());
+    assert_eq!(
+        shown["history"].as_array().unwrap().len(),
+        1,
+        "the first failure stays in the history"
+    );
+
+    // SIGHUP reloads nothing and must not kill the daemon.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(c.get("/healthz").await.unwrap().status, 200);
+    assert!(daemon.terminate().success());
+}
