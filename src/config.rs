@@ -413,6 +413,36 @@ impl Env for ProcessEnv {
     }
 }
 
+/// An environment made of given pairs: for tests, and for embedding the daemon with
+/// settings that must not come from the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct MapEnv(pub std::collections::HashMap<String, String>);
+
+impl MapEnv {
+    pub fn new(pairs: &[(&str, &str)]) -> Self {
+        Self(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 impl Config {
     /// Loads the file (if any), applies `HUBSPOT_OUTBOX__SECTION__KEY` overrides, validates,
     /// and resolves defaults.
@@ -730,35 +760,8 @@ fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    struct FakeEnv(HashMap<String, String>);
-
-    impl FakeEnv {
-        fn new(pairs: &[(&str, &str)]) -> Self {
-            Self(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
-        }
-    }
-
-    impl Env for FakeEnv {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).cloned()
-        }
-        fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-            self.0
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }
-    }
-
-    fn load_toml(toml: &str, env: &FakeEnv) -> Result<Config, ConfigError> {
+    fn load_toml(toml: &str, env: &MapEnv) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, toml).unwrap();
@@ -767,7 +770,7 @@ mod tests {
 
     #[test]
     fn no_file_gives_documented_defaults() {
-        let c = Config::load(None, &FakeEnv::new(&[("HOME", "/home/u")])).unwrap();
+        let c = Config::load(None, &MapEnv::new(&[("HOME", "/home/u")])).unwrap();
         assert_eq!(
             c.database.path,
             Path::new("/home/u/.local/state/hubspot-outbox/outbox.db")
@@ -786,7 +789,7 @@ mod tests {
     #[test]
     fn the_shipped_example_config_is_valid_and_says_the_defaults() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hubspot-outbox.toml");
-        let env = FakeEnv::new(&[("HOME", "/home/u")]);
+        let env = MapEnv::new(&[("HOME", "/home/u")]);
         let example = Config::load(Some(&file), &env).unwrap();
         let defaults = Config::load(None, &env).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
@@ -794,7 +797,7 @@ mod tests {
 
     #[test]
     fn dispatch_settings_have_hubspots_defaults_and_are_checked() {
-        let env = FakeEnv::new(&[("HOME", "/h")]);
+        let env = MapEnv::new(&[("HOME", "/h")]);
         let c = Config::load(None, &env).unwrap();
         assert_eq!(
             c.hubspot.batch_create_url("contacts"),
@@ -853,7 +856,7 @@ mod tests {
 
     #[test]
     fn systemd_directories_are_preferred() {
-        let env = FakeEnv::new(&[
+        let env = MapEnv::new(&[
             ("HOME", "/home/u"),
             ("STATE_DIRECTORY", "/var/lib/hubspot-outbox"),
             ("RUNTIME_DIRECTORY", "/run/hubspot-outbox"),
@@ -868,7 +871,7 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let env = FakeEnv::new(&[
+        let env = MapEnv::new(&[
             ("HOME", "/h"),
             ("HUBSPOT_OUTBOX__DATABASE__PATH", "/env/db.sqlite"),
             ("HUBSPOT_OUTBOX__LIMITS__MAX_WRITES_PER_REQUEST", "7"),
@@ -886,13 +889,13 @@ mod tests {
 
     #[test]
     fn toml_octal_integer_mode_is_understood() {
-        let c = load_toml("[socket]\nmode = 0o640\n", &FakeEnv::new(&[("HOME", "/h")])).unwrap();
+        let c = load_toml("[socket]\nmode = 0o640\n", &MapEnv::new(&[("HOME", "/h")])).unwrap();
         assert_eq!(c.socket.mode, 0o640);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
-        let env = FakeEnv::new(&[("HOME", "/h")]);
+        let env = MapEnv::new(&[("HOME", "/h")]);
         let e = load_toml("[database]\npaht = \"x\"\n", &env)
             .unwrap_err()
             .to_string();
@@ -913,7 +916,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nonsense"), "{e}");
-        let env = FakeEnv::new(&[("HOME", "/h"), ("HUBSPOT_OUTBOX__SOCKET__MODDE", "1")]);
+        let env = MapEnv::new(&[("HOME", "/h"), ("HUBSPOT_OUTBOX__SOCKET__MODDE", "1")]);
         let e = Config::load(None, &env).unwrap_err().to_string();
         assert!(e.contains("modde"), "{e}");
     }
@@ -927,20 +930,20 @@ mod tests {
             "[hubspot]\naccess_token_file = {:?}\n",
             token_file.display().to_string()
         );
-        let c = load_toml(&toml, &FakeEnv::new(&[("HOME", "/h")])).unwrap();
+        let c = load_toml(&toml, &MapEnv::new(&[("HOME", "/h")])).unwrap();
         let token = c.access_token.clone().unwrap();
         assert_eq!(token.expose(), "pat-na1-secret");
         assert!(!format!("{c:?}").contains("secret"));
         assert_eq!(format!("{token}"), "[REDACTED]");
         assert_eq!(format!("{token:?}"), "AccessToken([REDACTED])");
 
-        let env = FakeEnv::new(&[("HOME", "/h"), (TOKEN_ENV, "from-env")]);
+        let env = MapEnv::new(&[("HOME", "/h"), (TOKEN_ENV, "from-env")]);
         let c = load_toml(&toml, &env).unwrap();
         assert_eq!(c.access_token.unwrap().expose(), "from-env");
 
         let creds = tempfile::tempdir().unwrap();
         std::fs::write(creds.path().join(TOKEN_CREDENTIAL), " from-credential \n").unwrap();
-        let env = FakeEnv::new(&[
+        let env = MapEnv::new(&[
             ("HOME", "/h"),
             ("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap()),
         ]);
@@ -948,7 +951,7 @@ mod tests {
         assert_eq!(c.access_token.unwrap().expose(), "from-credential");
 
         let toml = "[hubspot]\naccess_token_file = \"/does/not/exist\"\n";
-        let e = load_toml(toml, &FakeEnv::new(&[("HOME", "/h")]))
+        let e = load_toml(toml, &MapEnv::new(&[("HOME", "/h")]))
             .unwrap_err()
             .to_string();
         assert!(e.contains("hubspot.access_token_file"), "{e}");

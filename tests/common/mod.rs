@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hubspot_outbox::config::{Config, Env};
+use hubspot_outbox::config::{Config, MapEnv};
 use hubspot_outbox::socket::client::SocketClient;
 use hubspot_outbox::socket::listener::bind;
 use hubspot_outbox::store::Store;
@@ -16,22 +16,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
-
-/// An environment made of just the pairs given.
-pub struct MapEnv(pub HashMap<String, String>);
-
-impl Env for MapEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-}
 
 /// A config whose database and socket live in `dir`, plus extra `HUBSPOT_OUTBOX__` pairs.
 pub fn config_in(dir: &Path, extra: &[(&str, &str)]) -> Config {
