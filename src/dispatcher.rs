@@ -137,6 +137,9 @@ impl Dispatcher {
         drain: Duration,
         heartbeat: Arc<Heartbeat>,
     ) {
+        if let Err(e) = self.shared.store.clear_pauses().await {
+            error!(error = %e, "clearing pauses recorded by an earlier run failed; `status` may show stale ones");
+        }
         if let Err(e) = self.recover().await {
             error!(error = %e, "recovering in-flight writes failed; they stay in flight until the next start");
         }

@@ -337,6 +337,15 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every recorded pause: at start the dispatcher knows of none, and meets again
+    /// whatever still holds (a refused token, a used-up day).
+    pub async fn clear_pauses(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM pauses").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every recorded pause.
     pub async fn pauses(&self) -> Result<Vec<PauseRow>, StoreError> {
         Ok(
