@@ -150,16 +150,18 @@ impl Dispatcher {
             let notified = self.shared.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let wait = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                tick = self.tick() => match tick {
-                    Ok(Tick::Sent(_)) => continue,
-                    Ok(Tick::Idle(wait)) => wait.min(poll),
-                    Err(e) => {
-                        error!(error = %e, "dispatching failed; will retry");
-                        poll
-                    }
-                },
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // A tick runs to its end, never cancelled halfway: a claim whose commit was cut
+            // off would leave rows in flight that no task sends.
+            let wait = match self.tick().await {
+                Ok(Tick::Sent(_)) => continue,
+                Ok(Tick::Idle(wait)) => wait.min(poll),
+                Err(e) => {
+                    error!(error = %e, "dispatching failed; will retry");
+                    poll
+                }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
