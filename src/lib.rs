@@ -1,13 +1,15 @@
 //! `hubspot-outbox`: a durable write queue for HubSpot's CRM.
 //!
 //! The data flows one way: producers hand writes to the [`socket`] API or insert rows with
-//! plain SQL; the [`store`] keeps them in a SQLite outbox; a dispatcher (next) sends them.
+//! plain SQL; the [`store`] keeps them in a SQLite outbox; the [`dispatcher`] claims batches
+//! per object type under the [`limiter`], the [`sender`] posts them to HubSpot, and the
+//! [`reconciler`] turns each answer into an outcome per write.
 //!
 //! - [`cli`]: the command line.
 //! - [`config`]: typed settings, validated once; the token never prints.
 //! - [`app`]: wiring and shutdown order.
 //! - [`model`]: the domain words (object type, trace id, state, write).
-//! - [`write`]: what a valid write is (pure validation).
+//! - [`mod@write`]: what a valid write is (pure validation).
 //! - [`ingest`]: duplicates and conflicts of a group of requests (pure).
 //! - [`committer`]: group commit of socket requests.
 //! - [`intake`]: validation of rows inserted with SQL.
