@@ -78,11 +78,15 @@ pub enum Command {
         #[command(flatten)]
         select: SelectArgs,
     },
-    /// Delete succeeded writes (and their history) older than a duration.
+    /// Delete succeeded (or discarded) writes, and their history, older than a duration.
+    /// Failed and unconfirmed writes are never purged: discard them first.
     Purge {
-        /// e.g. 30d; failed writes are never purged here.
+        /// e.g. 30d.
         #[arg(long, value_parser = humantime::parse_duration)]
-        succeeded_older_than: std::time::Duration,
+        succeeded_older_than: Option<std::time::Duration>,
+        /// e.g. 90d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        discarded_older_than: Option<std::time::Duration>,
         /// Count only.
         #[arg(long)]
         dry_run: bool,

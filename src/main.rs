@@ -73,9 +73,19 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discard { select } => print(ops::change(&config, &select, true).await?),
         Command::Purge {
             succeeded_older_than,
+            discarded_older_than,
             dry_run,
             json,
-        } => print(ops::purge(&config, succeeded_older_than, dry_run, json).await?),
+        } => print(
+            ops::purge(
+                &config,
+                succeeded_older_than,
+                discarded_older_than,
+                dry_run,
+                json,
+            )
+            .await?,
+        ),
         Command::Migrate { json } => {
             if let Some(dir) = config
                 .database

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::cli::{FilterArgs, SelectArgs};
 use crate::config::Config;
 use crate::scheduler::day_key;
-use crate::store::ops::{Filter, Selection};
+use crate::store::ops::{Filter, Purgeable, Selection};
 use crate::store::{Store, StoreError};
 use crate::write::parse_stored;
 
@@ -357,30 +357,44 @@ pub async fn edit(
     }])
 }
 
-/// `purge --succeeded-older-than D`.
+/// `purge [--succeeded-older-than D] [--discarded-older-than D]`.
 pub async fn purge(
     config: &Config,
-    older_than: Duration,
+    succeeded: Option<Duration>,
+    discarded: Option<Duration>,
     dry_run: bool,
     as_json: bool,
 ) -> Result<Vec<String>, OpsError> {
-    let before =
-        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    if succeeded.is_none() && discarded.is_none() {
+        return Err(OpsError::Usage(
+            "say what to purge: --succeeded-older-than and/or --discarded-older-than".into(),
+        ));
+    }
     let store = open_write(config).await?;
-    let n = if dry_run {
-        store.count_succeeded_before(before).await?
-    } else {
-        store.purge_succeeded(before).await?
-    };
+    let mut out = Vec::new();
+    for (state, age) in [
+        (Purgeable::Succeeded, succeeded),
+        (Purgeable::Discarded, discarded),
+    ] {
+        let Some(age) = age else { continue };
+        let before = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        let n = if dry_run {
+            store.count_purgeable(state, before).await?
+        } else {
+            store.purge(state, before).await?
+        };
+        let before = crate::store::timestamp(before);
+        let name = state.as_str();
+        out.push(if as_json {
+            json!({"action": "purge", "state": name, "dryRun": dry_run, "writes": n, "before": before}).to_string()
+        } else if dry_run {
+            format!("would purge {n} {name} write(s)")
+        } else {
+            format!("purged {n} {name} write(s) last changed before {before}")
+        });
+    }
     store.close().await;
-    let before = crate::store::timestamp(before);
-    Ok(vec![if as_json {
-        json!({"action": "purge", "dryRun": dry_run, "writes": n, "before": before}).to_string()
-    } else if dry_run {
-        format!("would purge {n} succeeded write(s)")
-    } else {
-        format!("purged {n} succeeded write(s) last changed before {before}")
-    }])
+    Ok(out)
 }
 
 /// `check-config`: the effective values, token redacted.

@@ -153,39 +153,64 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// How many `succeeded` writes were last changed before `before`.
-    pub async fn count_succeeded_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM outbox WHERE state = 'succeeded' AND updated_at < ?1",
-        )
-        .bind(timestamp(before))
-        .fetch_one(&self.pool)
-        .await?;
+    /// How many writes in `state` were last changed before `before`.
+    pub async fn count_purgeable(
+        &self,
+        state: Purgeable,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE state = ?1 AND updated_at < ?2")
+                .bind(state.as_str())
+                .bind(timestamp(before))
+                .fetch_one(&self.pool)
+                .await?;
         Ok(n.max(0) as u64)
     }
 
-    /// Deletes `succeeded` writes last changed before `before`, with their error history
-    /// and the batch-log lines older than that. Failed writes are never purged here.
-    pub async fn purge_succeeded(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    /// Deletes writes in `state` last changed before `before`, with their error history.
+    /// Purging succeeded writes also drops batch-log lines older than `before`. Failed and
+    /// unconfirmed writes are never purged: discard them first.
+    pub async fn purge(&self, state: Purgeable, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = timestamp(before);
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM error_history WHERE trace_id IN
-               (SELECT trace_id FROM outbox WHERE state = 'succeeded' AND updated_at < ?1)",
+               (SELECT trace_id FROM outbox WHERE state = ?1 AND updated_at < ?2)",
         )
+        .bind(state.as_str())
         .bind(&before)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query("DELETE FROM outbox WHERE state = 'succeeded' AND updated_at < ?1")
+        let done = sqlx::query("DELETE FROM outbox WHERE state = ?1 AND updated_at < ?2")
+            .bind(state.as_str())
             .bind(&before)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM batch_log WHERE sent_at < ?1")
-            .bind(&before)
-            .execute(&mut *tx)
-            .await?;
+        if state == Purgeable::Succeeded {
+            sqlx::query("DELETE FROM batch_log WHERE sent_at < ?1")
+                .bind(&before)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// The states whose writes may be deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purgeable {
+    Succeeded,
+    Discarded,
+}
+
+impl Purgeable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Discarded => "discarded",
+        }
     }
 }
 
