@@ -575,11 +575,11 @@ fn hubspot_config(raw: RawHubSpot) -> Result<HubSpotConfig, ConfigError> {
             ),
         ));
     }
-    if raw.request_timeout.is_zero() || raw.auth_retry_interval.is_zero() {
-        return Err(invalid(
-            "hubspot.request_timeout",
-            "request_timeout and auth_retry_interval must be above zero",
-        ));
+    if raw.request_timeout.is_zero() {
+        return Err(invalid("hubspot.request_timeout", "must be above zero"));
+    }
+    if raw.auth_retry_interval.is_zero() {
+        return Err(invalid("hubspot.auth_retry_interval", "must be above zero"));
     }
     Ok(HubSpotConfig {
         base_url: raw.base_url.trim_end_matches('/').to_owned(),

@@ -99,6 +99,26 @@ async fn rows_inserted_with_the_sqlite3_shell_are_picked_up_or_failed_with_a_rea
         c.get("/v1/writes/after-bad").await.unwrap().json()["state"],
         "pending"
     );
+
+    // Replaying the invalid row checks it again: it fails with its reason, and nothing
+    // of it is sent as it is.
+    let out = daemon_command(dir.path(), &["retry", "bad-assoc"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("requeued 1"),
+        "{out:?}"
+    );
+    eventually("the replayed invalid row failed again", || async {
+        let out = sqlite3(&db, "SELECT count(*) FROM error_history WHERE trace_id = 'bad-assoc' AND category = 'INVALID_WRITE'");
+        String::from_utf8_lossy(&out.stdout).trim() == "2"
+    })
+    .await;
+    let out = sqlite3(
+        &db,
+        "SELECT state, validated FROM outbox WHERE trace_id = 'bad-assoc'",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "failed|1");
     assert!(daemon.terminate().success());
 }
 

@@ -110,6 +110,9 @@ impl Store {
     }
 
     /// Puts the selected `failed` or `unconfirmed` writes back to `pending`, attempts reset.
+    /// They are marked unvalidated, so the intake checks them again before anything is
+    /// sent: a row a producer inserted with SQL that failed validation fails again with
+    /// its reason instead of reaching HubSpot as it is.
     pub async fn retry_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
         self.change_selection(Op::Retry, selection).await
     }
@@ -237,8 +240,8 @@ macro_rules! count_head {
 }
 macro_rules! retry_head {
     () => {
-        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?6, split_to = NULL,
-                batch_id = NULL, updated_at = ?6"
+        "UPDATE outbox SET state = 'pending', attempts = 0, validated = 0, next_attempt_at = ?6,
+                split_to = NULL, batch_id = NULL, updated_at = ?6"
     };
 }
 macro_rules! discard_head {
