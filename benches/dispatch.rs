@@ -15,14 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hubspot_outbox::dispatch::reconciler::reconcile;
+use hubspot_outbox::dispatch::scheduler::choose_rows;
 use hubspot_outbox::hubspot::classify::classify;
-use hubspot_outbox::reconciler::{BatchRow, OnAmbiguous, OnConflict, Policy, reconcile};
-use hubspot_outbox::retry::Backoff;
-use hubspot_outbox::scheduler::choose_rows;
+use hubspot_outbox::model::Backoff;
+use hubspot_outbox::model::BatchLogEntry;
+use hubspot_outbox::model::{BatchRow, OnAmbiguous, OnConflict, Policy};
+use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
-use hubspot_outbox::socket::client::SocketClient;
 use hubspot_outbox::store::Store;
-use hubspot_outbox::store::dispatch::BatchLogEntry;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -288,7 +289,10 @@ async fn overhead(dir: &Path, n: usize) {
             correlation_id: None,
             sent_at: chrono::Utc::now(),
         };
-        store.settle_batch(&batch_id, &plan, &log).await.unwrap();
+        store
+            .settle_batch(&batch_id, &plan, &log, chrono::Utc::now())
+            .await
+            .unwrap();
         settle_t += t.elapsed();
     }
     let per_batch = start.elapsed() / batches;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use hubspot_outbox::socket::client::SocketClient;
+use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::store::MIGRATOR;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 

@@ -2,24 +2,24 @@
 //! socket, start the tasks, and on shutdown stop them in the order that loses nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::committer::Committer;
-use crate::config::Config;
-use crate::dispatcher::Dispatcher;
-use crate::lock::{LockError, OwnerLock};
-use crate::metrics::Metrics;
-use crate::notify::{self, Heartbeat};
-use crate::sender::Sender;
-use crate::socket::listener::{SocketError, SocketFile, bind};
-use crate::socket::routes::{ApiState, router};
+use crate::config::{self, Config};
+use crate::dispatch::Dispatcher;
+use crate::dispatch::sender::{HttpSender, SenderError};
+use crate::ingest::committer::Committer;
+use crate::ingest::intake;
+use crate::ingest::socket::listener::{SocketError, SocketFile, bind};
+use crate::ingest::socket::routes::{ApiState, router};
+use crate::runtime::lock::{LockError, OwnerLock};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::systemd::{self, Heartbeat};
+use crate::runtime::watchdog;
 use crate::store::{Store, StoreError};
-use crate::{config, intake};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -37,7 +37,7 @@ pub enum AppError {
     #[error("serving the socket failed: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]
-    Sender(#[from] crate::sender::SenderError),
+    Sender(#[from] SenderError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -114,7 +114,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let dispatcher_task = match &config.access_token {
         Some(token) => {
-            let sender = Sender::new(config.hubspot.clone(), token)?;
+            let sender = HttpSender::new(config.hubspot.clone(), token)?;
             let dispatcher = Arc::new(Dispatcher::new(
                 store.clone(),
                 Arc::new(config.clone()),
@@ -138,22 +138,27 @@ pub async fn serve(
         config: Arc::new(config.clone()),
         metrics,
     });
-    if let Some(interval) = notify::watchdog_interval() {
+    if let Some(interval) = systemd::watchdog_interval() {
         let beats = if dispatcher_task.is_some() {
             vec![intake_beat, dispatch_beat]
         } else {
             vec![intake_beat]
         };
-        tokio::spawn(watchdog(store.clone(), interval, beats, shutdown.clone()));
+        tokio::spawn(watchdog::run(
+            store.clone(),
+            interval,
+            beats,
+            shutdown.clone(),
+        ));
     }
     // The socket is bound: connections queue from here on, so systemd may start producers.
-    notify::notify("READY=1");
+    systemd::notify("READY=1");
     // Stop accepting first; requests already read finish and get their answer.
     let stopping = shutdown.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stopping.cancelled().await;
-            notify::notify("STOPPING=1");
+            systemd::notify("STOPPING=1");
         })
         .await;
     socket_file.remove();
@@ -166,33 +171,4 @@ pub async fn serve(
     intake_stop.cancel();
     let _ = intake_task.await;
     served.map_err(AppError::Serve)
-}
-
-/// Pings systemd's watchdog every `interval` while the database answers and every watched
-/// loop has gone round within `interval`; a stuck loop or database stops the pings.
-async fn watchdog(
-    store: Store,
-    interval: Duration,
-    beats: Vec<Arc<Heartbeat>>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let store_ok = matches!(
-            tokio::time::timeout(interval, store.ping()).await,
-            Ok(Ok(()))
-        );
-        let loops_ok = beats.iter().all(|b| b.age() < interval);
-        if store_ok && loops_ok {
-            notify::notify("WATCHDOG=1");
-        } else {
-            warn!(
-                store_ok,
-                loops_ok, "not pinging the watchdog: the daemon looks stuck"
-            );
-        }
-    }
 }

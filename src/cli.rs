@@ -1,4 +1,5 @@
-//! The command line.
+//! The command line, parsed by clap. Only `main` uses it: the library takes plain
+//! arguments (`operator::FilterArgs`, `operator::SelectArgs`), converted below.
 
 use std::path::PathBuf;
 
@@ -185,4 +186,28 @@ pub struct SelectArgs {
     /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl From<FilterArgs> for hubspot_outbox::operator::FilterArgs {
+    fn from(a: FilterArgs) -> Self {
+        Self {
+            object_type: a.object_type,
+            category: a.category,
+            since: a.since,
+            limit: a.limit,
+        }
+    }
+}
+
+impl From<SelectArgs> for hubspot_outbox::operator::SelectArgs {
+    fn from(a: SelectArgs) -> Self {
+        Self {
+            trace_ids: a.trace_ids,
+            failed: a.failed,
+            unconfirmed: a.unconfirmed,
+            filter: a.filter.into(),
+            dry_run: a.dry_run,
+            json: a.json,
+        }
+    }
 }

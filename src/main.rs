@@ -10,11 +10,15 @@ use clap::Parser;
 use tokio::io::BufReader;
 use tokio_util::sync::CancellationToken;
 
-use hubspot_outbox::cli::{Cli, Command, SimulateArgs};
+use hubspot_outbox::app;
 use hubspot_outbox::config::{Config, LogFormat, ProcessEnv};
-use hubspot_outbox::enqueue::{Summary, enqueue};
+use hubspot_outbox::operator;
+use hubspot_outbox::operator::enqueue::{Summary, enqueue};
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
-use hubspot_outbox::{app, enqueue, ops};
+
+mod cli;
+
+use cli::{Cli, Command, SimulateArgs};
 
 /// mimalloc: ingest allocates and frees many small strings per write; with glibc's malloc
 /// about 15% of the bulk path went to the allocator's own bookkeeping (measured with perf).
@@ -35,8 +39,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("hubspot-outbox: {e:#}");
             // Usage errors exit 2, like clap's own; everything else 1.
-            match e.downcast_ref::<ops::OpsError>() {
-                Some(ops::OpsError::Usage(_)) => ExitCode::from(2),
+            match e.downcast_ref::<operator::OpsError>() {
+                Some(operator::OpsError::Usage(_)) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -60,24 +64,30 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             run_enqueue(&config, file.as_deref(), chunk_size).await
         }
         Command::Simulate(_) => unreachable!("handled above"),
-        Command::Status { json } => print(ops::status(&config, json).await?),
-        Command::Failed { filter, json } => print(ops::failed(&config, &filter, json).await?),
-        Command::Show { trace_id, json } => print(ops::show(&config, &trace_id, json).await?),
+        Command::Status { json } => print(operator::status(&config, json).await?),
+        Command::Failed { filter, json } => {
+            print(operator::failed(&config, &filter.into(), json).await?)
+        }
+        Command::Show { trace_id, json } => print(operator::show(&config, &trace_id, json).await?),
         Command::Retry {
             select,
             edit: Some(trace_id),
             set,
             unset,
-        } => print(ops::edit(&config, &trace_id, &set, &unset, select.json).await?),
-        Command::Retry { select, .. } => print(ops::change(&config, &select, false).await?),
-        Command::Discard { select } => print(ops::change(&config, &select, true).await?),
+        } => print(operator::edit(&config, &trace_id, &set, &unset, select.json).await?),
+        Command::Retry { select, .. } => {
+            print(operator::change(&config, &select.into(), false).await?)
+        }
+        Command::Discard { select } => {
+            print(operator::change(&config, &select.into(), true).await?)
+        }
         Command::Purge {
             succeeded_older_than,
             discarded_older_than,
             dry_run,
             json,
         } => print(
-            ops::purge(
+            operator::purge(
                 &config,
                 succeeded_older_than,
                 discarded_older_than,
@@ -109,7 +119,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 format!("database `{path}` is up to date")
             }])
         }
-        Command::CheckConfig { json } => print(ops::check_config(&config, json)),
+        Command::CheckConfig { json } => print(operator::check_config(&config, json)),
     }
 }
 
@@ -285,7 +295,7 @@ async fn run_enqueue(
     })
 }
 
-fn print_summary(summary: &enqueue::Summary) {
+fn print_summary(summary: &Summary) {
     let mut rejected = summary.rejected.clone();
     rejected.sort_by_key(|r| r.line);
     println!(

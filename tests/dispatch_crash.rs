@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{Daemon, eventually, sqlite3};
+use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
-use hubspot_outbox::socket::client::SocketClient;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

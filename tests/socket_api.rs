@@ -4,7 +4,7 @@
 mod common;
 
 use common::InProcess;
-use hubspot_outbox::socket::client::SocketClient;
+use hubspot_outbox::operator::client::SocketClient;
 use hyper::Method;
 use serde_json::{Value, json};
 

@@ -111,6 +111,16 @@ pub fn parse_batch_response(body: &[u8]) -> Result<BatchResponse, serde_json::Er
     Ok(parsed)
 }
 
+/// HubSpot's `X-HubSpot-RateLimit-*` headers on an answer, each optional: the limit
+/// in force, what is left of it, its window, and what is left of the day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub max: Option<u32>,
+    pub remaining: Option<u32>,
+    pub interval_ms: Option<u64>,
+    pub daily_remaining: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

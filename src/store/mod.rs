@@ -1,17 +1,24 @@
 //! The SQLite outbox: every SQL statement of the daemon lives under this module, one
-//! function per state change, so another store could replace it without touching the rest.
+//! function per state change, one file per family of them. The stages above speak
+//! `crate::model` types to it; only the rows that exist for the store's own callers
+//! (look-ups, operator views, due counts) are defined here. Replacing SQLite means
+//! replacing this module behind the same functions; no trait abstracts it yet.
 //!
-//! - [`dispatch`]: claiming batches, settling them, pauses and the daily count.
 //! - [`ingest`]: storing accepted writes (group commit, idempotency look-ups).
 //! - [`intake`]: validating rows that producers inserted with plain SQL.
-//! - [`ops`]: what operators ask and change (status, failed, retry, discard, purge).
-//! - [`read`]: looking writes up.
+//! - [`claim`]: due object types, claiming a batch, rows a crash left in flight.
+//! - [`settle`]: applying a reconciler plan to a batch's rows.
+//! - [`pauses`]: recorded pauses and the day's request count.
+//! - [`ops`]: what operators change (retry, discard, edit, purge) and count.
+//! - [`read`]: looking writes and their error history up.
 
-pub mod dispatch;
+pub mod claim;
 pub mod ingest;
 pub mod intake;
 pub mod ops;
+pub mod pauses;
 pub mod read;
+pub mod settle;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -1,6 +1,7 @@
-//! Looking writes up, for the socket API and the command line.
+//! Looking writes up, with their error history, for the socket API and the command line.
 
 use super::{Store, StoreError};
+use crate::model::ErrorRecord;
 
 /// A write as stored, every public column.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -60,4 +61,39 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    /// The error history of one write, oldest first.
+    pub async fn error_history(&self, trace_id: &str) -> Result<Vec<ErrorRecord>, StoreError> {
+        let rows: Vec<ErrorRow> = sqlx::query_as(
+            "SELECT trace_id, attempt, http_status, category, message, correlation_id, raw
+             FROM error_history WHERE trace_id = ?1 ORDER BY id",
+        )
+        .bind(trace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ErrorRecord {
+                trace_id: r.trace_id,
+                attempt: r.attempt.max(0) as u32,
+                status: r.http_status.clamp(0, 999) as u16,
+                category: r.category,
+                message: r.message,
+                correlation_id: r.correlation_id,
+                raw: r.raw.unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+/// A row of `error_history` as stored.
+#[derive(sqlx::FromRow)]
+struct ErrorRow {
+    trace_id: String,
+    attempt: i64,
+    http_status: i64,
+    category: Option<String>,
+    message: String,
+    correlation_id: Option<String>,
+    raw: Option<String>,
 }

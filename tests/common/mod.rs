@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hubspot_outbox::config::{Config, MapEnv};
-use hubspot_outbox::socket::client::SocketClient;
-use hubspot_outbox::socket::listener::bind;
+use hubspot_outbox::ingest::socket::listener::bind;
+use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::store::Store;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;

@@ -1,0 +1,244 @@
+//! Typed settings: loaded once from an optional TOML file and `HUBSPOT_OUTBOX__*`
+//! environment variables, validated once, with the access token kept in a type that never
+//! prints.
+//!
+//! Nothing is read from the working directory by surprise: the only file read is the one
+//! named by `--config` (or `HUBSPOT_OUTBOX_CONFIG`). Every key has a default, so the daemon
+//! runs with no file at all.
+//!
+//! - this file: the validated settings every other module reads;
+//! - [`raw`]: the file's shape and its defaults, as serde reads it;
+//! - [`load`]: layering (file, then environment) and validation, raw to typed;
+//! - [`token`]: the secret access token and where it comes from;
+//! - [`env`]: the environment, injected so tests need not touch the process's.
+
+pub mod env;
+pub mod load;
+pub mod raw;
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{Backoff, OnAmbiguous, OnConflict, Policy};
+
+pub use env::{Env, MapEnv, ProcessEnv};
+pub use token::{AccessToken, TOKEN_CREDENTIAL, TOKEN_ENV};
+
+/// The largest batch HubSpot's batch-create accepts.
+pub const HUBSPOT_MAX_BATCH: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error(
+        "cannot choose a default for `{key}`: none of {vars} is set; set `{key}` in the config file"
+    )]
+    NoDefault {
+        key: &'static str,
+        vars: &'static str,
+    },
+}
+
+pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// How rows are grouped into requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batching {
+    /// Most inputs per request; HubSpot's cap is 100.
+    pub max_size: usize,
+    /// How long a partial batch may wait to fill.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max_size: HUBSPOT_MAX_BATCH,
+            linger: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Limits on what one request to the socket API may carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body in bytes; larger bodies get 413.
+    pub max_request_bytes: usize,
+    /// Most writes in one request; more get 413.
+    pub max_writes_per_request: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 * 1024 * 1024,
+            max_writes_per_request: 10_000,
+        }
+    }
+}
+
+/// How the daemon stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shutdown {
+    /// After SIGTERM/SIGINT, how long requests in flight to HubSpot may take to finish and
+    /// be reconciled; whatever is still in flight then is recovered at the next start.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the daemon logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `hubspot_outbox=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings after validation, with every default resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub socket: SocketConfig,
+    pub limits: Limits,
+    pub log: LogSettings,
+    /// `None` when no token is configured: writes are accepted and kept, none are sent.
+    pub access_token: Option<AccessToken>,
+    pub hubspot: HubSpotConfig,
+    pub rate_limit: RateLimitConfig,
+    pub batching: Batching,
+    pub retry: RetryConfig,
+    /// Per object type settings (`[objects.<type>]`); types not listed use the defaults.
+    pub objects: BTreeMap<String, ObjectConfig>,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct HubSpotConfig {
+    /// `https://api.hubapi.com`, or a simulator's address; no trailing slash.
+    pub base_url: String,
+    /// `v3` (`/crm/v3/objects/{type}/batch/create`) or a date version such as `2026-03`
+    /// (`/crm/objects/2026-03/{type}/batch/create`).
+    pub api_version: String,
+    pub request_timeout: Duration,
+    /// After a 401, how often one probe request tries the token again.
+    pub auth_retry_interval: Duration,
+}
+
+impl HubSpotConfig {
+    /// The batch-create URL for an object type.
+    pub fn batch_create_url(&self, object_type: &str) -> String {
+        if self.api_version == "v3" {
+            format!(
+                "{}/crm/v3/objects/{object_type}/batch/create",
+                self.base_url
+            )
+        } else {
+            format!(
+                "{}/crm/objects/{}/{object_type}/batch/create",
+                self.base_url, self.api_version
+            )
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// HubSpot's burst limit for the account's tier, per `interval` (a rolling window).
+    pub requests_per_interval: u32,
+    pub interval: Duration,
+    /// Requests per day; 0 means no daily limit.
+    pub daily_limit: u64,
+    /// The HubSpot account's time zone: the daily limit resets at its midnight.
+    pub timezone: chrono_tz::Tz,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub on_ambiguous: OnAmbiguous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectConfig {
+    /// A property whose values are unique in HubSpot (contacts: `email`).
+    pub unique_property: Option<String>,
+    /// Default: `adopt` when `unique_property` is set, else `fail`.
+    pub on_conflict: OnConflict,
+}
+
+impl Config {
+    /// The reconciler's rules for one object type.
+    pub fn policy(&self, object_type: &str) -> Policy {
+        let object = self.objects.get(object_type);
+        Policy {
+            unique_property: object.and_then(|o| o.unique_property.clone()),
+            on_conflict: object.map_or(OnConflict::Fail, |o| o.on_conflict),
+            on_ambiguous: self.retry.on_ambiguous,
+            max_attempts: self.retry.max_attempts,
+            backoff: self.retry.backoff,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+    /// How often the daemon looks for rows that producers inserted with plain SQL.
+    pub poll_interval: Duration,
+    /// How long a connection waits for SQLite's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    /// File mode of the socket file; connecting needs write permission.
+    pub mode: u32,
+}
+
+#[cfg(test)]
+mod tests;

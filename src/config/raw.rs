@@ -1,0 +1,157 @@
+//! The config file's shape, as serde reads it: every section and key optional, each with
+//! its default, unknown keys refused. [`super::load`] turns it into the typed settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::{Batching, Limits, LogSettings, Shutdown};
+use crate::model::{OnAmbiguous, OnConflict};
+
+/// The file's shape. Every section and key is optional; unknown keys are refused so a typo
+/// is an error rather than a silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSettings {
+    pub database: RawDatabase,
+    pub socket: RawSocket,
+    pub limits: Limits,
+    pub hubspot: RawHubSpot,
+    pub rate_limit: RawRateLimit,
+    pub batching: Batching,
+    pub retry: RawRetry,
+    pub objects: BTreeMap<String, RawObject>,
+    pub log: LogSettings,
+    pub shutdown: Shutdown,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    pub path: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            path: None,
+            poll_interval: Duration::from_millis(250),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSocket {
+    pub path: Option<PathBuf>,
+    #[serde(deserialize_with = "file_mode")]
+    pub mode: u32,
+}
+
+impl Default for RawSocket {
+    fn default() -> Self {
+        Self {
+            path: None,
+            mode: 0o660,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHubSpot {
+    pub access_token_file: Option<PathBuf>,
+    pub base_url: String,
+    pub api_version: String,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub auth_retry_interval: Duration,
+}
+
+impl Default for RawHubSpot {
+    fn default() -> Self {
+        Self {
+            access_token_file: None,
+            base_url: "https://api.hubapi.com".into(),
+            api_version: "v3".into(),
+            request_timeout: Duration::from_secs(30),
+            auth_retry_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    pub requests_per_interval: u32,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub daily_limit: u64,
+    pub timezone: String,
+    pub max_in_flight: usize,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            requests_per_interval: 100,
+            interval: Duration::from_secs(10),
+            daily_limit: 250_000,
+            timezone: "UTC".into(),
+            max_in_flight: 8,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetry {
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    pub on_ambiguous: OnAmbiguous,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(600),
+            on_ambiguous: OnAmbiguous::Resend,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawObject {
+    pub unique_property: Option<String>,
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// A file mode written as an octal string (`"0660"`, `"660"`) or a TOML integer (`0o660`).
+pub fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Text(String),
+        Number(u32),
+    }
+    match Mode::deserialize(d)? {
+        Mode::Number(n) => Ok(n),
+        Mode::Text(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
+            serde::de::Error::custom(format!("`{s}` is not an octal file mode such as \"0660\""))
+        }),
+    }
+}

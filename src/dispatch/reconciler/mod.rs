@@ -1,0 +1,376 @@
+//! What a HubSpot answer does to each write of the batch, as a pure function from
+//! (batch, [`Answer`], policy) to a [`Plan`] of row updates, error-history entries and
+//! sending pauses. No I/O: the dispatcher applies the plan with one store call
+//! (`Store::settle_batch`).
+//!
+//! Results are mapped to inputs by [`matching`]: by `objectWriteTraceId` when HubSpot
+//! echoes it, else by the object type's unique property, else by matching returned
+//! property values; never by position, since HubSpot does not keep the input order.
+
+pub mod matching;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use crate::hubspot::classify::{Answer, Detail, RatePolicy};
+use crate::hubspot::wire::BatchResponse;
+use crate::model::{
+    BatchRow, ErrorRecord, OnAmbiguous, OnConflict, Pause, Plan, Policy, RowUpdate,
+};
+use matching::match_results;
+
+/// Error categories in a 2xx `errors[]` that are worth retrying; every other category is a
+/// permanent fault of the input.
+const TRANSIENT_CATEGORIES: [&str; 6] = [
+    "RATE_LIMITS",
+    "RATE_LIMIT",
+    "INTERNAL_ERROR",
+    "SERVICE_UNAVAILABLE",
+    "TIMEOUT",
+    "LOCKED",
+];
+
+/// Decides the fate of every row of the batch. `interval` is the rate-limit window a
+/// `TEN_SECONDLY_ROLLING` 429 waits out; `jitter` in `[0, 1)` spreads retries.
+pub fn reconcile(
+    rows: &[BatchRow],
+    answer: &Answer,
+    policy: &Policy,
+    interval: Duration,
+    jitter: f64,
+) -> Plan {
+    let mut plan = Plan::default();
+    match answer {
+        Answer::Created(response) => created(rows, response, policy, jitter, &mut plan),
+        Answer::MalformedSuccess(d) => ambiguous_all(rows, d, policy, None, jitter, &mut plan),
+        Answer::Transient {
+            detail,
+            retry_after,
+        } => ambiguous_all(rows, detail, policy, *retry_after, jitter, &mut plan),
+        Answer::Invalid(d) if rows.len() == 1 => {
+            record_all(rows, d, &mut plan);
+            plan.updates.push(RowUpdate::Failed {
+                id: rows[0].id,
+                error: last_error(d),
+                count_attempt: true,
+            });
+        }
+        Answer::Invalid(d) => {
+            record_all(rows, d, &mut plan);
+            split(rows, &mut plan);
+        }
+        Answer::UnknownObjectType(d) => {
+            record_all(rows, d, &mut plan);
+            for r in rows {
+                plan.updates.push(RowUpdate::Failed {
+                    id: r.id,
+                    error: last_error(d),
+                    count_attempt: true,
+                });
+            }
+            plan.pause = Some(Pause::FailObjectType {
+                error: last_error(d),
+            });
+        }
+        Answer::Conflict {
+            detail,
+            existing_id,
+        } => conflict(rows, detail, existing_id.as_deref(), policy, &mut plan),
+        Answer::Unauthorized(d) => {
+            requeue_all(rows, d, &mut plan);
+            plan.pause = Some(Pause::Unauthorized {
+                reason: last_error(d),
+            });
+        }
+        Answer::Forbidden(d) => {
+            requeue_all(rows, d, &mut plan);
+            plan.pause = Some(Pause::ObjectType {
+                reason: last_error(d),
+            });
+        }
+        Answer::RateLimited {
+            detail,
+            policy: rate,
+            retry_after,
+        } => {
+            requeue_all(rows, detail, &mut plan);
+            let reason = last_error(detail);
+            plan.pause = Some(match (rate, retry_after) {
+                (_, Some(wait)) => Pause::All {
+                    wait: *wait,
+                    reason,
+                },
+                (RatePolicy::Daily, None) => Pause::UntilDailyReset { reason },
+                (RatePolicy::Secondly, None) => Pause::All {
+                    wait: Duration::from_secs(1),
+                    reason,
+                },
+                (RatePolicy::Interval | RatePolicy::Unknown, None) => Pause::All {
+                    wait: interval,
+                    reason,
+                },
+            });
+        }
+    }
+    plan
+}
+
+/// A 2xx: results by trace id / unique value / property values, errors by trace id, and
+/// whatever is left unaccounted for is ambiguous.
+fn created(
+    rows: &[BatchRow],
+    response: &BatchResponse,
+    policy: &Policy,
+    jitter: f64,
+    plan: &mut Plan,
+) {
+    let matched = match_results(rows, &response.results, policy.unique_property.as_deref());
+    let by_trace: HashMap<&str, &BatchRow> =
+        rows.iter().map(|r| (r.trace_id.as_str(), r)).collect();
+    let mut settled: HashSet<i64> = HashSet::new();
+    for (row_index, hubspot_id) in matched {
+        let row = &rows[row_index];
+        settled.insert(row.id);
+        plan.updates.push(RowUpdate::Succeeded {
+            id: row.id,
+            hubspot_id,
+            note: None,
+        });
+    }
+    for error in &response.errors {
+        let category = error.category.clone();
+        let message = error
+            .message
+            .clone()
+            .unwrap_or_else(|| "HubSpot reported an error with no message".into());
+        let transient = category
+            .as_deref()
+            .is_some_and(|c| TRANSIENT_CATEGORIES.contains(&c));
+        for trace in error.trace_ids() {
+            let Some(row) = by_trace.get(trace.as_str()) else {
+                continue;
+            };
+            if !settled.insert(row.id) {
+                continue;
+            }
+            plan.errors.push(ErrorRecord {
+                trace_id: row.trace_id.clone(),
+                attempt: row.attempts + 1,
+                status: 207,
+                category: category.clone(),
+                message: message.clone(),
+                correlation_id: None,
+                raw: error.raw.to_string(),
+            });
+            let text = format!("{}: {message}", category.as_deref().unwrap_or("ERROR"));
+            if transient {
+                retry_or_fail(row, text, None, policy, jitter, plan);
+            } else {
+                plan.updates.push(RowUpdate::Failed {
+                    id: row.id,
+                    error: text,
+                    count_attempt: true,
+                });
+            }
+        }
+    }
+    let unaccounted: Vec<BatchRow> = rows
+        .iter()
+        .filter(|r| !settled.contains(&r.id))
+        .cloned()
+        .collect();
+    if !unaccounted.is_empty() {
+        let detail = Detail {
+            status: 200,
+            category: Some("UNACCOUNTED".into()),
+            message: format!(
+                "HubSpot's answer named neither a result nor an error for {} of {} inputs",
+                unaccounted.len(),
+                rows.len()
+            ),
+            correlation_id: None,
+            raw: String::new(),
+        };
+        ambiguous_all(&unaccounted, &detail, policy, None, jitter, plan);
+    }
+}
+
+/// 409: adopt or fail the identified write and requeue the rest at once; if none can be
+/// identified, split.
+fn conflict(
+    rows: &[BatchRow],
+    d: &Detail,
+    existing_id: Option<&str>,
+    policy: &Policy,
+    plan: &mut Plan,
+) {
+    let culprit = if rows.len() == 1 {
+        Some(0)
+    } else {
+        policy.unique_property.as_deref().and_then(|u| {
+            let message = d.message.to_ascii_lowercase();
+            let hits: Vec<usize> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.properties
+                        .get(u)
+                        .is_some_and(|v| !v.is_empty() && message.contains(&v.to_ascii_lowercase()))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            (hits.len() == 1).then(|| hits[0])
+        })
+    };
+    let Some(culprit) = culprit else {
+        record_all(rows, d, plan);
+        split(rows, plan);
+        return;
+    };
+    let row = &rows[culprit];
+    record_all(std::slice::from_ref(row), d, plan);
+    let adopt = policy.on_conflict == OnConflict::Adopt && policy.unique_property.is_some();
+    plan.updates.push(match (adopt, existing_id) {
+        (true, Some(existing)) => RowUpdate::Succeeded {
+            id: row.id,
+            hubspot_id: existing.to_owned(),
+            note: Some(format!(
+                "already existed in HubSpot (409); adopted its id: {}",
+                d.message
+            )),
+        },
+        _ => RowUpdate::Failed {
+            id: row.id,
+            error: last_error(d),
+            count_attempt: true,
+        },
+    });
+    for (i, r) in rows.iter().enumerate() {
+        if i != culprit {
+            plan.updates.push(RowUpdate::Retry {
+                id: r.id,
+                after: Duration::ZERO,
+                count_attempt: false,
+                error: None,
+                split_to: None,
+            });
+        }
+    }
+}
+
+/// Halve the batch: every row goes back at once, uncounted, capped to half the size.
+fn split(rows: &[BatchRow], plan: &mut Plan) {
+    let half = rows.len().div_ceil(2);
+    for r in rows {
+        plan.updates.push(RowUpdate::Retry {
+            id: r.id,
+            after: Duration::ZERO,
+            count_attempt: false,
+            error: None,
+            split_to: Some(half),
+        });
+    }
+}
+
+/// Rows go back to `pending` with no attempt counted (401, 403, 429).
+fn requeue_all(rows: &[BatchRow], d: &Detail, plan: &mut Plan) {
+    record_all(rows, d, plan);
+    for r in rows {
+        plan.updates.push(RowUpdate::Retry {
+            id: r.id,
+            after: Duration::ZERO,
+            count_attempt: false,
+            error: Some(last_error(d)),
+            split_to: None,
+        });
+    }
+}
+
+/// HubSpot may have created these: hold them, or resend them (counting the attempt) until
+/// the budget runs out.
+fn ambiguous_all(
+    rows: &[BatchRow],
+    d: &Detail,
+    policy: &Policy,
+    retry_after: Option<Duration>,
+    jitter: f64,
+    plan: &mut Plan,
+) {
+    record_all(rows, d, plan);
+    let hold = policy.unique_property.is_none() && policy.on_ambiguous == OnAmbiguous::Hold;
+    for r in rows {
+        if hold {
+            plan.updates.push(RowUpdate::Hold {
+                id: r.id,
+                error: format!(
+                    "unconfirmed: HubSpot may have created it ({})",
+                    last_error(d)
+                ),
+            });
+        } else {
+            retry_or_fail(r, last_error(d), retry_after, policy, jitter, plan);
+        }
+    }
+}
+
+fn retry_or_fail(
+    row: &BatchRow,
+    error: String,
+    retry_after: Option<Duration>,
+    policy: &Policy,
+    jitter: f64,
+    plan: &mut Plan,
+) {
+    let attempts = row.attempts + 1;
+    plan.updates.push(if attempts >= policy.max_attempts {
+        RowUpdate::Failed {
+            id: row.id,
+            error: format!("gave up after {attempts} attempts: {error}"),
+            count_attempt: true,
+        }
+    } else {
+        RowUpdate::Retry {
+            id: row.id,
+            after: retry_after
+                .unwrap_or_default()
+                .max(policy.backoff.delay(attempts, jitter)),
+            count_attempt: true,
+            error: Some(error),
+            split_to: None,
+        }
+    });
+}
+
+fn record_all(rows: &[BatchRow], d: &Detail, plan: &mut Plan) {
+    for r in rows {
+        plan.errors.push(ErrorRecord {
+            trace_id: r.trace_id.clone(),
+            attempt: r.attempts + 1,
+            status: d.status,
+            category: d.category.clone(),
+            message: d.message.clone(),
+            correlation_id: d.correlation_id.clone(),
+            raw: d.raw.clone(),
+        });
+    }
+}
+
+/// `HTTP 400 VALIDATION_ERROR: message (correlation id ...)`: what `last_error` says.
+fn last_error(d: &Detail) -> String {
+    let status = if d.status == 0 {
+        "no answer".to_owned()
+    } else {
+        format!("HTTP {}", d.status)
+    };
+    let mut text = match &d.category {
+        Some(c) => format!("{status} {c}: {}", d.message),
+        None => format!("{status}: {}", d.message),
+    };
+    if let Some(id) = &d.correlation_id {
+        text.push_str(&format!(" (correlation id {id})"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,450 @@
+//! The reconciler's decisions, one answer shape at a time, from saved HubSpot bodies.
+
+use super::*;
+use crate::hubspot::classify::classify;
+use crate::model::Backoff;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!("../../../tests/fixtures/hubspot/", $name))
+    };
+}
+
+fn row(id: i64, trace: &str, email: &str, firstname: &str) -> BatchRow {
+    BatchRow {
+        id,
+        trace_id: trace.into(),
+        attempts: 0,
+        properties: [
+            ("email".to_owned(), email.to_owned()),
+            ("firstname".to_owned(), firstname.to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+fn policy(unique: Option<&str>, on_ambiguous: OnAmbiguous) -> Policy {
+    Policy {
+        unique_property: unique.map(str::to_owned),
+        on_conflict: OnConflict::Adopt,
+        on_ambiguous,
+        max_attempts: 3,
+        backoff: Backoff {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(600),
+        },
+    }
+}
+
+const TEN: Duration = Duration::from_secs(10);
+
+fn run(rows: &[BatchRow], status: u16, body: &[u8], p: &Policy) -> Plan {
+    reconcile(rows, &classify(status, None, body), p, TEN, 0.0)
+}
+
+#[test]
+fn shuffled_results_are_mapped_by_trace_id_never_by_position() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let plan = run(
+        &rows,
+        201,
+        fixture!("201_complete.json"),
+        &policy(None, OnAmbiguous::Resend),
+    );
+    assert!(plan.errors.is_empty());
+    assert_eq!(
+        plan.updates,
+        [
+            RowUpdate::Succeeded {
+                id: 2,
+                hubspot_id: "512".into(),
+                note: None
+            },
+            RowUpdate::Succeeded {
+                id: 1,
+                hubspot_id: "511".into(),
+                note: None
+            },
+        ]
+    );
+}
+
+#[test]
+fn without_echoed_trace_ids_results_match_by_unique_property_or_by_values() {
+    let rows = [
+        row(1, "t-1", "A@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let succeeded = |plan: &Plan| -> Vec<(i64, String)> {
+        let mut ids: Vec<(i64, String)> = plan
+            .updates
+            .iter()
+            .filter_map(|u| match u {
+                RowUpdate::Succeeded { id, hubspot_id, .. } => Some((*id, hubspot_id.clone())),
+                _ => None,
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    // Unique values compare case-insensitively, as HubSpot lowercases emails.
+    let plan = run(
+        &rows,
+        201,
+        fixture!("201_no_trace_ids.json"),
+        &policy(Some("email"), OnAmbiguous::Resend),
+    );
+    assert_eq!(
+        succeeded(&plan),
+        [(1, "901".to_owned()), (2, "902".to_owned())]
+    );
+    // By values, `A@example.com` is not HubSpot's `a@example.com`: only Bea matches, and
+    // Ann, accounted for by nothing, is ambiguous (resent, attempt counted).
+    let plan = run(
+        &rows,
+        201,
+        fixture!("201_no_trace_ids.json"),
+        &policy(None, OnAmbiguous::Resend),
+    );
+    assert_eq!(succeeded(&plan), [(2, "902".to_owned())]);
+    assert!(
+        matches!(
+            plan.updates[1],
+            RowUpdate::Retry {
+                id: 1,
+                count_attempt: true,
+                ..
+            }
+        ),
+        "{:?}",
+        plan.updates
+    );
+}
+
+#[test]
+fn a_207_fails_the_invalid_input_and_keeps_the_valid_one() {
+    let rows = [
+        row(1, "good", "ok@example.com", "Ok"),
+        row(2, "bad", "bad@example.com", "Bad"),
+    ];
+    let plan = run(
+        &rows,
+        207,
+        fixture!("207_multi_status.json"),
+        &policy(None, OnAmbiguous::Resend),
+    );
+    assert_eq!(
+        plan.updates[0],
+        RowUpdate::Succeeded {
+            id: 1,
+            hubspot_id: "701".into(),
+            note: None
+        }
+    );
+    let RowUpdate::Failed {
+        id: 2,
+        error,
+        count_attempt: true,
+    } = &plan.updates[1]
+    else {
+        panic!("{:?}", plan.updates)
+    };
+    assert!(
+        error.starts_with("VALIDATION_ERROR: Property values were not valid"),
+        "{error}"
+    );
+    assert_eq!(plan.errors.len(), 1);
+    assert_eq!(plan.errors[0].trace_id, "bad");
+    assert!(plan.errors[0].raw.contains("PROPERTY_DOESNT_EXIST"));
+}
+
+#[test]
+fn inputs_missing_from_a_2xx_are_ambiguous() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let plan = run(
+        &rows,
+        201,
+        fixture!("201_empty_results.json"),
+        &policy(None, OnAmbiguous::Hold),
+    );
+    assert!(
+        plan.updates
+            .iter()
+            .all(|u| matches!(u, RowUpdate::Hold { .. })),
+        "{:?}",
+        plan.updates
+    );
+    let plan = run(
+        &rows,
+        201,
+        fixture!("201_empty_results.json"),
+        &policy(Some("email"), OnAmbiguous::Hold),
+    );
+    assert!(
+        plan.updates.iter().all(|u| matches!(
+            u,
+            RowUpdate::Retry {
+                count_attempt: true,
+                ..
+            }
+        )),
+        "a unique property makes resending safe: {:?}",
+        plan.updates
+    );
+}
+
+#[test]
+fn a_whole_batch_400_splits_until_the_bad_input_is_alone() {
+    let rows: Vec<BatchRow> = (0..5)
+        .map(|i| row(i, &format!("t{i}"), "x@example.com", "X"))
+        .collect();
+    let plan = run(
+        &rows,
+        400,
+        fixture!("400_validation.json"),
+        &policy(None, OnAmbiguous::Resend),
+    );
+    assert!(plan.updates.iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry { count_attempt: false, split_to: Some(3), after, .. } if after.is_zero()
+    )));
+    let plan = run(
+        &rows[..1],
+        400,
+        fixture!("400_validation.json"),
+        &policy(None, OnAmbiguous::Resend),
+    );
+    let RowUpdate::Failed { error, .. } = &plan.updates[0] else {
+        panic!()
+    };
+    assert!(
+        error.contains("INVALID_INTEGER") && error.contains("correlation id"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_409_adopts_the_identified_write_and_requeues_the_rest_uncounted() {
+    let rows = [row(1, "t-1", "a@example.com", "Ann")];
+    let plan = run(
+        &rows,
+        409,
+        fixture!("409_object_already_exists.json"),
+        &policy(Some("email"), OnAmbiguous::Resend),
+    );
+    let RowUpdate::Succeeded {
+        hubspot_id,
+        note: Some(note),
+        ..
+    } = &plan.updates[0]
+    else {
+        panic!()
+    };
+    assert_eq!(hubspot_id, "12345");
+    assert!(note.contains("already existed"));
+
+    let mut fail = policy(Some("email"), OnAmbiguous::Resend);
+    fail.on_conflict = OnConflict::Fail;
+    let plan = run(
+        &rows,
+        409,
+        fixture!("409_object_already_exists.json"),
+        &fail,
+    );
+    assert!(matches!(plan.updates[0], RowUpdate::Failed { .. }));
+
+    // Named by value in the message: identified inside a larger batch.
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let body = br#"{"status":"error","message":"A contact with email b@example.com already exists. Existing ID: 77","category":"OBJECT_ALREADY_EXISTS"}"#;
+    let plan = run(
+        &rows,
+        409,
+        body,
+        &policy(Some("email"), OnAmbiguous::Resend),
+    );
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 2, hubspot_id, note: Some(_) } if hubspot_id == "77")
+    );
+    assert!(matches!(
+        plan.updates[1],
+        RowUpdate::Retry {
+            id: 1,
+            count_attempt: false,
+            ..
+        }
+    ));
+
+    // Not identifiable: split.
+    let plan = run(
+        &rows,
+        409,
+        fixture!("409_object_already_exists.json"),
+        &policy(Some("email"), OnAmbiguous::Resend),
+    );
+    assert!(plan.updates.iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            split_to: Some(1),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn rate_limits_requeue_without_counting_and_pause_for_the_named_window() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let p = policy(None, OnAmbiguous::Resend);
+    let cases: [(&[u8], Pause); 3] = [
+        (
+            fixture!("429_ten_secondly.json"),
+            Pause::All {
+                wait: TEN,
+                reason: String::new(),
+            },
+        ),
+        (
+            fixture!("429_secondly.json"),
+            Pause::All {
+                wait: Duration::from_secs(1),
+                reason: String::new(),
+            },
+        ),
+        (
+            fixture!("429_daily.json"),
+            Pause::UntilDailyReset {
+                reason: String::new(),
+            },
+        ),
+    ];
+    for (body, expected) in cases {
+        let plan = run(&rows, 429, body, &p);
+        assert!(plan.updates.iter().all(|u| matches!(
+            u,
+            RowUpdate::Retry {
+                count_attempt: false,
+                ..
+            }
+        )));
+        assert_eq!(
+            std::mem::discriminant(plan.pause.as_ref().unwrap()),
+            std::mem::discriminant(&expected)
+        );
+        if let (Some(Pause::All { wait, .. }), Pause::All { wait: want, .. }) =
+            (&plan.pause, &expected)
+        {
+            assert_eq!(wait, want);
+        }
+    }
+    let plan = reconcile(
+        &rows,
+        &classify(
+            429,
+            Some(Duration::from_secs(42)),
+            fixture!("429_daily.json"),
+        ),
+        &p,
+        TEN,
+        0.0,
+    );
+    assert!(matches!(plan.pause, Some(Pause::All { wait, .. }) if wait == Duration::from_secs(42)));
+}
+
+#[test]
+fn auth_failures_fail_nothing_and_pause() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let p = policy(None, OnAmbiguous::Resend);
+    let plan = run(&rows, 401, fixture!("401_invalid_authentication.json"), &p);
+    assert!(plan.updates.iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            count_attempt: false,
+            ..
+        }
+    )));
+    assert!(matches!(plan.pause, Some(Pause::Unauthorized { .. })));
+    let plan = run(&rows, 403, fixture!("403_missing_scopes.json"), &p);
+    assert!(matches!(plan.pause, Some(Pause::ObjectType { .. })));
+    let plan = run(&rows, 400, fixture!("400_unknown_object_type.json"), &p);
+    assert!(
+        plan.updates
+            .iter()
+            .all(|u| matches!(u, RowUpdate::Failed { .. }))
+    );
+    assert!(matches!(plan.pause, Some(Pause::FailObjectType { .. })));
+}
+
+#[test]
+fn server_errors_back_off_then_give_up_or_hold() {
+    let mut rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    rows[1].attempts = 2;
+    let plan = run(
+        &rows,
+        503,
+        fixture!("500_internal.json"),
+        &policy(None, OnAmbiguous::Resend),
+    );
+    assert_eq!(
+        plan.updates[0],
+        RowUpdate::Retry {
+            id: 1,
+            after: Duration::from_secs(1),
+            count_attempt: true,
+            error: Some("HTTP 503 INTERNAL_ERROR: internal error (correlation id aa7b1c2d-0000-4000-8000-000000000012)".into()),
+            split_to: None
+        }
+    );
+    let RowUpdate::Failed { error, .. } = &plan.updates[1] else {
+        panic!()
+    };
+    assert!(
+        error.starts_with("gave up after 3 attempts: HTTP 503"),
+        "{error}"
+    );
+    assert_eq!(
+        plan.errors.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+        [1, 3]
+    );
+
+    let plan = run(
+        &rows,
+        502,
+        fixture!("502_html.txt"),
+        &policy(None, OnAmbiguous::Hold),
+    );
+    assert!(
+        plan.updates
+            .iter()
+            .all(|u| matches!(u, RowUpdate::Hold { .. }))
+    );
+    let plan = reconcile(
+        &rows,
+        &crate::hubspot::classify::transport_failure("timed out"),
+        &policy(None, OnAmbiguous::Hold),
+        TEN,
+        0.0,
+    );
+    assert!(
+        plan.updates
+            .iter()
+            .all(|u| matches!(u, RowUpdate::Hold { .. }))
+    );
+}

@@ -1,0 +1,214 @@
+//! One batch, one HTTP call to HubSpot's batch create; no SQL, no decisions.
+//!
+//! The dispatcher sends through the [`BatchSender`] trait, so its tests script HubSpot's
+//! answers without a server. [`HttpSender`] is the real one: one shared reqwest client
+//! (rustls), `Authorization: Bearer`, a `User-Agent` naming the daemon, the configured
+//! timeout. [`batch_body`] builds the request body from claimed rows.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
+use serde_json::value::RawValue;
+
+use crate::config::{AccessToken, HubSpotConfig};
+use crate::hubspot::classify::parse_retry_after;
+use crate::hubspot::wire::{BatchCreateRequest, CreateInput, RateHeaders};
+use crate::model::ClaimedRow;
+
+/// What came back for one request.
+#[derive(Debug)]
+pub enum Sent {
+    /// An HTTP answer, whatever its status.
+    Answered {
+        status: u16,
+        retry_after: Option<Duration>,
+        rate: RateHeaders,
+        body: Bytes,
+        duration: Duration,
+    },
+    /// No answer. After a timeout or a connection lost mid-request HubSpot may have acted
+    /// on it; after a connection never made (refused, DNS, TLS) it cannot have. `error`
+    /// says which; the reconciler treats every `NoAnswer` as "may have been created".
+    NoAnswer { error: String, duration: Duration },
+}
+
+/// Where the dispatcher sends a batch: HubSpot over HTTP ([`HttpSender`]), or a scripted
+/// stand-in in the dispatcher's tests.
+pub trait BatchSender: Send + Sync + 'static {
+    /// Sends one request body for `object_type`. Never retries by itself: whether to
+    /// resend is the reconciler's call.
+    fn send(&self, object_type: &str, body: Vec<u8>) -> impl Future<Output = Sent> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("the access token holds characters an HTTP header cannot carry")]
+    Token,
+    #[error("row {trace_id} holds JSON that cannot be sent: {error}")]
+    BadRow { trace_id: String, error: String },
+}
+
+/// The real sender: HubSpot's batch-create endpoint over HTTPS.
+pub struct HttpSender {
+    client: reqwest::Client,
+    config: HubSpotConfig,
+    /// Marked sensitive, so HTTP-level debug output shows it as `Sensitive`.
+    authorization: reqwest::header::HeaderValue,
+}
+
+impl HttpSender {
+    pub fn new(config: HubSpotConfig, token: &AccessToken) -> Result<Self, SenderError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .build()?;
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| SenderError::Token)?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            client,
+            config,
+            authorization,
+        })
+    }
+}
+
+impl BatchSender for HttpSender {
+    async fn send(&self, object_type: &str, body: Vec<u8>) -> Sent {
+        let start = Instant::now();
+        let response = self
+            .client
+            .post(self.config.batch_create_url(object_type))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("hubspot-outbox/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                return Sent::NoAnswer {
+                    error: describe(&e),
+                    duration: start.elapsed(),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        match response.bytes().await {
+            Ok(body) => Sent::Answered {
+                status,
+                retry_after: headers
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after),
+                rate: rate_headers(&headers),
+                body,
+                duration: start.elapsed(),
+            },
+            Err(e) => Sent::NoAnswer {
+                error: format!(
+                    "HubSpot answered {status} but the body was lost: {}",
+                    describe(&e)
+                ),
+                duration: start.elapsed(),
+            },
+        }
+    }
+}
+
+/// The request body, exactly HubSpot's schema, every input tagged with its trace id.
+pub fn batch_body(rows: &[ClaimedRow]) -> Result<Vec<u8>, SenderError> {
+    let bad = |row: &ClaimedRow, e: serde_json::Error| SenderError::BadRow {
+        trace_id: row.trace_id.clone(),
+        error: e.to_string(),
+    };
+    let mut inputs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let properties: &RawValue =
+            serde_json::from_str(&row.properties).map_err(|e| bad(row, e))?;
+        let associations: &RawValue =
+            serde_json::from_str(&row.associations).map_err(|e| bad(row, e))?;
+        inputs.push(CreateInput {
+            properties,
+            associations,
+            object_write_trace_id: &row.trace_id,
+        });
+    }
+    Ok(serde_json::to_vec(&BatchCreateRequest { inputs }).expect("a batch serializes"))
+}
+
+/// A transport error in one line, without the URL's query (there is none) or the token
+/// (never part of an error).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Reads HubSpot's `X-HubSpot-RateLimit-*` headers (each optional).
+pub fn rate_headers(headers: &HeaderMap) -> RateHeaders {
+    let num = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    RateHeaders {
+        max: num("x-hubspot-ratelimit-max").map(|v| v.min(u32::MAX as u64) as u32),
+        remaining: num("x-hubspot-ratelimit-remaining").map(|v| v.min(u32::MAX as u64) as u32),
+        interval_ms: num("x-hubspot-ratelimit-interval-milliseconds"),
+        daily_remaining: num("x-hubspot-ratelimit-daily-remaining"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_embeds_stored_json_and_the_trace_id() {
+        let rows = [ClaimedRow {
+            id: 1,
+            trace_id: "t-1".into(),
+            properties: r#"{"email":"a@example.com"}"#.into(),
+            associations: "[]".into(),
+            attempts: 0,
+            split_to: None,
+        }];
+        assert_eq!(
+            String::from_utf8(batch_body(&rows).unwrap()).unwrap(),
+            r#"{"inputs":[{"properties":{"email":"a@example.com"},"associations":[],"objectWriteTraceId":"t-1"}]}"#
+        );
+    }
+
+    #[test]
+    fn rate_headers_are_read_when_present() {
+        let mut h = HeaderMap::new();
+        h.insert("X-HubSpot-RateLimit-Max", "190".parse().unwrap());
+        h.insert("X-HubSpot-RateLimit-Remaining", "3".parse().unwrap());
+        h.insert(
+            "X-HubSpot-RateLimit-Daily-Remaining",
+            "nope".parse().unwrap(),
+        );
+        let r = rate_headers(&h);
+        assert_eq!(
+            (r.max, r.remaining, r.interval_ms, r.daily_remaining),
+            (Some(190), Some(3), None, None)
+        );
+    }
+}

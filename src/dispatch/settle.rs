@@ -1,0 +1,153 @@
+//! One batch's round trip after it is claimed: build the body, send it, read the answer,
+//! let the reconciler decide, settle the rows in one store call, apply the pause the
+//! answer calls for. Runs on its own task, one per request in flight.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::reconciler::reconcile;
+use super::sender::{BatchSender, Sent, batch_body};
+use super::shared::Shared;
+use crate::config::Config;
+use crate::hubspot::classify::{Answer, RatePolicy, classify, transport_failure};
+use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Plan, RowUpdate};
+use crate::store::StoreError;
+
+impl<S: BatchSender> Shared<S> {
+    /// Sends one claimed batch, reconciles the answer, settles the rows, applies pauses.
+    pub async fn send_and_settle(
+        &self,
+        object_type: &str,
+        batch_id: &str,
+        rows: &[ClaimedRow],
+    ) -> Result<(), StoreError> {
+        let sent_at = self.clock.now();
+        let (answer, status, duration) = match batch_body(rows) {
+            // A row whose stored JSON cannot be embedded: treat like a whole-batch 400, so
+            // splitting isolates and fails it.
+            Err(e) => (
+                classify(
+                    400,
+                    None,
+                    serde_json::json!({"message": e.to_string(), "category": "VALIDATION_ERROR"})
+                        .to_string()
+                        .as_bytes(),
+                ),
+                400,
+                Duration::ZERO,
+            ),
+            Ok(body) => match self.sender.send(object_type, body).await {
+                Sent::Answered {
+                    status,
+                    retry_after,
+                    rate,
+                    body,
+                    duration,
+                } => {
+                    self.limiter.observe(&rate);
+                    self.metrics.request(status, duration, rate.remaining);
+                    if rate.daily_remaining == Some(0) {
+                        self.pause_daily(
+                            self.clock.now(),
+                            "HubSpot reports no daily requests remaining",
+                        )
+                        .await?;
+                    }
+                    (classify(status, retry_after, &body), status, duration)
+                }
+                Sent::NoAnswer { error, duration } => {
+                    self.metrics.request(0, duration, None);
+                    (transport_failure(error), 0, duration)
+                }
+            },
+        };
+        let plan = plan_for(&self.config, object_type, rows, &answer, (self.jitter)());
+        self.count(object_type, &answer, &plan);
+        let (outcome, correlation_id) = describe(&answer);
+        info!(
+            object_type,
+            batch_id,
+            size = rows.len(),
+            status,
+            duration_ms = duration.as_millis() as u64,
+            correlation_id = correlation_id.as_deref().unwrap_or(""),
+            outcome,
+            "batch sent"
+        );
+        let log = BatchLogEntry {
+            batch_id: batch_id.to_owned(),
+            object_type: object_type.to_owned(),
+            size: rows.len(),
+            http_status: status,
+            outcome: outcome.to_owned(),
+            duration,
+            correlation_id,
+            sent_at,
+        };
+        let skipped = self
+            .store
+            .settle_batch(batch_id, &plan, &log, self.clock.now())
+            .await?;
+        if skipped > 0 {
+            warn!(
+                batch_id,
+                skipped, "rows changed by someone else while in flight were left as they are"
+            );
+        }
+        self.apply_pause(object_type, &answer, plan.pause).await
+    }
+
+    fn count(&self, object_type: &str, answer: &Answer, plan: &Plan) {
+        if let Answer::RateLimited { policy, .. } = answer {
+            self.metrics.rate_limited(match policy {
+                RatePolicy::Interval => "TEN_SECONDLY_ROLLING",
+                RatePolicy::Secondly => "SECONDLY",
+                RatePolicy::Daily => "DAILY",
+                RatePolicy::Unknown => "UNKNOWN",
+            });
+        }
+        let succeeded = plan
+            .updates
+            .iter()
+            .filter(|u| matches!(u, RowUpdate::Succeeded { .. }))
+            .count();
+        let failed = plan
+            .updates
+            .iter()
+            .filter(|u| matches!(u, RowUpdate::Failed { .. }))
+            .count();
+        self.metrics
+            .writes(object_type, succeeded as u64, failed as u64);
+    }
+}
+
+/// The reconciler's plan for a batch of `object_type` under the configured rules.
+pub fn plan_for(
+    config: &Config,
+    object_type: &str,
+    rows: &[ClaimedRow],
+    answer: &Answer,
+    jitter: f64,
+) -> Plan {
+    let batch: Vec<BatchRow> = rows.iter().map(BatchRow::from_claimed).collect();
+    let policy = config.policy(object_type);
+    reconcile(&batch, answer, &policy, config.rate_limit.interval, jitter)
+}
+
+/// A short name for the batch log and the correlation id, if HubSpot gave one.
+fn describe(answer: &Answer) -> (&'static str, Option<String>) {
+    match answer {
+        Answer::Created(r) if r.errors.is_empty() => ("created", None),
+        Answer::Created(_) => ("partly_created", None),
+        Answer::MalformedSuccess(d) => ("malformed_success", d.correlation_id.clone()),
+        Answer::Invalid(d) => ("invalid", d.correlation_id.clone()),
+        Answer::UnknownObjectType(d) => ("unknown_object_type", d.correlation_id.clone()),
+        Answer::Conflict { detail, .. } => ("conflict", detail.correlation_id.clone()),
+        Answer::Unauthorized(d) => ("unauthorized", d.correlation_id.clone()),
+        Answer::Forbidden(d) => ("forbidden", d.correlation_id.clone()),
+        Answer::RateLimited { detail, .. } => ("rate_limited", detail.correlation_id.clone()),
+        Answer::Transient { detail, .. } if detail.status == 0 => ("no_answer", None),
+        Answer::Transient { detail, .. } => ("transient", detail.correlation_id.clone()),
+    }
+}

@@ -1,0 +1,147 @@
+//! Front door 2: rows that producers inserted with plain SQL. Every poll interval the
+//! intake validates the rows no one has validated yet. Valid rows are rewritten in
+//! canonical form (values as strings) and become sendable; invalid ones become `failed`
+//! with a `last_error` naming the field, so a careless insert never blocks the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::model::TraceId;
+use crate::model::validate::parse_stored;
+use crate::runtime::systemd::Heartbeat;
+use crate::store::intake::{UnvalidatedRow, Validation};
+use crate::store::{Store, StoreError};
+
+/// Rows validated per transaction.
+const CHUNK: i64 = 1000;
+
+/// The verdict on one row, pure.
+pub fn validate_row(row: &UnvalidatedRow) -> Validation {
+    let checked = TraceId::parse(&row.trace_id)
+        .map_err(|m| format!("trace_id: {m}"))
+        .and_then(|_| {
+            parse_stored(&row.object_type, &row.properties, &row.associations).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        });
+    match checked {
+        Ok(w) => Validation::Accept {
+            id: row.id,
+            properties: w.properties_json(),
+            associations: w.associations_json(),
+        },
+        Err(message) => Validation::Reject {
+            id: row.id,
+            error: format!("invalid write: {message}"),
+        },
+    }
+}
+
+/// One step: validate everything waiting (in chunks). Returns how many rows were accepted
+/// and how many rejected.
+pub async fn tick(store: &Store) -> Result<(usize, usize), StoreError> {
+    let (mut accepted, mut rejected) = (0, 0);
+    loop {
+        let rows = store.unvalidated_rows(CHUNK).await?;
+        if rows.is_empty() {
+            return Ok((accepted, rejected));
+        }
+        let outcomes: Vec<Validation> = rows.iter().map(validate_row).collect();
+        for (row, outcome) in rows.iter().zip(&outcomes) {
+            if let Validation::Reject { error, .. } = outcome {
+                warn!(trace_id = %row.trace_id, object_type = %row.object_type, %error,
+                      "row inserted with SQL is invalid; marked failed");
+                rejected += 1;
+            } else {
+                accepted += 1;
+            }
+        }
+        store.settle_validation(&outcomes).await?;
+        if rows.len() < CHUNK as usize {
+            return Ok((accepted, rejected));
+        }
+    }
+}
+
+/// Repeats [`tick`] every `poll_interval` until `shutdown`. Notifies `validated` when rows
+/// became sendable. A database error is logged and retried on the next poll.
+pub async fn run(
+    store: Store,
+    poll_interval: Duration,
+    validated: Arc<Notify>,
+    shutdown: CancellationToken,
+    heartbeat: Arc<Heartbeat>,
+) {
+    loop {
+        heartbeat.beat();
+        match tick(&store).await {
+            Ok((0, 0)) => {}
+            Ok((accepted, rejected)) => {
+                info!(accepted, rejected, "validated rows inserted with SQL");
+                if accepted > 0 {
+                    validated.notify_waiters();
+                }
+            }
+            Err(e) => error!(error = %e, "validating rows inserted with SQL failed; will retry"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(poll_interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(object_type: &str, properties: &str, associations: &str) -> UnvalidatedRow {
+        UnvalidatedRow {
+            id: 7,
+            trace_id: "abc".into(),
+            object_type: object_type.into(),
+            properties: properties.into(),
+            associations: associations.into(),
+        }
+    }
+
+    #[test]
+    fn a_valid_row_is_stored_in_canonical_form() {
+        assert_eq!(
+            validate_row(&row("contacts", r#"{"age": 42, "email": "a@b"}"#, "[]")),
+            Validation::Accept {
+                id: 7,
+                properties: r#"{"age":"42","email":"a@b"}"#.into(),
+                associations: "[]".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_invalid_row_is_rejected_with_every_field_named() {
+        let Validation::Reject { error, .. } = validate_row(&row(
+            "Contacts",
+            r#"{"x": null}"#,
+            r#"[{"to":{"id":"1"},"types":[{"associationCategory":"BOGUS","associationTypeId":1}]}]"#,
+        )) else {
+            panic!("accepted an invalid row");
+        };
+        assert!(error.starts_with("invalid write: objectType: "), "{error}");
+        assert!(
+            error.contains("properties.x: must be a string, number or boolean"),
+            "{error}"
+        );
+        assert!(
+            error.contains("associations[0].types[0].associationCategory: `BOGUS`"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP API on the Unix socket, one file per resource:
+//!
+//! - [`writes`]: `POST /v1/writes` (enqueue: a JSON object, a JSON array, or NDJSON; all
+//!   or nothing), `GET /v1/writes/{traceId}` (one stored write), and
+//!   `GET /v1/writes?state=&objectType=&limit=` (most recently changed first).
+//! - [`operator`]: `POST /v1/retry`, `GET /v1/status` (what `status --json` prints),
+//!   `GET /metrics` (Prometheus text), `GET /healthz` (200 when the store answers).
+//! - [`error`]: the one error type; every error answer is JSON.
+
+pub mod error;
+pub mod operator;
+pub mod writes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::config::{Config, Limits};
+use crate::ingest::committer::Committer;
+use crate::runtime::metrics::Metrics;
+use crate::store::Store;
+use error::ApiError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// The group committer every `POST /v1/writes` hands its writes to.
+    pub committer: Committer,
+    pub limits: Limits,
+    pub config: Arc<Config>,
+    /// Counted by the dispatcher, rendered by `GET /metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    // One byte over the limit is enough to know the body is too large.
+    let body_limit = state.limits.max_request_bytes;
+    Router::new()
+        .route(
+            "/v1/writes",
+            post(writes::post_writes).get(writes::list_writes),
+        )
+        .route("/v1/writes/{trace_id}", get(writes::get_write))
+        .route("/v1/retry", post(operator::post_retry))
+        .route("/v1/status", get(operator::status))
+        .route("/metrics", get(operator::metrics))
+        .route("/healthz", get(operator::healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see the README for the API")
+}

@@ -1,0 +1,55 @@
+//! A batch on its way out and back: the rows claimed into it, the same rows as the
+//! reconciler weighs them, and the line the batch leaves in the log.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// A row claimed into a batch, as it will be sent: the JSON columns are kept as the stored
+/// text, so the sender embeds them without parsing them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub trace_id: String,
+    pub properties: String,
+    pub associations: String,
+    pub attempts: i64,
+    pub split_to: Option<i64>,
+}
+
+/// One write of the batch as it was sent, as the reconciler weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRow {
+    pub id: i64,
+    pub trace_id: String,
+    /// Attempts counted before this one.
+    pub attempts: u32,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl BatchRow {
+    /// The reconciler's view of a claimed row. Stored properties that are not a map of
+    /// strings (impossible past validation) are weighed as none.
+    pub fn from_claimed(row: &ClaimedRow) -> Self {
+        Self {
+            id: row.id,
+            trace_id: row.trace_id.clone(),
+            attempts: row.attempts.max(0) as u32,
+            properties: serde_json::from_str(&row.properties).unwrap_or_default(),
+        }
+    }
+}
+
+/// One line of the batch log: what was sent, what came back, how long it took.
+#[derive(Debug, Clone)]
+pub struct BatchLogEntry {
+    pub batch_id: String,
+    pub object_type: String,
+    pub size: usize,
+    pub http_status: u16,
+    pub outcome: String,
+    pub duration: Duration,
+    pub correlation_id: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}

@@ -1,0 +1,21 @@
+//! The words every stage shares, and nothing that does I/O: a write and its state
+//! ([`write`]), a batch on its way out ([`batch`]), what the reconciler decides for it
+//! ([`plan`]), the rules it decides under ([`policy`]), the account's day ([`day`]), and
+//! what a valid write is ([`validate`], pure).
+//! Every stage speaks these types; none of them knows how they are stored or sent.
+
+pub mod batch;
+pub mod day;
+pub mod plan;
+pub mod policy;
+pub mod validate;
+pub mod write;
+
+pub use batch::{BatchLogEntry, BatchRow, ClaimedRow};
+pub use day::{day_key, next_daily_reset};
+pub use plan::{ErrorRecord, Pause, Plan, RowUpdate};
+pub use policy::{Backoff, OnAmbiguous, OnConflict, Policy};
+pub use write::{
+    Association, AssociationCategory, AssociationTarget, AssociationType, MAX_PROPERTY_VALUE_CHARS,
+    MAX_TRACE_ID_LEN, NewWrite, ObjectType, TraceId, WriteState,
+};

@@ -1,0 +1,66 @@
+//! What the reconciler decides for a batch and the store applies: a new state per row,
+//! error-history entries, and a pause of sending. Plain data, no behaviour.
+
+use std::time::Duration;
+
+/// The new state of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowUpdate {
+    Succeeded {
+        id: i64,
+        hubspot_id: String,
+        /// Set when the id was adopted from a conflict rather than created now.
+        note: Option<String>,
+    },
+    Failed {
+        id: i64,
+        error: String,
+        count_attempt: bool,
+    },
+    /// Back to `pending`, sendable after `after`.
+    Retry {
+        id: i64,
+        after: Duration,
+        count_attempt: bool,
+        error: Option<String>,
+        /// Largest batch this row may go in next (halving to find a bad input).
+        split_to: Option<usize>,
+    },
+    /// Parked as `unconfirmed`: never resent without an operator.
+    Hold { id: i64, error: String },
+}
+
+/// One entry for the error history table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRecord {
+    pub trace_id: String,
+    /// The attempt this error belongs to (attempts before it + 1).
+    pub attempt: u32,
+    pub status: u16,
+    pub category: Option<String>,
+    pub message: String,
+    pub correlation_id: Option<String>,
+    pub raw: String,
+}
+
+/// A pause of sending that the answer calls for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pause {
+    /// All sending waits this long (429 windows, `Retry-After`).
+    All { wait: Duration, reason: String },
+    /// All sending waits until the daily limit resets.
+    UntilDailyReset { reason: String },
+    /// The token is refused: probe with single requests until it works.
+    Unauthorized { reason: String },
+    /// This object type may not be written: probe it alone until it works.
+    ObjectType { reason: String },
+    /// The object type does not exist: every queued row of it fails with this error.
+    FailObjectType { error: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub updates: Vec<RowUpdate>,
+    pub errors: Vec<ErrorRecord>,
+    pub pause: Option<Pause>,
+}

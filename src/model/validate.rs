@@ -1,0 +1,471 @@
+//! What a valid write is: pure checks that turn a producer's JSON into a [`NewWrite`], or
+//! into errors that name the field at fault. Used by the socket API before storing and by
+//! the intake for rows inserted with plain SQL, and by `retry --edit` before it requeues.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::{
+    Association, AssociationCategory, AssociationTarget, AssociationType, MAX_PROPERTY_VALUE_CHARS,
+    NewWrite, ObjectType, TraceId,
+};
+
+/// One thing wrong with a write: the field (a dotted path such as `properties.age` or
+/// `associations[0].types[1].associationTypeId`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+const KNOWN_FIELDS: [&str; 4] = [
+    "objectType",
+    "properties",
+    "associations",
+    "objectWriteTraceId",
+];
+
+/// Validates one write as sent to `POST /v1/writes`, collecting every error in it.
+///
+/// Unknown top-level fields are refused: a misspelt `associations` would otherwise be
+/// dropped without a word.
+///
+/// Takes the value by value so property strings move into the write instead of being copied.
+pub fn parse_write(value: Value) -> Result<NewWrite, Vec<FieldError>> {
+    let mut obj = match value {
+        Value::Object(obj) => obj,
+        other => {
+            return Err(vec![FieldError::new(
+                "",
+                format!("a write must be a JSON object, not {}", kind(&other)),
+            )]);
+        }
+    };
+    let mut errors = Vec::new();
+    for key in obj.keys() {
+        if !KNOWN_FIELDS.contains(&key.as_str()) {
+            errors.push(FieldError::new(
+                key.clone(),
+                format!("unknown field; a write has {}", KNOWN_FIELDS.join(", ")),
+            ));
+        }
+    }
+    let object_type = match obj.get("objectType") {
+        None => Err(FieldError::new("objectType", "is required")),
+        Some(Value::String(s)) => {
+            ObjectType::parse(s).map_err(|m| FieldError::new("objectType", m))
+        }
+        Some(other) => Err(FieldError::new(
+            "objectType",
+            format!("must be a string, not {}", kind(other)),
+        )),
+    };
+    let properties = match obj.remove("properties") {
+        None => Err(vec![FieldError::new("properties", "is required")]),
+        Some(v) => parse_properties(v),
+    };
+    let associations = match obj.get("associations") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => parse_associations(v),
+    };
+    let trace_id = match obj.get("objectWriteTraceId") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => TraceId::parse(s)
+            .map(Some)
+            .map_err(|m| FieldError::new("objectWriteTraceId", m)),
+        Some(other) => Err(FieldError::new(
+            "objectWriteTraceId",
+            format!("must be a string, not {}", kind(other)),
+        )),
+    };
+    let object_type = object_type.map_err(|e| errors.push(e));
+    let properties = properties.map_err(|e| errors.extend(e));
+    let associations = associations.map_err(|e| errors.extend(e));
+    let trace_id = trace_id.map_err(|e| errors.push(e));
+    match (object_type, properties, associations, trace_id) {
+        (Ok(object_type), Ok(properties), Ok(associations), Ok(trace_id)) if errors.is_empty() => {
+            Ok(NewWrite {
+                object_type,
+                properties,
+                associations,
+                trace_id,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Validates a row that a producer inserted with plain SQL. The table's CHECK constraints
+/// already ensured the JSON texts parse as an object and an array.
+pub fn parse_stored(
+    object_type: &str,
+    properties: &str,
+    associations: &str,
+) -> Result<NewWrite, Vec<FieldError>> {
+    let props: Value = serde_json::from_str(properties)
+        .map_err(|e| vec![FieldError::new("properties", format!("is not JSON: {e}"))])?;
+    let assocs: Value = serde_json::from_str(associations)
+        .map_err(|e| vec![FieldError::new("associations", format!("is not JSON: {e}"))])?;
+    let mut obj = Map::new();
+    obj.insert("objectType".into(), Value::String(object_type.to_owned()));
+    obj.insert("properties".into(), props);
+    obj.insert("associations".into(), assocs);
+    parse_write(Value::Object(obj))
+}
+
+/// Property values may be strings, numbers or booleans; the latter two are stored as their
+/// string form because HubSpot takes only strings. Null, arrays and objects are refused:
+/// HubSpot has no such property values, and guessing a conversion would hide a bug.
+fn parse_properties(value: Value) -> Result<BTreeMap<String, String>, Vec<FieldError>> {
+    let obj = match value {
+        Value::Object(obj) => obj,
+        other => {
+            return Err(vec![FieldError::new(
+                "properties",
+                format!(
+                    "must be an object of property names to values, not {}",
+                    kind(&other)
+                ),
+            )]);
+        }
+    };
+    let mut errors = Vec::new();
+    let mut out = BTreeMap::new();
+    for (name, v) in obj {
+        if name.is_empty() {
+            errors.push(FieldError::new(
+                "properties.",
+                "property names must not be empty",
+            ));
+            continue;
+        }
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                errors.push(FieldError::new(
+                    format!("properties.{name}"),
+                    format!("must be a string, number or boolean, not {}", kind(&other)),
+                ));
+                continue;
+            }
+        };
+        // Bytes bound characters from above: count characters only when it may matter.
+        if text.len() > MAX_PROPERTY_VALUE_CHARS && text.chars().count() > MAX_PROPERTY_VALUE_CHARS
+        {
+            errors.push(FieldError::new(
+                format!("properties.{name}"),
+                format!("is longer than HubSpot's {MAX_PROPERTY_VALUE_CHARS} characters"),
+            ));
+            continue;
+        }
+        out.insert(name, text);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_associations(value: &Value) -> Result<Vec<Association>, Vec<FieldError>> {
+    let Some(items) = value.as_array() else {
+        return Err(vec![FieldError::new(
+            "associations",
+            format!("must be an array, not {}", kind(value)),
+        )]);
+    };
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match parse_association(&format!("associations[{i}]"), item) {
+            Ok(a) => out.push(a),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `{"to": {"id": "123"}, "types": [{"associationCategory": C, "associationTypeId": N}]}`.
+fn parse_association(path: &str, value: &Value) -> Result<Association, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Some(obj) = value.as_object() else {
+        return Err(vec![FieldError::new(
+            path,
+            "must be an object with `to` and `types`",
+        )]);
+    };
+    refuse_unknown(path, obj, &["to", "types"], &mut errors);
+    let to = match obj.get("to").and_then(Value::as_object) {
+        None => {
+            errors.push(FieldError::new(
+                format!("{path}.to"),
+                "must be an object like {\"id\": \"123\"}",
+            ));
+            None
+        }
+        Some(to) => {
+            refuse_unknown(&format!("{path}.to"), to, &["id"], &mut errors);
+            match to.get("id") {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                // Ids are strings on the wire; accept a JSON integer and send its digits.
+                Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+                _ => {
+                    errors.push(FieldError::new(
+                        format!("{path}.to.id"),
+                        "must be a non-empty string",
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let types = match obj.get("types").and_then(Value::as_array) {
+        Some(types) if !types.is_empty() => {
+            let mut out = Vec::with_capacity(types.len());
+            for (j, t) in types.iter().enumerate() {
+                match parse_association_type(&format!("{path}.types[{j}]"), t) {
+                    Ok(t) => out.push(t),
+                    Err(e) => errors.extend(e),
+                }
+            }
+            Some(out)
+        }
+        _ => {
+            errors.push(FieldError::new(
+                format!("{path}.types"),
+                "must be a non-empty array",
+            ));
+            None
+        }
+    };
+    match (to, types) {
+        (Some(id), Some(types)) if errors.is_empty() => Ok(Association {
+            to: AssociationTarget { id },
+            types,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn parse_association_type(path: &str, value: &Value) -> Result<AssociationType, Vec<FieldError>> {
+    let Some(obj) = value.as_object() else {
+        return Err(vec![FieldError::new(
+            path,
+            "must be an object with associationCategory and associationTypeId",
+        )]);
+    };
+    let mut errors = Vec::new();
+    refuse_unknown(
+        path,
+        obj,
+        &["associationCategory", "associationTypeId"],
+        &mut errors,
+    );
+    let category = match obj.get("associationCategory").and_then(Value::as_str) {
+        Some(s) => AssociationCategory::parse(s).or_else(|| {
+            errors.push(FieldError::new(
+                format!("{path}.associationCategory"),
+                format!(
+                    "`{s}` is not one of HUBSPOT_DEFINED, USER_DEFINED, INTEGRATOR_DEFINED, WORK"
+                ),
+            ));
+            None
+        }),
+        None => {
+            errors.push(FieldError::new(
+                format!("{path}.associationCategory"),
+                "is required: one of HUBSPOT_DEFINED, USER_DEFINED, INTEGRATOR_DEFINED, WORK",
+            ));
+            None
+        }
+    };
+    let type_id = match obj.get("associationTypeId").and_then(Value::as_i64) {
+        Some(n) if n > 0 => Some(n),
+        _ => {
+            errors.push(FieldError::new(
+                format!("{path}.associationTypeId"),
+                "must be a positive integer",
+            ));
+            None
+        }
+    };
+    match (category, type_id) {
+        (Some(association_category), Some(association_type_id)) if errors.is_empty() => {
+            Ok(AssociationType {
+                association_category,
+                association_type_id,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+fn refuse_unknown(
+    path: &str,
+    obj: &Map<String, Value>,
+    known: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
+    for key in obj.keys() {
+        if !known.contains(&key.as_str()) {
+            errors.push(FieldError::new(
+                format!("{path}.{key}"),
+                format!("unknown field; expected {}", known.join(", ")),
+            ));
+        }
+    }
+}
+
+/// A JSON value's kind, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: Value) -> Vec<String> {
+        parse_write(v)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn numbers_and_booleans_become_strings() {
+        let w = parse_write(json!({
+            "objectType": "contacts",
+            "properties": {"email": "a@example.com", "age": 42, "vip": true, "score": 1.5}
+        }))
+        .unwrap();
+        assert_eq!(w.properties["age"], "42");
+        assert_eq!(w.properties["vip"], "true");
+        assert_eq!(w.properties["score"], "1.5");
+        assert!(w.associations.is_empty());
+        assert!(w.trace_id.is_none());
+        assert_eq!(
+            w.properties_json(),
+            r#"{"age":"42","email":"a@example.com","score":"1.5","vip":"true"}"#
+        );
+    }
+
+    #[test]
+    fn null_object_and_array_values_are_refused_by_name() {
+        let f = fields(json!({
+            "objectType": "contacts",
+            "properties": {"a": null, "b": {}, "c": [], "d": "ok"}
+        }));
+        assert_eq!(f, ["properties.a", "properties.b", "properties.c"]);
+    }
+
+    #[test]
+    fn missing_and_mistyped_fields_are_named() {
+        assert_eq!(fields(json!({})), ["objectType", "properties"]);
+        assert_eq!(
+            fields(json!({"objectType": 3, "properties": [], "objectWriteTraceId": 5})),
+            ["objectType", "properties", "objectWriteTraceId"]
+        );
+        assert_eq!(
+            fields(json!({"objectType": "contacts", "properties": {}, "asociations": []})),
+            ["asociations"]
+        );
+        assert_eq!(fields(json!("contacts")), [""]);
+    }
+
+    #[test]
+    fn association_shape_is_checked_field_by_field() {
+        let f = fields(json!({
+            "objectType": "contacts",
+            "properties": {"email": "a@example.com"},
+            "associations": [
+                {"to": {"id": "1"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]},
+                {"to": {"id": ""}, "types": [{"associationCategory": "MADE_UP", "associationTypeId": "x"}]},
+                {"to": {"id": 7}, "types": []}
+            ]
+        }));
+        assert_eq!(
+            f,
+            [
+                "associations[1].to.id",
+                "associations[1].types[0].associationCategory",
+                "associations[1].types[0].associationTypeId",
+                "associations[2].types"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_association_is_kept_in_hubspot_shape() {
+        let w = parse_write(json!({
+            "objectType": "contacts",
+            "properties": {},
+            "associations": [{"to": {"id": 123}, "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 9}]}],
+            "objectWriteTraceId": "t-1"
+        }))
+        .unwrap();
+        assert_eq!(
+            w.associations_json(),
+            r#"[{"to":{"id":"123"},"types":[{"associationCategory":"USER_DEFINED","associationTypeId":9}]}]"#
+        );
+        assert_eq!(w.trace_id.unwrap().as_str(), "t-1");
+    }
+
+    #[test]
+    fn too_long_values_are_refused() {
+        let long = "x".repeat(MAX_PROPERTY_VALUE_CHARS + 1);
+        assert_eq!(
+            fields(json!({"objectType": "contacts", "properties": {"bio": long}})),
+            ["properties.bio"]
+        );
+    }
+
+    #[test]
+    fn stored_rows_are_checked_like_socket_writes() {
+        let w = parse_stored("contacts", r#"{"age": 3}"#, "[]").unwrap();
+        assert_eq!(w.properties["age"], "3");
+        let e = parse_stored(
+            "contacts",
+            "{}",
+            r#"[{"to":{"id":"1"},"types":[{"associationCategory":"NOPE","associationTypeId":1}]}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(e[0].field, "associations[0].types[0].associationCategory");
+        assert_eq!(
+            parse_stored("Bad Type", "{}", "[]").unwrap_err()[0].field,
+            "objectType"
+        );
+    }
+}

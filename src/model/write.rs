@@ -1,0 +1,294 @@
+//! A write as every stage knows it: object type, trace id, association, state, and a
+//! write that has passed validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest trace id we accept. HubSpot sets no documented limit; 255 keeps ids
+/// readable in logs and is far more than a UUID or ULID needs.
+pub const MAX_TRACE_ID_LEN: usize = 255;
+
+/// HubSpot refuses text property values longer than this many characters.
+pub const MAX_PROPERTY_VALUE_CHARS: usize = 65_536;
+
+/// An object type in a form HubSpot accepts in the batch-create path: a lowercase name
+/// (`contacts`, `line_items`), an object type id (`0-1`, `2-12345`), or a custom object's
+/// fully qualified name (`p12345_cars`, `p_cars`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ObjectType(String);
+
+impl ObjectType {
+    /// Parses an object type, saying what is wrong when it is not one of HubSpot's forms.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 100 {
+            return Err("must be 1 to 100 characters".into());
+        }
+        if is_object_type_id(s) || is_custom_name(s) || is_plain_name(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not an object type HubSpot accepts: use a lowercase name \
+                 (contacts, line_items), an id (0-1, 2-12345) or a custom name (p12345_name, p_name)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `0-1`, `2-12345`: a digit, a dash, digits.
+fn is_object_type_id(s: &str) -> bool {
+    let Some((head, tail)) = s.split_once('-') else {
+        return false;
+    };
+    head.len() == 1
+        && head.bytes().all(|b| b.is_ascii_digit())
+        && !tail.is_empty()
+        && tail.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `p12345_name` or `p_name`.
+fn is_custom_name(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('p') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let Some(name) = rest[digits..].strip_prefix('_') else {
+        return false;
+    };
+    !name.is_empty() && name.bytes().all(is_name_byte)
+}
+
+/// `contacts`, `line_items`, `postal_mail`: lowercase words joined by single underscores.
+fn is_plain_name(s: &str) -> bool {
+    s.split('_')
+        .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+}
+
+/// The `objectWriteTraceId` of a write: the key HubSpot reports per-input errors under, and
+/// this daemon's idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TraceId(String);
+
+impl TraceId {
+    /// Parses a producer-supplied trace id.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if s.len() > MAX_TRACE_ID_LEN {
+            return Err(format!("must be at most {MAX_TRACE_ID_LEN} bytes"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A new unique id that sorts by creation time (a UUIDv7).
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a write is in its life. Stored as lowercase text in `outbox.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteState {
+    /// Waiting to be sent (first time or again).
+    Pending,
+    /// Claimed into a batch that is being sent.
+    InFlight,
+    /// HubSpot created it; `hubspot_id` holds the id.
+    Succeeded,
+    /// Given up; `last_error` says why.
+    Failed,
+    /// HubSpot may or may not have created it; held for an operator, never resent alone.
+    Unconfirmed,
+    /// Given up by an operator; kept for the record.
+    Discarded,
+}
+
+impl WriteState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Unconfirmed => "unconfirmed",
+            Self::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "in_flight" => Self::InFlight,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "unconfirmed" => Self::Unconfirmed,
+            "discarded" => Self::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+/// HubSpot's association categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AssociationCategory {
+    HubspotDefined,
+    UserDefined,
+    IntegratorDefined,
+    Work,
+}
+
+impl AssociationCategory {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "HUBSPOT_DEFINED" => Self::HubspotDefined,
+            "USER_DEFINED" => Self::UserDefined,
+            "INTEGRATOR_DEFINED" => Self::IntegratorDefined,
+            "WORK" => Self::Work,
+            _ => return None,
+        })
+    }
+}
+
+/// One association of a new object, in HubSpot's wire shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Association {
+    pub to: AssociationTarget,
+    pub types: Vec<AssociationType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssociationTarget {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationType {
+    pub association_category: AssociationCategory,
+    pub association_type_id: i64,
+}
+
+/// A write that passed validation, in the canonical form it is stored and sent in:
+/// property values are strings (HubSpot takes only strings), keys sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWrite {
+    pub object_type: ObjectType,
+    pub properties: BTreeMap<String, String>,
+    pub associations: Vec<Association>,
+    /// `None` when the producer left it to us; one is generated at commit.
+    pub trace_id: Option<TraceId>,
+}
+
+impl NewWrite {
+    /// The stored JSON text of `properties`.
+    pub fn properties_json(&self) -> String {
+        serde_json::to_string(&self.properties).expect("a map of strings always serializes")
+    }
+
+    /// The stored JSON text of `associations`.
+    pub fn associations_json(&self) -> String {
+        serde_json::to_string(&self.associations).expect("associations always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_type_accepts_every_form_hubspot_documents() {
+        for ok in [
+            "contacts",
+            "line_items",
+            "postal_mail",
+            "0-1",
+            "0-136",
+            "2-12345",
+            "p12345_cars",
+            "p_cars",
+        ] {
+            assert!(ObjectType::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn object_type_refuses_other_forms() {
+        for bad in [
+            "",
+            "Contacts",
+            "con tacts",
+            "0-",
+            "-1",
+            "12-3",
+            "0-1a",
+            "p_",
+            "p12_",
+            "_x",
+            "1abc",
+            "contacts/..",
+            "pX_name",
+            "line__items",
+            "items_",
+        ] {
+            assert!(ObjectType::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_trace_ids_are_unique_and_sort_by_time() {
+        let a = TraceId::generate();
+        let b = TraceId::generate();
+        assert_ne!(a, b);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn states_round_trip_through_their_stored_text() {
+        use WriteState::*;
+        for s in [Pending, InFlight, Succeeded, Failed, Unconfirmed, Discarded] {
+            assert_eq!(WriteState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(WriteState::parse("done"), None);
+    }
+
+    #[test]
+    fn trace_id_refuses_empty_long_and_control_characters() {
+        assert!(TraceId::parse("").is_err());
+        assert!(TraceId::parse(&"x".repeat(256)).is_err());
+        assert!(TraceId::parse("a\nb").is_err());
+        assert!(TraceId::parse("order-42").is_ok());
+    }
+}

@@ -1,0 +1,27 @@
+//! A stored write as operators see it, in one shape for `GET /v1/writes`, `show --json`
+//! and the socket's look-ups: camelCase like HubSpot, JSON columns as JSON.
+
+use serde_json::{Value, json};
+
+use crate::store::read::StoredWrite;
+
+/// A stored write as the API shows it (camelCase like HubSpot; JSON columns as JSON).
+pub fn write_json(w: &StoredWrite) -> Value {
+    let as_json =
+        |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+    json!({
+        "id": w.id,
+        "objectWriteTraceId": w.trace_id,
+        "objectType": w.object_type,
+        "properties": as_json(&w.properties),
+        "associations": as_json(&w.associations),
+        "state": w.state,
+        "hubspotId": w.hubspot_id,
+        "attempts": w.attempts,
+        "lastError": w.last_error,
+        "validated": w.validated,
+        "nextAttemptAt": w.next_attempt_at,
+        "createdAt": w.created_at,
+        "updatedAt": w.updated_at,
+    })
+}

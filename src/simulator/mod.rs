@@ -1,0 +1,215 @@
+//! `hubspot-outbox simulate`: a local stand-in for HubSpot's batch create, behaving as
+//! `shared/hubspot-api.md` describes, for tests, benchmarks and trying the daemon without
+//! an account. It checks the Bearer token and the body's schema (100-input cap, string
+//! values, `associations` present), enforces a rolling-window and a daily limit with
+//! HubSpot's 429 bodies and headers, answers 207 with per-input errors (an unknown
+//! property is one whose name starts with `unknown` or is not lowercase), a whole-batch 409
+//! for a contact email that exists, shuffles results, and injects faults on demand. It
+//! keeps what it created: `GET /crm/v3/objects/{type}` lists it.
+//!
+//! Control endpoints for tests: `GET /_sim/stats`, `POST /_sim/token {"token"}`,
+//! `POST /_sim/faults {...SimFaults}`.
+//!
+//! This file holds the options, the state and the routes; `create` answers batch create.
+
+mod create;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Faults that can change while the simulator runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimFaults {
+    /// Share of requests answered 503 before anything is created.
+    pub fail_rate: f64,
+    /// Share of requests answered 500 after the objects were created (ambiguous).
+    pub fail_after_create_rate: f64,
+    /// Share of requests that create the objects and then never answer.
+    pub hang_after_create_rate: f64,
+    /// Share of requests that create the objects and then close the connection.
+    pub close_after_create_rate: f64,
+    /// Added to every request.
+    #[serde(with = "humantime_serde")]
+    pub latency: Duration,
+    /// Answer any invalid input with a whole-batch 400 (as HubSpot does for requests
+    /// without trace ids), instead of a 207 naming it.
+    pub whole_batch_errors: bool,
+    /// Object types the token may not write: 403 `MISSING_SCOPES`.
+    pub forbidden_types: Vec<String>,
+}
+
+/// The simulator's settings.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub token: String,
+    pub requests_per_interval: u32,
+    pub interval: Duration,
+    /// 0: no daily limit.
+    pub daily_limit: u64,
+    /// Whether results carry `objectWriteTraceId` (older HubSpot answers do not).
+    pub echo_trace_ids: bool,
+    /// Whether answers carry `X-HubSpot-RateLimit-*` headers (HubSpot omits them at times).
+    pub rate_headers: bool,
+    pub faults: SimFaults,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            token: "sim-token".into(),
+            requests_per_interval: 100,
+            interval: Duration::from_secs(10),
+            daily_limit: 0,
+            echo_trace_ids: true,
+            rate_headers: true,
+            faults: SimFaults::default(),
+        }
+    }
+}
+
+/// One object the simulator created.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimObject {
+    pub id: String,
+    pub properties: BTreeMap<String, String>,
+    pub object_write_trace_id: Option<String>,
+}
+
+/// What the simulator saw, for assertions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimStats {
+    pub requests: u64,
+    pub by_status: BTreeMap<u16, u64>,
+    /// The most requests accepted within any rolling interval.
+    pub max_in_window: usize,
+    pub inputs_created: u64,
+}
+
+pub(crate) struct Sim {
+    pub(crate) options: SimOptions,
+    pub(crate) token: Mutex<String>,
+    pub(crate) faults: Mutex<SimFaults>,
+    /// Start times of accepted requests within the current rolling interval.
+    pub(crate) window: Mutex<VecDeque<Instant>>,
+    pub(crate) daily_used: Mutex<u64>,
+    pub(crate) objects: Mutex<HashMap<String, Vec<SimObject>>>,
+    /// (object type, lowercased unique value) → id, so conflict checks stay cheap.
+    pub(crate) unique_index: Mutex<HashMap<(String, String), String>>,
+    pub(crate) next_id: Mutex<u64>,
+    pub(crate) stats: Mutex<SimStats>,
+}
+
+/// Unique properties per object type, as HubSpot enforces them.
+pub(crate) fn unique_property(object_type: &str) -> Option<&'static str> {
+    matches!(object_type, "contacts" | "0-1").then_some("email")
+}
+
+const KNOWN_TYPES: [&str; 16] = [
+    "contacts",
+    "companies",
+    "deals",
+    "tickets",
+    "products",
+    "line_items",
+    "quotes",
+    "calls",
+    "emails",
+    "meetings",
+    "notes",
+    "tasks",
+    "communications",
+    "postal_mail",
+    "leads",
+    "goal_targets",
+];
+
+pub(crate) fn known_type(t: &str) -> bool {
+    KNOWN_TYPES.contains(&t)
+        || t.strip_prefix("0-")
+            .or_else(|| t.strip_prefix("2-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The simulator's routes.
+pub fn router(options: SimOptions) -> Router {
+    let sim = Arc::new(Sim {
+        token: Mutex::new(options.token.clone()),
+        faults: Mutex::new(options.faults.clone()),
+        options,
+        window: Mutex::new(VecDeque::new()),
+        daily_used: Mutex::new(0),
+        objects: Mutex::new(HashMap::new()),
+        unique_index: Mutex::new(HashMap::new()),
+        next_id: Mutex::new(1000),
+        stats: Mutex::new(SimStats::default()),
+    });
+    Router::new()
+        .route(
+            "/crm/v3/objects/{object_type}/batch/create",
+            post(create::create_v3),
+        )
+        .route(
+            "/crm/objects/{version}/{object_type}/batch/create",
+            post(create::create_dated),
+        )
+        .route("/crm/v3/objects/{object_type}", get(list))
+        .route("/_sim/stats", get(stats))
+        .route("/_sim/token", post(set_token))
+        .route("/_sim/faults", post(set_faults))
+        .with_state(sim)
+}
+
+/// Serves the simulator on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: SimOptions,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(options))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn list(State(sim): State<Arc<Sim>>, Path(object_type): Path<String>) -> Response {
+    let objects = sim
+        .objects
+        .lock()
+        .expect("lock")
+        .get(&object_type)
+        .cloned()
+        .unwrap_or_default();
+    axum::Json(json!({"results": objects})).into_response()
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    axum::Json(sim.stats.lock().expect("lock").clone()).into_response()
+}
+
+async fn set_token(State(sim): State<Arc<Sim>>, axum::Json(v): axum::Json<Value>) -> Response {
+    match v.get("token").and_then(Value::as_str) {
+        Some(t) => {
+            *sim.token.lock().expect("lock") = t.to_owned();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "token is required").into_response(),
+    }
+}
+
+async fn set_faults(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(faults): axum::Json<SimFaults>,
+) -> Response {
+    *sim.faults.lock().expect("lock") = faults;
+    StatusCode::NO_CONTENT.into_response()
+}

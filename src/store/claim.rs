@@ -1,0 +1,164 @@
+//! Claiming work: which object types have due rows, and a batch of them claimed into
+//! `in_flight` in one short `BEGIN IMMEDIATE` transaction, never held across an HTTP call;
+//! and the rows a crash left in flight, for recovery at start.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, timestamp};
+use crate::model::ClaimedRow;
+
+/// A claimed row as the claim queries read it; handed out as [`ClaimedRow`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ClaimedRecord {
+    id: i64,
+    trace_id: String,
+    properties: String,
+    associations: String,
+    attempts: i64,
+    split_to: Option<i64>,
+}
+
+impl From<ClaimedRecord> for ClaimedRow {
+    fn from(r: ClaimedRecord) -> Self {
+        Self {
+            id: r.id,
+            trace_id: r.trace_id,
+            properties: r.properties,
+            associations: r.associations,
+            attempts: r.attempts,
+            split_to: r.split_to,
+        }
+    }
+}
+
+/// A row left `in_flight`, with the batch that claimed it.
+#[derive(Debug, Clone)]
+pub struct InFlightRow {
+    pub batch_id: String,
+    pub object_type: String,
+    pub row: ClaimedRow,
+}
+
+/// An in-flight row as the recovery query reads it.
+#[derive(sqlx::FromRow)]
+struct InFlightRecord {
+    batch_id: String,
+    object_type: String,
+    #[sqlx(flatten)]
+    row: ClaimedRecord,
+}
+
+/// An object type with due rows: how many, and since when the oldest has been due.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueType {
+    pub object_type: String,
+    pub count: i64,
+    pub oldest_due_at: String,
+}
+
+impl Store {
+    /// Object types with rows due at `now`, each with its oldest due time.
+    pub async fn due_types(&self, now: DateTime<Utc>) -> Result<Vec<DueType>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT object_type, count(*) AS count, min(next_attempt_at) AS oldest_due_at FROM outbox
+             WHERE state = 'pending' AND validated = 1 AND next_attempt_at <= ?1
+             GROUP BY object_type ORDER BY object_type",
+        )
+        .bind(timestamp(now))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The earliest time a pending row becomes due (for sleeping until then).
+    pub async fn next_due_at(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND validated = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Claims a batch of `object_type`: reads up to `look_ahead` due rows oldest first,
+    /// lets `choose` pick which go (unique values, split caps), marks those `in_flight`
+    /// under `batch_id` and counts one request against `day`. Returns the claimed rows in
+    /// the order chosen; empty when nothing was chosen (and nothing is changed).
+    pub async fn claim_batch(
+        &self,
+        object_type: &str,
+        look_ahead: usize,
+        now: DateTime<Utc>,
+        batch_id: &str,
+        day: &str,
+        choose: impl FnOnce(&[ClaimedRow]) -> Vec<usize>,
+    ) -> Result<Vec<ClaimedRow>, StoreError> {
+        let now_text = timestamp(now);
+        let mut tx = self.begin_write().await?;
+        let candidates: Vec<ClaimedRow> = sqlx::query_as::<_, ClaimedRecord>(
+            "SELECT id, trace_id, properties, associations, attempts, split_to FROM outbox
+             WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND next_attempt_at <= ?2
+             ORDER BY next_attempt_at, id LIMIT ?3",
+        )
+        .bind(object_type)
+        .bind(&now_text)
+        .bind(look_ahead as i64)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(ClaimedRow::from)
+        .collect();
+        let chosen: Vec<ClaimedRow> = choose(&candidates)
+            .into_iter()
+            .map(|i| candidates[i].clone())
+            .collect();
+        if chosen.is_empty() {
+            return Ok(chosen);
+        }
+        let ids = serde_json::to_string(&chosen.iter().map(|r| r.id).collect::<Vec<_>>())
+            .expect("ids serialize");
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'in_flight', batch_id = ?1, updated_at = ?2
+             WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'pending'",
+        )
+        .bind(batch_id)
+        .bind(&now_text)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != chosen.len() as u64 {
+            return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
+                "claimed {} of {} rows",
+                done.rows_affected(),
+                chosen.len()
+            ))));
+        }
+        sqlx::query(
+            "INSERT INTO daily_usage (day, requests) VALUES (?1, 1)
+             ON CONFLICT (day) DO UPDATE SET requests = requests + 1",
+        )
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(chosen)
+    }
+
+    /// Rows a crash or kill left `in_flight`, with their batch and object type, for the
+    /// ambiguity rules.
+    pub async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
+        let records: Vec<InFlightRecord> = sqlx::query_as(
+            "SELECT coalesce(batch_id, '') AS batch_id, object_type, id, trace_id, properties,
+                    associations, attempts, split_to
+             FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(records
+            .into_iter()
+            .map(|r| InFlightRow {
+                batch_id: r.batch_id,
+                object_type: r.object_type,
+                row: r.row.into(),
+            })
+            .collect())
+    }
+}
