@@ -245,7 +245,14 @@ async fn the_access_token_never_appears_in_logs_or_errors() {
         lines(&db, "SELECT kind FROM pauses") == ["unauthorized"]
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let probes go and be logged at trace level too (one per 100 ms).
+    eventually("probes were sent", || async {
+        lines(
+            &db,
+            "SELECT count(*) >= 3 FROM batch_log WHERE http_status = 401",
+        ) == ["1"]
+    })
+    .await;
     let log_path = daemon.log.clone();
     assert!(daemon.terminate().success());
     let log = std::fs::read_to_string(log_path).unwrap();
@@ -358,7 +365,10 @@ async fn an_operator_finds_fixes_and_replays_a_failed_write() {
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the SIGHUP was handled", || async {
+        daemon.log_text().contains("SIGHUP ignored")
+    })
+    .await;
     assert_eq!(c.get("/healthz").await.unwrap().status, 200);
     assert!(daemon.terminate().success());
 }

@@ -1,1 +1,382 @@
+//! [`Dispatcher::tick`] against a real SQLite outbox, a scripted HubSpot and a clock moved
+//! by hand: what is sent, when, and what becomes of the rows, with no sleep anywhere. A
+//! test shows that nothing is sent by ticking at the moment it must not be, not by waiting
+//! to see whether something happens.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::{Notify, Semaphore};
+
+use super::clock::ManualClock;
+use super::sender::{BatchSender, Sent};
+use super::{Dispatcher, Tick};
+use crate::config::{Config, MapEnv};
+use crate::hubspot::wire::RateHeaders;
+use crate::runtime::metrics::Metrics;
+use crate::store::Store;
+use crate::store::ingest::RowToStore;
+use crate::store::read::StoredWrite;
+
+/// What the scripted HubSpot does with the next request.
+enum Reply {
+    /// 201 with a result for every input, each echoing its trace id.
+    CreateAll,
+    /// This status and JSON body.
+    Status(u16, Value),
+    /// No answer at all (a transport error with this text).
+    NoAnswer(&'static str),
+}
+
+/// A HubSpot that answers from a script, one reply per request, and records the requests.
+#[derive(Clone, Default)]
+struct Scripted(Arc<ScriptState>);
+
+#[derive(Default)]
+struct ScriptState {
+    /// How many requests have arrived, for tests that wait for one in flight.
+    arrived: tokio::sync::watch::Sender<usize>,
+    replies: Mutex<VecDeque<Reply>>,
+    /// `(object type, inputs)` per request, in the order they came.
+    requests: Mutex<Vec<(String, usize)>>,
+    /// When set, a request waits for one permit before it is answered.
+    gate: Mutex<Option<Arc<Semaphore>>>,
+}
+
+impl Scripted {
+    fn then(&self, reply: Reply) -> &Self {
+        self.0.replies.lock().unwrap().push_back(reply);
+        self
+    }
+
+    fn requests(&self) -> Vec<(String, usize)> {
+        self.0.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests have arrived (a launched batch runs on its own task).
+    async fn arrived(&self, n: usize) {
+        let mut arrived = self.0.arrived.subscribe();
+        arrived.wait_for(|count| *count >= n).await.unwrap();
+    }
+
+    /// From now on, each request waits until the returned semaphore gets a permit.
+    fn hold(&self) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        *self.0.gate.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+}
+
+impl BatchSender for Scripted {
+    async fn send(&self, object_type: &str, body: Vec<u8>) -> Sent {
+        let inputs: Vec<Value> = serde_json::from_slice::<Value>(&body).unwrap()["inputs"]
+            .as_array()
+            .unwrap()
+            .clone();
+        self.0
+            .requests
+            .lock()
+            .unwrap()
+            .push((object_type.to_owned(), inputs.len()));
+        self.0.arrived.send_modify(|n| *n += 1);
+        let gate = self.0.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        let reply = self.0.replies.lock().unwrap().pop_front();
+        let (status, body) = match reply.expect("the script has a reply for every request") {
+            Reply::NoAnswer(error) => {
+                return Sent::NoAnswer {
+                    error: error.into(),
+                    duration: Duration::from_millis(5),
+                };
+            }
+            Reply::Status(status, body) => (status, body),
+            Reply::CreateAll => {
+                let results: Vec<Value> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, input)| {
+                        json!({"id": (1000 + i).to_string(), "properties": input["properties"],
+                               "objectWriteTraceId": input["objectWriteTraceId"]})
+                    })
+                    .collect();
+                (201, json!({"status": "COMPLETE", "results": results}))
+            }
+        };
+        Sent::Answered {
+            status,
+            retry_after: None,
+            rate: RateHeaders::default(),
+            body: Bytes::from(body.to_string()),
+            duration: Duration::from_millis(5),
+        }
+    }
+}
+
+/// A dispatcher on a fresh outbox holding `rows` contacts, its clock a second after they
+/// were stored (so they are due and have lingered).
+struct Harness {
+    _dir: TempDir,
+    store: Store,
+    clock: Arc<ManualClock>,
+    hubspot: Scripted,
+    dispatcher: Dispatcher<Scripted>,
+}
+
+impl Harness {
+    async fn new(rows: usize, settings: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        let mut env = vec![("HOME", home.as_str())];
+        env.extend_from_slice(settings);
+        let config = Config::load(None, &MapEnv::new(&env)).unwrap();
+        std::fs::create_dir_all(config.database.path.parent().unwrap()).unwrap();
+        let store = Store::open(&config.database.path, config.database.busy_timeout)
+            .await
+            .unwrap();
+        let mut tx = store.begin_ingest().await.unwrap();
+        let stored: Vec<RowToStore> = (0..rows)
+            .map(|i| RowToStore {
+                trace_id: format!("t-{i}"),
+                object_type: "contacts".into(),
+                properties: format!(r#"{{"firstname":"n{i}"}}"#),
+                associations: "[]".into(),
+            })
+            .collect();
+        tx.insert_validated(&stored).await.unwrap();
+        tx.commit().await.unwrap();
+        let clock = Arc::new(ManualClock::new(
+            chrono::Utc::now() + chrono::Duration::seconds(1),
+        ));
+        let hubspot = Scripted::default();
+        let dispatcher = Self::dispatcher(&store, config, &hubspot, &clock);
+        Self {
+            _dir: dir,
+            store,
+            clock,
+            hubspot,
+            dispatcher,
+        }
+    }
+
+    fn dispatcher(
+        store: &Store,
+        config: Config,
+        hubspot: &Scripted,
+        clock: &Arc<ManualClock>,
+    ) -> Dispatcher<Scripted> {
+        Dispatcher::with_clock(
+            store.clone(),
+            Arc::new(config),
+            hubspot.clone(),
+            Arc::new(Notify::new()),
+            Arc::new(Metrics::default()),
+            clock.clone(),
+            || 0.5,
+        )
+    }
+
+    /// One tick, then wait for the batch it launched (if any) to be settled.
+    async fn tick(&self) -> Tick {
+        let tick = self.dispatcher.tick().await.unwrap();
+        self.dispatcher.settled().await;
+        tick
+    }
+
+    async fn rows(&self, state: &str) -> Vec<StoredWrite> {
+        self.store
+            .list_writes(Some(state), None, 1000)
+            .await
+            .unwrap()
+    }
+}
+
+fn idle(tick: Tick) -> Duration {
+    match tick {
+        Tick::Idle(wait) => wait,
+        other => panic!("expected an idle tick, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_429_pause_holds_sending_until_the_clock_passes_it() {
+    let h = Harness::new(4, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2")]).await;
+    h.hubspot
+        .then(Reply::Status(
+            429,
+            json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+                   "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}),
+        ))
+        .then(Reply::CreateAll);
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    assert_eq!(h.rows("pending").await.len(), 4, "a 429 requeues the batch");
+    assert!(
+        h.rows("pending").await.iter().all(|r| r.attempts == 0),
+        "and counts no attempt"
+    );
+
+    // The default window is 10 s: nothing goes before it has passed.
+    let wait = idle(h.tick().await);
+    assert_eq!(wait, Duration::from_secs(10));
+    h.clock.advance(Duration::from_millis(9_900));
+    assert_eq!(idle(h.tick().await), Duration::from_millis(100));
+    assert_eq!(h.hubspot.requests().len(), 1);
+
+    h.clock.advance(Duration::from_millis(100));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    assert_eq!(h.hubspot.requests().len(), 2);
+    assert_eq!(h.rows("succeeded").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_401_pause_admits_one_probe_at_a_time() {
+    let h = Harness::new(6, &[]).await;
+    h.hubspot
+        .then(Reply::Status(
+            401,
+            json!({"status": "error", "message": "Authentication credentials not found.",
+                   "category": "INVALID_AUTHENTICATION"}),
+        ))
+        .then(Reply::CreateAll)
+        .then(Reply::CreateAll);
+    assert_eq!(h.tick().await, Tick::Sent(6));
+    assert_eq!(h.rows("pending").await.len(), 6, "a 401 fails nothing");
+
+    // Nothing goes until the probe interval (60 s by default) has passed...
+    assert_eq!(idle(h.tick().await), Duration::from_secs(60));
+    h.clock.advance(Duration::from_secs(60));
+    // ...then one probe of one row, whose answer is held back.
+    let gate = h.hubspot.hold();
+    assert_eq!(h.dispatcher.tick().await.unwrap(), Tick::Sent(1));
+    h.hubspot.arrived(2).await;
+    // While it is out, no second probe goes, however much time passes.
+    assert_eq!(
+        idle(h.dispatcher.tick().await.unwrap()),
+        Duration::from_secs(60)
+    );
+    h.clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        idle(h.dispatcher.tick().await.unwrap()),
+        Duration::from_secs(30)
+    );
+    assert_eq!(h.hubspot.requests().len(), 2);
+
+    // The probe succeeds: the token works again and the rest goes at once.
+    gate.add_permits(2);
+    h.dispatcher.settled().await;
+    assert_eq!(h.rows("succeeded").await.len(), 1);
+    h.clock.advance(Duration::from_millis(200));
+    assert_eq!(h.tick().await, Tick::Sent(5));
+    assert_eq!(
+        h.hubspot.requests(),
+        [
+            ("contacts".to_owned(), 6),
+            ("contacts".to_owned(), 1),
+            ("contacts".to_owned(), 5)
+        ]
+    );
+    assert_eq!(h.rows("succeeded").await.len(), 6);
+    assert!(h.store.pauses().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_claimed_batch_is_settled_even_when_the_sender_fails() {
+    let h = Harness::new(5, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "3")]).await;
+    h.hubspot
+        .then(Reply::NoAnswer(
+            "could not connect: error sending request: connection refused",
+        ))
+        .then(Reply::Status(
+            503,
+            json!({"status": "error", "message": "Service Unavailable"}),
+        ));
+    assert_eq!(h.tick().await, Tick::Sent(3));
+    assert!(h.rows("in_flight").await.is_empty());
+    // The next permit is one rate-limit period (10 s / 99) later.
+    h.clock.advance(Duration::from_millis(200));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    assert!(h.rows("in_flight").await.is_empty());
+    let pending = h.rows("pending").await;
+    assert_eq!(pending.len(), 5, "resent later, nothing failed or lost");
+    assert!(pending.iter().all(|r| r.attempts == 1));
+    let errors: Vec<&str> = pending
+        .iter()
+        .map(|r| r.last_error.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.starts_with("no answer") && e.contains("connection refused"))
+            .count(),
+        3,
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors.iter().filter(|e| e.starts_with("HTTP 503")).count(),
+        2,
+        "{errors:?}"
+    );
+    // The retries wait out their back-off (2 s, half of it jittered) on the clock.
+    assert!(matches!(h.tick().await, Tick::Idle(_)));
+    assert_eq!(h.hubspot.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn held_writes_are_never_resent_however_long_the_daemon_runs() {
+    let h = Harness::new(3, &[("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold")]).await;
+    h.hubspot.then(Reply::Status(
+        500,
+        json!({"status": "error", "message": "internal error"}),
+    ));
+    assert_eq!(h.tick().await, Tick::Sent(3));
+    assert_eq!(h.rows("unconfirmed").await.len(), 3);
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(3600));
+        assert!(matches!(h.tick().await, Tick::Idle(_)));
+    }
+    assert_eq!(h.hubspot.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn the_daily_limit_stops_sending_and_a_new_dispatcher_on_the_same_day_keeps_its_count() {
+    let settings = [
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__DAILY_LIMIT", "3"),
+        ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "1"),
+    ];
+    let h = Harness::new(6, &settings).await;
+    for _ in 0..3 {
+        h.hubspot.then(Reply::CreateAll);
+    }
+    for _ in 0..3 {
+        assert_eq!(h.tick().await, Tick::Sent(1));
+        // One request per permit: 10 s / 99 apart at the default 100 per 10 s.
+        h.clock.advance(Duration::from_millis(200));
+    }
+    let wait = idle(h.tick().await);
+    assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
+    assert_eq!(
+        h.store.pauses().await.unwrap()[0].kind,
+        "daily_limit",
+        "operators see why"
+    );
+
+    // A restart: a new dispatcher reads the day's count from the database.
+    let config = Config::load(
+        None,
+        &MapEnv::new(&[
+            ("HOME", h._dir.path().to_str().unwrap()),
+            settings[0],
+            settings[1],
+        ]),
+    )
+    .unwrap();
+    let restarted = Harness::dispatcher(&h.store, config, &h.hubspot, &h.clock);
+    assert!(matches!(restarted.tick().await.unwrap(), Tick::Idle(_)));
+    assert_eq!(h.hubspot.requests().len(), 3);
+    assert_eq!(h.rows("pending").await.len(), 3);
+}
