@@ -10,7 +10,7 @@
 //! - [`raw`]: the file's shape and its defaults, as serde reads it;
 //! - [`load`]: layering (file, then environment) and validation, raw to typed;
 //! - [`token`]: the secret access token and where it comes from;
-//! - [`env`]: the environment, injected so tests need not touch the process's.
+//! - [`mod@env`]: the environment, injected so tests need not touch the process's.
 
 pub mod env;
 pub mod load;

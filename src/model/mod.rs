@@ -1,5 +1,5 @@
 //! The words every stage shares, and nothing that does I/O: a write and its state
-//! ([`write`]), a batch on its way out ([`batch`]), what the reconciler decides for it
+//! ([`mod@write`]), a batch on its way out ([`batch`]), what the reconciler decides for it
 //! ([`plan`]), the rules it decides under ([`policy`]), the account's day ([`day`]), and
 //! what a valid write is ([`validate`], pure).
 //! Every stage speaks these types; none of them knows how they are stored or sent.

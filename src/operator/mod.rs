@@ -4,10 +4,10 @@
 //! or not the daemon runs, and returns the lines to print. With `--json`, every line is
 //! one JSON object. The socket's operator endpoints call the same functions.
 //!
-//! - [`status`]: counts, rates, pauses, metrics gauges, and the effective config.
+//! - [`mod@status`]: counts, rates, pauses, metrics gauges, and the effective config.
 //! - [`writes`]: `failed` and `show`.
-//! - [`change`]: `retry` (with `--edit`) and `discard`.
-//! - [`purge`]: deleting old succeeded or discarded writes.
+//! - [`mod@change`]: `retry` (with `--edit`) and `discard`.
+//! - [`mod@purge`]: deleting old succeeded or discarded writes.
 //! - [`render`]: a stored write as the API and `show --json` print it.
 //! - [`enqueue`] and [`client`]: sending NDJSON to a running daemon over its socket.
 
