@@ -7,16 +7,24 @@
 //! monotonic, for the rate limiter and its pauses, which must not jump when the wall clock
 //! is stepped.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+/// A wait on a [`Clock`].
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pub trait Clock: Send + Sync + 'static {
     /// Wall-clock time.
     fn now(&self) -> DateTime<Utc>;
     /// Monotonic time since the clock was made.
     fn elapsed(&self) -> Duration;
+    /// Waits until [`Clock::elapsed`] reads at least `at`.
+    fn sleep_until(&self, at: Duration) -> Sleep<'_>;
 }
 
 /// The host's clocks.
@@ -41,18 +49,27 @@ impl Clock for SystemClock {
     fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
+
+    fn sleep_until(&self, at: Duration) -> Sleep<'_> {
+        let deadline = tokio::time::Instant::from_std(self.start + at);
+        Box::pin(tokio::time::sleep_until(deadline))
+    }
 }
 
-/// A clock that moves only when told to: both readings advance together.
+/// A clock that moves only when told to: both readings advance together, and sleepers
+/// wake when an advance reaches their time.
 #[derive(Debug)]
 pub struct ManualClock {
     state: Mutex<(DateTime<Utc>, Duration)>,
+    /// The monotonic reading, watched by sleepers.
+    elapsed: watch::Sender<Duration>,
 }
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
             state: Mutex::new((start, Duration::ZERO)),
+            elapsed: watch::Sender::new(Duration::ZERO),
         }
     }
 
@@ -60,6 +77,7 @@ impl ManualClock {
         let mut state = self.state.lock().expect("lock");
         state.0 += chrono::Duration::from_std(by).expect("a test advances by a sane amount");
         state.1 += by;
+        self.elapsed.send_replace(state.1);
     }
 }
 
@@ -70,5 +88,13 @@ impl Clock for ManualClock {
 
     fn elapsed(&self) -> Duration {
         self.state.lock().expect("lock").1
+    }
+
+    fn sleep_until(&self, at: Duration) -> Sleep<'_> {
+        let mut elapsed = self.elapsed.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as the clock, which outlives this borrow.
+            let _ = elapsed.wait_for(|e| *e >= at).await;
+        })
     }
 }

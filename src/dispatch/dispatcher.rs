@@ -1,6 +1,7 @@
-//! The sending loop: pick a ready object type, take a rate-limit permit, claim a batch,
-//! send it on its own task (up to `max_in_flight` at once), and let that task reconcile
-//! the answer and settle the rows; honour pauses (429, daily limit, 401, 403).
+//! The sending loop: pick a ready object type, claim a batch shortly before the rate
+//! limit frees a slot for it, send it on its own task at that slot (up to
+//! `max_in_flight` at once), and let that task reconcile the answer and settle the rows;
+//! honour pauses (429, daily limit, 401, 403).
 //! [`Dispatcher::tick`] is one step; [`Dispatcher::run`] repeats it and sleeps when there
 //! is nothing to do.
 //!
@@ -26,6 +27,11 @@ use crate::model::{day_key, next_daily_reset};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::systemd::Heartbeat;
 use crate::store::{Store, StoreError};
+
+/// How long before its departure slot a batch is claimed: more than a claim takes (a few
+/// milliseconds; tens when producers hold the write lock), so the next batch is ready the
+/// moment the window frees, and little enough that rows are not held in flight for long.
+pub const CLAIM_AHEAD: Duration = Duration::from_millis(100);
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +175,11 @@ impl<S: BatchSender> Dispatcher<S> {
             // Every slot is busy; a finishing request wakes the loop.
             return Ok(Tick::Idle(shared.config.database.poll_interval));
         };
+        // Before any query: while the window is full there is nothing to look up.
+        let wait = shared.limiter.wait();
+        if wait > CLAIM_AHEAD {
+            return Ok(Tick::Idle(wait - CLAIM_AHEAD));
+        }
         let due: Vec<Due> = shared
             .store
             .due_types(now)
@@ -196,9 +207,6 @@ impl<S: BatchSender> Dispatcher<S> {
             Readiness::WaitFor(wait) => return Ok(Tick::Idle(wait)),
             Readiness::Nothing => return Ok(Tick::Idle(self.until_next_due(now).await?)),
         };
-        if let Err(wait) = shared.limiter.check() {
-            return Ok(Tick::Idle(wait));
-        }
         for object_type in order {
             let now = shared.clock.now();
             let probe = shared.is_probe(&object_type, now);
@@ -216,6 +224,7 @@ impl<S: BatchSender> Dispatcher<S> {
                 continue;
             }
             self.count_request(&day);
+            let slot = shared.limiter.reserve();
             if probe {
                 // One probe at a time: the next waits for this one's answer or the interval.
                 shared.postpone_probe(&object_type);
@@ -224,7 +233,7 @@ impl<S: BatchSender> Dispatcher<S> {
             let n = rows.len();
             let task = shared.clone();
             tokio::spawn(async move {
-                if let Err(e) = task.send_and_settle(&object_type, &batch_id, &rows).await {
+                if let Err(e) = task.depart(&object_type, &batch_id, &rows, slot).await {
                     error!(error = %e, %object_type, %batch_id,
                            "settling a batch failed; its rows stay in flight until the next start");
                 }

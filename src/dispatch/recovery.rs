@@ -42,7 +42,9 @@ impl<S> Shared<S> {
                 correlation_id: None,
                 sent_at: now,
             };
-            self.store.settle_batch(&batch, &plan, &log, now).await?;
+            self.store
+                .settle_batch(&batch, &plan, Some(&log), now)
+                .await?;
             warn!(%object_type, batch_id = %batch, rows = rows.len(), "recovered writes left in flight by an earlier run");
             recovered += rows.len();
         }

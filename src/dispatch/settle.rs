@@ -1,12 +1,13 @@
-//! One batch's round trip after it is claimed: build the body, send it, read the answer,
-//! let the reconciler decide, settle the rows in one store call, apply the pause the
-//! answer calls for. Runs on its own task, one per request in flight.
+//! One batch's round trip after it is claimed: wait for its slot in the rate-limit
+//! window, build the body, send it, read the answer, let the reconciler decide, settle
+//! the rows in one store call, apply the pause the answer calls for. Runs on its own task,
+//! one per request in flight.
 
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::reconciler::reconcile;
+use super::reconciler::{reconcile, unsent};
 use super::sender::{BatchSender, Sent, batch_body};
 use super::shared::Shared;
 use crate::config::Config;
@@ -14,13 +15,61 @@ use crate::hubspot::classify::{Answer, RatePolicy, classify, transport_failure};
 use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Plan, RowUpdate};
 use crate::store::StoreError;
 
+/// The longest pause a claimed batch waits out before it leaves; past this it goes back
+/// to the queue unsent.
+pub const HOLD_THROUGH: Duration = Duration::from_secs(1);
+
 impl<S: BatchSender> Shared<S> {
-    /// Sends one claimed batch, reconciles the answer, settles the rows, applies pauses.
-    pub async fn send_and_settle(
+    /// Waits for the departure `slot` the limiter reserved (the batch was claimed a little
+    /// ahead of it, so the claim's own time is not lost between sends), then sends and
+    /// settles the batch. A pause that began meanwhile is waited out when it is short
+    /// ([`HOLD_THROUGH`]); a longer one (a 429 to another request) sends the batch back to
+    /// the queue unsent, due when the pause ends, rather than holding its rows in flight
+    /// through it.
+    pub async fn depart(
         &self,
         object_type: &str,
         batch_id: &str,
         rows: &[ClaimedRow],
+        slot: Duration,
+    ) -> Result<(), StoreError> {
+        self.clock.sleep_until(slot).await;
+        // A short pause (HubSpot's `Remaining: 0` until a slot frees) is waited out; a
+        // long one (a 429's window) is not worth holding rows in flight for.
+        if let Some(wait) = self.limiter.paused_for().filter(|w| *w <= HOLD_THROUGH) {
+            self.clock.sleep_until(self.clock.elapsed() + wait).await;
+        }
+        if let Some(wait) = self.limiter.paused_for() {
+            self.limiter.cancel(slot);
+            let plan = unsent(rows, wait);
+            self.store
+                .settle_batch(batch_id, &plan, None, self.clock.now())
+                .await?;
+            info!(
+                object_type,
+                batch_id,
+                size = rows.len(),
+                "a pause began before the batch's slot; it went back to the queue unsent"
+            );
+            return Ok(());
+        }
+        let departed = self.clock.elapsed();
+        if departed != slot {
+            self.limiter.moved(slot, departed);
+        }
+        self.send_and_settle(object_type, batch_id, rows, departed)
+            .await
+    }
+
+    /// Sends one claimed batch, reconciles the answer, settles the rows, applies pauses.
+    /// `departed` is the clock's monotonic reading as it leaves, which the limiter weighs
+    /// HubSpot's rate-limit headers against.
+    async fn send_and_settle(
+        &self,
+        object_type: &str,
+        batch_id: &str,
+        rows: &[ClaimedRow],
+        departed: Duration,
     ) -> Result<(), StoreError> {
         let sent_at = self.clock.now();
         let (answer, status, duration) = match batch_body(rows) {
@@ -45,7 +94,7 @@ impl<S: BatchSender> Shared<S> {
                     body,
                     duration,
                 } => {
-                    self.limiter.observe(&rate);
+                    self.limiter.observe(&rate, departed);
                     self.metrics.request(status, duration, rate.remaining);
                     if rate.daily_remaining == Some(0) {
                         self.pause_daily(
@@ -87,7 +136,7 @@ impl<S: BatchSender> Shared<S> {
         };
         let skipped = self
             .store
-            .settle_batch(batch_id, &plan, &log, self.clock.now())
+            .settle_batch(batch_id, &plan, Some(&log), self.clock.now())
             .await?;
         if skipped > 0 {
             warn!(

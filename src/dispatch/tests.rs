@@ -13,6 +13,8 @@ use tempfile::TempDir;
 use tokio::sync::{Notify, Semaphore};
 
 use super::clock::ManualClock;
+use super::dispatcher::CLAIM_AHEAD;
+use super::limiter::SKEW_MARGIN;
 use super::sender::{BatchSender, Sent};
 use super::{Dispatcher, Tick};
 use crate::config::{Config, MapEnv};
@@ -379,4 +381,48 @@ async fn the_daily_limit_stops_sending_and_a_new_dispatcher_on_the_same_day_keep
     assert!(matches!(restarted.tick().await.unwrap(), Tick::Idle(_)));
     assert_eq!(h.hubspot.requests().len(), 3);
     assert_eq!(h.rows("pending").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_full_window_waits_and_the_next_batch_is_claimed_ahead_and_leaves_at_its_slot() {
+    let h = Harness::new(
+        5,
+        &[
+            ("HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL", "2"),
+            ("HUBSPOT_OUTBOX__RATE_LIMIT__INTERVAL", "1s"),
+            ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "1"),
+        ],
+    )
+    .await;
+    for _ in 0..5 {
+        h.hubspot.then(Reply::CreateAll);
+    }
+    // Two requests fill the window, a quarter of it apart (1 s / 2n).
+    assert_eq!(h.tick().await, Tick::Sent(1));
+    assert_eq!(
+        idle(h.tick().await),
+        Duration::from_millis(250) - CLAIM_AHEAD
+    );
+    h.clock.advance(Duration::from_millis(250));
+    assert_eq!(h.tick().await, Tick::Sent(1));
+    // The third may leave when the first leaves the window (1 s + the skew margin); it
+    // is claimed CLAIM_AHEAD before that.
+    let slot = Duration::from_secs(1) + SKEW_MARGIN;
+    let now = Duration::from_millis(250);
+    assert_eq!(idle(h.tick().await), slot - now - CLAIM_AHEAD);
+    h.clock.advance(slot - now - CLAIM_AHEAD);
+    assert_eq!(h.dispatcher.tick().await.unwrap(), Tick::Sent(1));
+    assert_eq!(h.rows("in_flight").await.len(), 1, "claimed ahead");
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        h.hubspot.requests().len(),
+        2,
+        "but not sent before its slot"
+    );
+    h.clock.advance(CLAIM_AHEAD);
+    h.hubspot.arrived(3).await;
+    h.dispatcher.settled().await;
+    assert_eq!(h.rows("succeeded").await.len(), 3);
 }

@@ -9,13 +9,14 @@ use crate::model::{BatchLogEntry, ErrorRecord, Plan, RowUpdate};
 
 impl Store {
     /// Applies a reconciler plan for `batch_id` in one transaction, with its error history
-    /// and its batch-log line; retry times count from `now`. A row no longer `in_flight` in this batch (an operator
+    /// and its batch-log line (none for a batch that was never sent); retry times count
+    /// from `now`. A row no longer `in_flight` in this batch (an operator
     /// changed it meanwhile) is left alone; the count of such rows is returned.
     pub async fn settle_batch(
         &self,
         batch_id: &str,
         plan: &Plan,
-        log: &BatchLogEntry,
+        log: Option<&BatchLogEntry>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let now_text = timestamp(now);
@@ -106,22 +107,24 @@ impl Store {
             skipped += 1 - done.rows_affected().min(1);
         }
         insert_errors(&mut tx, Some(batch_id), &plan.errors).await?;
-        sqlx::query(
-            "INSERT INTO batch_log (batch_id, object_type, size, http_status, outcome, duration_ms,
-                                    correlation_id, sent_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(&log.batch_id)
-        .bind(&log.object_type)
-        .bind(log.size as i64)
-        .bind(i64::from(log.http_status))
-        .bind(&log.outcome)
-        .bind(log.duration.as_millis() as i64)
-        .bind(&log.correlation_id)
-        .bind(timestamp(log.sent_at))
-        .bind(&now_text)
-        .execute(&mut *tx)
-        .await?;
+        if let Some(log) = log {
+            sqlx::query(
+                "INSERT INTO batch_log (batch_id, object_type, size, http_status, outcome, duration_ms,
+                                        correlation_id, sent_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .bind(&log.batch_id)
+            .bind(&log.object_type)
+            .bind(log.size as i64)
+            .bind(i64::from(log.http_status))
+            .bind(&log.outcome)
+            .bind(log.duration.as_millis() as i64)
+            .bind(&log.correlation_id)
+            .bind(timestamp(log.sent_at))
+            .bind(&now_text)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(skipped)
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::hubspot::classify::{Answer, Detail, RatePolicy};
 use crate::hubspot::wire::BatchResponse;
 use crate::model::{
-    BatchRow, ErrorRecord, OnAmbiguous, OnConflict, Pause, Plan, Policy, RowUpdate,
+    BatchRow, ClaimedRow, ErrorRecord, OnAmbiguous, OnConflict, Pause, Plan, Policy, RowUpdate,
 };
 use matching::match_results;
 
@@ -113,6 +113,25 @@ pub fn reconcile(
         }
     }
     plan
+}
+
+/// A claimed batch that never left (a pause began before its slot): every row goes back
+/// to the queue as it was, due when the pause ends, with no attempt counted and its split
+/// cap kept.
+pub fn unsent(rows: &[ClaimedRow], wait: Duration) -> Plan {
+    Plan {
+        updates: rows
+            .iter()
+            .map(|r| RowUpdate::Retry {
+                id: r.id,
+                after: wait,
+                count_attempt: false,
+                error: None,
+                split_to: r.split_to.map(|s| s.max(1) as usize),
+            })
+            .collect(),
+        ..Plan::default()
+    }
 }
 
 /// A 2xx: results by trace id / unique value / property values, errors by trace id, and

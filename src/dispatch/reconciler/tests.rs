@@ -448,3 +448,39 @@ fn server_errors_back_off_then_give_up_or_hold() {
             .all(|u| matches!(u, RowUpdate::Hold { .. }))
     );
 }
+
+#[test]
+fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
+    let claimed = |id: i64, split_to: Option<i64>| crate::model::ClaimedRow {
+        id,
+        trace_id: format!("t-{id}"),
+        properties: "{}".into(),
+        associations: "[]".into(),
+        attempts: 3,
+        split_to,
+    };
+    let plan = unsent(
+        &[claimed(1, None), claimed(2, Some(25))],
+        Duration::from_secs(7),
+    );
+    assert_eq!(
+        plan.updates,
+        [
+            RowUpdate::Retry {
+                id: 1,
+                after: Duration::from_secs(7),
+                count_attempt: false,
+                error: None,
+                split_to: None
+            },
+            RowUpdate::Retry {
+                id: 2,
+                after: Duration::from_secs(7),
+                count_attempt: false,
+                error: None,
+                split_to: Some(25)
+            }
+        ]
+    );
+    assert!(plan.errors.is_empty() && plan.pause.is_none());
+}
