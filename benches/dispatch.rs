@@ -272,7 +272,7 @@ async fn end_to_end(dir: &Path, scenario: &Scenario) {
             "| pauses: {name} | {}{} |",
             hits.len(),
             longest
-                .map(|d| format!(" (longest {d:.0?})"))
+                .map(|d| format!(" (longest {} ms)", d.as_millis()))
                 .unwrap_or_default()
         );
     }
