@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hubspot_outbox::dispatch::reconciler::reconcile;
+use hubspot_outbox::dispatch::reconciler::{Moment, reconcile};
 use hubspot_outbox::dispatch::scheduler::choose_rows;
 use hubspot_outbox::hubspot::classify::classify;
 use hubspot_outbox::model::Backoff;
@@ -342,6 +342,7 @@ async fn overhead(dir: &Path, n: usize) {
         on_conflict: OnConflict::Adopt,
         on_ambiguous: OnAmbiguous::Resend,
         max_attempts: 8,
+        give_up_after: Duration::from_secs(24 * 3600),
         backoff: Backoff {
             initial: Duration::from_secs(2),
             max: Duration::from_secs(600),
@@ -372,21 +373,16 @@ async fn overhead(dir: &Path, n: usize) {
             .map(|(i, r)| json!({"id": format!("{b}{i}"), "properties": {}, "objectWriteTraceId": r.trace_id}))
             .collect();
         let body = json!({"status": "COMPLETE", "results": results}).to_string();
-        let batch: Vec<BatchRow> = claimed
-            .iter()
-            .map(|r| BatchRow {
-                id: r.id,
-                trace_id: r.trace_id.clone(),
-                attempts: 0,
-                properties: serde_json::from_str(&r.properties).unwrap(),
-            })
-            .collect();
+        let batch: Vec<BatchRow> = claimed.iter().map(BatchRow::from_claimed).collect();
         let plan = reconcile(
             &batch,
             &classify(201, None, body.as_bytes()),
             &policy,
             Duration::from_secs(10),
-            0.5,
+            Moment {
+                now: chrono::Utc::now(),
+                jitter: 0.5,
+            },
         );
         plan_t += t.elapsed();
         let t = Instant::now();

@@ -107,6 +107,10 @@ fn fast(sim: &Simulator, extra: &[(&'static str, &'static str)]) -> Vec<(String,
             "100ms".into(),
         ),
         ("HUBSPOT_OUTBOX__RETRY__MAX_BACKOFF".into(), "400ms".into()),
+        (
+            "HUBSPOT_OUTBOX__RETRY__MAX_PROBE_INTERVAL".into(),
+            "200ms".into(),
+        ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
@@ -439,7 +443,7 @@ async fn a_403_pauses_only_its_object_type_until_the_scope_is_granted() {
 }
 
 #[tokio::test]
-async fn retryable_errors_give_up_after_max_attempts_with_the_last_error() {
+async fn retryable_errors_give_up_after_max_attempts_and_give_up_after_with_the_last_error() {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             fail_rate: 1.0,
@@ -448,10 +452,19 @@ async fn retryable_errors_give_up_after_max_attempts_with_the_last_error() {
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[("HUBSPOT_OUTBOX__RETRY__MAX_ATTEMPTS", "3")])).await;
+    let d = start_daemon(&fast(
+        &sim,
+        &[
+            ("HUBSPOT_OUTBOX__RETRY__MAX_ATTEMPTS", "3"),
+            ("HUBSPOT_OUTBOX__RETRY__GIVE_UP_AFTER", "0s"),
+            // Every request fails: keep sending rather than probing, to count attempts.
+            ("HUBSPOT_OUTBOX__RETRY__UNREACHABLE_AFTER", "1000"),
+        ],
+    ))
+    .await;
     enqueue(&d, (0..4).map(contact).collect()).await;
     settled(&d, 4).await;
-    assert_eq!(sql_count(&d, "state = 'failed' AND attempts = 3 AND last_error LIKE 'gave up after 3 attempts: HTTP 503%'").await, 4);
+    assert_eq!(sql_count(&d, "state = 'failed' AND attempts = 3 AND last_error LIKE 'gave up after 3 attempts over %: HTTP 503%'").await, 4);
     let history = d.store.error_history("c-0").await.unwrap();
     assert_eq!(
         history.iter().map(|e| e.attempt).collect::<Vec<_>>(),
@@ -648,5 +661,109 @@ async fn the_socket_lists_retries_reports_status_and_serves_metrics() {
     ] {
         assert!(metrics.contains(needle), "missing {needle}:\n{metrics}");
     }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_of_refused_connections_then_503s_fails_nothing_and_the_backlog_drains_after() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    // Time compressed: a 3 s refusal and 3 s of 503s stand for hours, with probes at most
+    // 500 ms apart standing for a minute. Two attempts would have failed every write.
+    let d = start_daemon(&fast(
+        &sim,
+        &[
+            ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
+            ("HUBSPOT_OUTBOX__RETRY__MAX_ATTEMPTS", "2"),
+            ("HUBSPOT_OUTBOX__RETRY__GIVE_UP_AFTER", "1h"),
+            ("HUBSPOT_OUTBOX__RETRY__UNREACHABLE_AFTER", "3"),
+            ("HUBSPOT_OUTBOX__RETRY__MAX_PROBE_INTERVAL", "500ms"),
+        ],
+    ))
+    .await;
+    sim.control("/_sim/outage", json!({"refuseFor": "3s", "failFor": "3s"}))
+        .await;
+    let outage = std::time::Instant::now();
+    enqueue(&d, (0..60).map(contact).collect()).await;
+    eventually("operators see HubSpot unreachable", || async {
+        sql(&d, "SELECT kind FROM pauses WHERE scope = 'hubspot'").await == "unreachable"
+    })
+    .await;
+    let reason = sql(&d, "SELECT reason FROM pauses WHERE scope = 'hubspot'").await;
+    assert!(
+        reason.starts_with("HubSpot unreachable since ") && reason.contains("could not connect"),
+        "{reason}"
+    );
+    let mut c = d.client().await;
+    let metrics = c.get("/metrics").await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&metrics.body).contains("hubspot_outbox_hubspot_unreachable 1"),
+        "/metrics says so too"
+    );
+    settled(&d, 60).await;
+    let drained = outage.elapsed();
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 60);
+    assert_eq!(sim.objects("contacts").await.len(), 60);
+    assert!(drained >= Duration::from_secs(6), "the outage lasted");
+    assert!(
+        drained < Duration::from_secs(12),
+        "and the backlog drained soon after it: {drained:?}"
+    );
+    // While HubSpot answered 503, only single probes went, at most one per 500 ms.
+    let stats = sim.stats().await;
+    let answered_503 = stats["by_status"]["503"].as_u64().unwrap_or(0);
+    assert!(
+        (1..=10).contains(&answered_503),
+        "{answered_503} requests met the 503s"
+    );
+    assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_settle_that_meets_a_locked_database_is_retried_and_the_answer_kept() {
+    use sqlx::Connection;
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            latency: Duration::from_millis(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(
+        &sim,
+        &[("HUBSPOT_OUTBOX__DATABASE__BUSY_TIMEOUT", "100ms")],
+    ))
+    .await;
+    enqueue(&d, (0..5).map(contact).collect()).await;
+    eventually("the batch is in flight", || async {
+        sql_count(&d, "state = 'in_flight'").await == 5
+    })
+    .await;
+    // A producer holds SQLite's write lock past the answer and far past the busy timeout.
+    let mut producer = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(d.db_path()),
+    )
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut producer)
+        .await
+        .unwrap();
+    eventually("HubSpot answered", || async {
+        sim.stats().await["requests"] == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sqlx::query("COMMIT").execute(&mut producer).await.unwrap();
+    producer.close().await.unwrap();
+    settled(&d, 5).await;
+    assert_eq!(sql_count(&d, "state = 'succeeded'").await, 5);
+    assert_eq!(sim.objects("contacts").await.len(), 5);
+    assert_eq!(
+        sim.stats().await["requests"],
+        1,
+        "the answer was kept, not resent for"
+    );
     d.stop().await;
 }

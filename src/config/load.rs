@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::env::Env;
 use super::raw::{RawHubSpot, RawObject, RawRateLimit, RawRetry, RawSettings};
@@ -201,8 +202,17 @@ fn retry_config(raw: RawRetry) -> Result<RetryConfig, ConfigError> {
             "must be above zero and at most retry.max_backoff",
         ));
     }
+    if raw.unreachable_after == 0 {
+        return Err(invalid("retry.unreachable_after", "must be at least 1"));
+    }
+    if raw.max_probe_interval < Duration::from_millis(10) {
+        return Err(invalid("retry.max_probe_interval", "must be at least 10ms"));
+    }
     Ok(RetryConfig {
         max_attempts: raw.max_attempts,
+        give_up_after: raw.give_up_after,
+        unreachable_after: raw.unreachable_after,
+        max_probe_interval: raw.max_probe_interval,
         backoff: Backoff {
             initial: raw.initial_backoff,
             max: raw.max_backoff,

@@ -197,7 +197,15 @@ pub struct RateLimitConfig {
 
 #[derive(Debug, Clone)]
 pub struct RetryConfig {
+    /// Transient failures give a write up only after this many attempts...
     pub max_attempts: u32,
+    /// ...and this long since its first transient failure.
+    pub give_up_after: Duration,
+    /// Consecutive requests that found HubSpot unreachable (no connection, no answer, a
+    /// 5xx) before sending stops and single probes take over.
+    pub unreachable_after: u32,
+    /// The longest wait between two probes while HubSpot is unreachable.
+    pub max_probe_interval: Duration,
     pub backoff: Backoff,
     pub on_ambiguous: OnAmbiguous,
 }
@@ -219,6 +227,7 @@ impl Config {
             on_conflict: object.map_or(OnConflict::Fail, |o| o.on_conflict),
             on_ambiguous: self.retry.on_ambiguous,
             max_attempts: self.retry.max_attempts,
+            give_up_after: self.retry.give_up_after,
             backoff: self.retry.backoff,
         }
     }

@@ -116,6 +116,11 @@ impl Default for RawRateLimit {
 pub struct RawRetry {
     pub max_attempts: u32,
     #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    pub unreachable_after: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_probe_interval: Duration,
+    #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
@@ -126,6 +131,9 @@ impl Default for RawRetry {
     fn default() -> Self {
         Self {
             max_attempts: 8,
+            give_up_after: Duration::from_secs(24 * 3600),
+            unreachable_after: 5,
+            max_probe_interval: Duration::from_secs(60),
             initial_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(600),
             on_ambiguous: OnAmbiguous::Resend,

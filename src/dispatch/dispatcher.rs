@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use super::breaker::Breaker;
 use super::clock::{Clock, SystemClock};
 use super::limiter::Limiter;
 use super::scheduler::{Due, Readiness, choose_rows, ready_types};
@@ -94,6 +95,10 @@ impl<S: BatchSender> Dispatcher<S> {
                 sender,
                 wake,
                 paused: Mutex::new(Paused::default()),
+                breaker: Mutex::new(Breaker::new(
+                    config.retry.unreachable_after,
+                    config.retry.max_probe_interval,
+                )),
                 metrics,
                 config,
                 clock,
@@ -168,6 +173,9 @@ impl<S: BatchSender> Dispatcher<S> {
         if let Some(wait) = shared.global_pause(now) {
             return Ok(Tick::Idle(wait));
         }
+        if let Some(wait) = shared.breaker.lock().expect("lock").wait(now) {
+            return Ok(Tick::Idle(wait));
+        }
         if let Some(wait) = self.daily_exhausted(now).await? {
             return Ok(Tick::Idle(wait));
         }
@@ -209,7 +217,8 @@ impl<S: BatchSender> Dispatcher<S> {
         };
         for object_type in order {
             let now = shared.clock.now();
-            let probe = shared.is_probe(&object_type, now);
+            let reach_probe = shared.breaker.lock().expect("lock").probe_due(now);
+            let probe = reach_probe || shared.is_probe(&object_type, now);
             let max = if probe { 1 } else { batching.max_size };
             let unique = shared.config.policy(&object_type).unique_property;
             let batch_id = uuid::Uuid::now_v7().to_string();
@@ -225,7 +234,9 @@ impl<S: BatchSender> Dispatcher<S> {
             }
             self.count_request(&day);
             let slot = shared.limiter.reserve();
-            if probe {
+            if reach_probe {
+                shared.breaker.lock().expect("lock").probe_sent();
+            } else if probe {
                 // One probe at a time: the next waits for this one's answer or the interval.
                 shared.postpone_probe(&object_type);
             }
@@ -233,7 +244,10 @@ impl<S: BatchSender> Dispatcher<S> {
             let n = rows.len();
             let task = shared.clone();
             tokio::spawn(async move {
-                if let Err(e) = task.depart(&object_type, &batch_id, &rows, slot).await {
+                if let Err(e) = task
+                    .depart(&object_type, &batch_id, &rows, slot, reach_probe)
+                    .await
+                {
                     error!(error = %e, %object_type, %batch_id,
                            "settling a batch failed; its rows stay in flight until the next start");
                 }
@@ -272,8 +286,8 @@ impl<S: BatchSender> Dispatcher<S> {
             "the daily limit of {} requests is used up",
             limits.daily_limit
         );
-        shared.pause_daily(now, &reason).await?;
         let until = next_daily_reset(now, &limits.timezone);
+        shared.pause_daily(now, &reason, until).await?;
         Ok(Some((until - now).to_std().unwrap_or_default()))
     }
 

@@ -6,11 +6,13 @@
 //! - [`sender`]: one batch, one HTTP call, behind the [`sender::BatchSender`] seam.
 //! - [`settle`]: a sent batch's answer reconciled and its rows settled.
 //! - [`reconciler`]: what an answer does to each write (pure).
-//! - [`pauses`]: pauses taken and lifted (429, daily limit, 401, 403).
+//! - [`pauses`]: pauses taken and lifted (429, daily limit, 401, 403, unreachable).
+//! - [`breaker`]: when HubSpot is unreachable, single probes instead of batches (pure).
 //! - [`recovery`]: rows a crash left in flight, settled at start.
 //! - [`shared`]: the state the loop and its sending tasks share.
 //! - [`clock`]: time behind a seam, so tests move it by hand.
 
+pub mod breaker;
 pub mod clock;
 pub mod dispatcher;
 pub mod limiter;

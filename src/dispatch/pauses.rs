@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
+use super::breaker::{Change, Reach};
 use super::shared::Shared;
-use crate::hubspot::classify::Answer;
+use crate::hubspot::classify::{Answer, Detail};
 use crate::model::{Pause, next_daily_reset};
 use crate::store::StoreError;
 
@@ -18,7 +19,10 @@ use crate::store::StoreError;
 /// a 5xx (which a proxy in front of HubSpot may give), proves nothing.
 pub fn proves_token(answer: &Answer) -> bool {
     match answer {
-        Answer::Unauthorized(_) | Answer::Transient { .. } => false,
+        Answer::Unauthorized(_)
+        | Answer::Transient { .. }
+        | Answer::Unreachable(_)
+        | Answer::Rejected(_) => false,
         Answer::Created(_)
         | Answer::MalformedSuccess(_)
         | Answer::Invalid(_)
@@ -41,8 +45,27 @@ pub fn proves_scope(answer: &Answer) -> bool {
     )
 }
 
+/// How often a request tries again while HubSpot says the day's requests are used up.
+pub const DAILY_PROBE: Duration = Duration::from_secs(3600);
+
 fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(wait).unwrap_or_default()
+}
+
+/// `HTTP 503: message` or the transport error, for "unreachable since ...".
+fn describe_failure(d: &Detail) -> String {
+    if d.status == 0 {
+        d.message.clone()
+    } else {
+        format!("HTTP {}: {}", d.status, d.message)
+    }
+}
+
+fn unreachable(since: DateTime<Utc>, error: &str) -> String {
+    format!(
+        "HubSpot unreachable since {}; last error: {error}",
+        since.format("%Y-%m-%dT%H:%M:%SZ")
+    )
 }
 
 impl<S> Shared<S> {
@@ -64,7 +87,10 @@ impl<S> Shared<S> {
                     .set_pause("all", "rate_limited", &reason, Some(after(now, wait)), now)
                     .await?;
             }
-            Some(Pause::UntilDailyReset { reason }) => self.pause_daily(now, &reason).await?,
+            Some(Pause::UntilDailyReset { reason }) => {
+                self.pause_daily(now, &reason, self.hubspot_daily_until(now))
+                    .await?
+            }
             Some(Pause::Unauthorized { reason }) => {
                 error!(%reason, "HubSpot refused the access token; nothing is sent until it works (probing every {:?})",
                        self.config.hubspot.auth_retry_interval);
@@ -77,21 +103,15 @@ impl<S> Shared<S> {
                     .set_pause("all", "unauthorized", &reason, None, now)
                     .await?;
             }
-            Some(Pause::ObjectType { reason }) => {
-                error!(object_type, %reason, "HubSpot refused writes of this object type; its writes stay queued");
+            Some(Pause::ObjectType { kind, reason }) => {
+                error!(object_type, kind, %reason, "HubSpot refused writes of this object type; its writes stay queued");
                 self.paused
                     .lock()
                     .expect("lock")
                     .forbidden
                     .insert(object_type.to_owned(), probe_at);
                 self.store
-                    .set_pause(
-                        &format!("object:{object_type}"),
-                        "forbidden",
-                        &reason,
-                        None,
-                        now,
-                    )
+                    .set_pause(&format!("object:{object_type}"), kind, &reason, None, now)
                     .await?;
             }
             Some(Pause::FailObjectType { error }) => {
@@ -134,9 +154,20 @@ impl<S> Shared<S> {
         Ok(())
     }
 
-    /// Holds all sending until the daily limit resets (midnight in the account's zone).
-    pub async fn pause_daily(&self, now: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
-        let until = next_daily_reset(now, &self.config.rate_limit.timezone);
+    /// When HubSpot says the day is used up (a `DAILY` 429 without `Retry-After`, or
+    /// `Daily-Remaining: 0`): at the configured midnight, or within the hour if that is
+    /// sooner, so a wrong `timezone` costs at most an hour's probe, not a day.
+    pub fn hubspot_daily_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        next_daily_reset(now, &self.config.rate_limit.timezone).min(after(now, DAILY_PROBE))
+    }
+
+    /// Holds all sending until `until` (the daily reset, or the next hourly probe).
+    pub async fn pause_daily(
+        &self,
+        now: DateTime<Utc>,
+        reason: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         {
             let mut paused = self.paused.lock().expect("lock");
             if paused.daily_until == Some(until) {
@@ -149,6 +180,52 @@ impl<S> Shared<S> {
         self.store
             .set_pause("all", "daily_limit", reason, Some(until), now)
             .await
+    }
+
+    /// Feeds what became of a request to the circuit breaker, and records or lifts the
+    /// "unreachable" pause operators see. A failure of the store here is logged: the
+    /// breaker itself lives in memory and already holds sending.
+    pub async fn report_reach(&self, answer: &Answer, probe: bool) {
+        let reach = match answer {
+            Answer::Transient { detail, .. } => Reach::Failed(describe_failure(detail)),
+            Answer::Unreachable(detail) => Reach::Failed(describe_failure(detail)),
+            _ => Reach::Answered,
+        };
+        let now = self.clock.now();
+        let change = self.breaker.lock().expect("lock").report(reach, probe, now);
+        let stored = match change {
+            Change::None => return,
+            Change::Opened { since, error } => {
+                warn!(%since, %error, "HubSpot is unreachable; sending stopped, probing with single writes");
+                self.store
+                    .set_pause(
+                        "hubspot",
+                        "unreachable",
+                        &unreachable(since, &error),
+                        None,
+                        now,
+                    )
+                    .await
+            }
+            Change::StillOpen { since, error } => {
+                self.store
+                    .set_pause(
+                        "hubspot",
+                        "unreachable",
+                        &unreachable(since, &error),
+                        None,
+                        now,
+                    )
+                    .await
+            }
+            Change::Closed { since } => {
+                info!(%since, "HubSpot answers again; sending resumes");
+                self.store.clear_pause("hubspot").await
+            }
+        };
+        if let Err(e) = stored {
+            warn!(error = %e, "recording HubSpot's reachability for operators failed");
+        }
     }
 
     /// How long every type must wait: a rate-limit pause, or a refused token until its

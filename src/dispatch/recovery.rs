@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{error, warn};
 
+use super::reconciler::Moment;
 use super::settle::plan_for;
 use super::shared::Shared;
 use crate::hubspot::classify::transport_failure;
@@ -15,8 +16,9 @@ use crate::store::StoreError;
 
 impl<S> Shared<S> {
     /// Settles every row left in flight by an earlier run: resent (with a unique property
-    /// or `on_ambiguous = "resend"`) or held, and the error history says why. Returns how
-    /// many rows were recovered.
+    /// or `on_ambiguous = "resend"`) or held, and the error history says why. A batch that
+    /// cannot be settled is logged and left for the next start; the others still are.
+    /// Returns how many rows were recovered.
     pub async fn recover(&self) -> Result<usize, StoreError> {
         let rows = self.store.in_flight_rows().await?;
         let mut batches: HashMap<(String, String), Vec<ClaimedRow>> = HashMap::new();
@@ -30,8 +32,12 @@ impl<S> Shared<S> {
         for ((batch, object_type), rows) in batches {
             let answer =
                 transport_failure("interrupted: the daemon stopped while this write was in flight");
-            let plan = plan_for(&self.config, &object_type, &rows, &answer, (self.jitter)());
             let now = self.clock.now();
+            let moment = Moment {
+                now,
+                jitter: (self.jitter)(),
+            };
+            let plan = plan_for(&self.config, &object_type, &rows, &answer, moment);
             let log = BatchLogEntry {
                 batch_id: batch.clone(),
                 object_type: object_type.clone(),
@@ -42,11 +48,21 @@ impl<S> Shared<S> {
                 correlation_id: None,
                 sent_at: now,
             };
-            self.store
+            // One batch that cannot be settled does not stop the others.
+            match self
+                .store
                 .settle_batch(&batch, &plan, Some(&log), now)
-                .await?;
-            warn!(%object_type, batch_id = %batch, rows = rows.len(), "recovered writes left in flight by an earlier run");
-            recovered += rows.len();
+                .await
+            {
+                Ok(_) => {
+                    warn!(%object_type, batch_id = %batch, rows = rows.len(), "recovered writes left in flight by an earlier run");
+                    recovered += rows.len();
+                }
+                Err(e) => {
+                    error!(%object_type, batch_id = %batch, error = %e,
+                           "recovering writes left in flight failed; they stay in flight until the next start");
+                }
+            }
         }
         Ok(recovered)
     }

@@ -125,6 +125,7 @@ mod tests {
             associations: "[]".into(),
             attempts: 0,
             split_to,
+            first_failed_at: None,
         }
     }
 

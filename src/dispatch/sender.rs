@@ -27,10 +27,12 @@ pub enum Sent {
         body: Bytes,
         duration: Duration,
     },
-    /// No answer. After a timeout or a connection lost mid-request HubSpot may have acted
-    /// on it; after a connection never made (refused, DNS, TLS) it cannot have. `error`
-    /// says which; the reconciler treats every `NoAnswer` as "may have been created".
+    /// No answer after the request was sent (a timeout, a connection lost mid-request):
+    /// HubSpot may have acted on it.
     NoAnswer { error: String, duration: Duration },
+    /// The connection could not be made (refused, DNS, TLS handshake): the request never
+    /// reached HubSpot, which cannot have acted on it.
+    NotSent { error: String, duration: Duration },
 }
 
 /// Where the dispatcher sends a batch: HubSpot over HTTP ([`HttpSender`]), or a scripted
@@ -94,6 +96,14 @@ impl BatchSender for HttpSender {
             .await;
         let response = match response {
             Ok(r) => r,
+            // A connect error (refused, DNS, TLS handshake, a connect timeout) means the
+            // request was never written to HubSpot.
+            Err(e) if e.is_connect() => {
+                return Sent::NotSent {
+                    error: describe(&e),
+                    duration: start.elapsed(),
+                };
+            }
             Err(e) => {
                 return Sent::NoAnswer {
                     error: describe(&e),
@@ -189,6 +199,7 @@ mod tests {
             associations: "[]".into(),
             attempts: 0,
             split_to: None,
+            first_failed_at: None,
         }];
         assert_eq!(
             String::from_utf8(batch_body(&rows).unwrap()).unwrap(),

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::reconciler::{reconcile, unsent};
+use super::reconciler::{Moment, reconcile, unsent};
 use super::sender::{BatchSender, Sent, batch_body};
 use super::shared::Shared;
 use crate::config::Config;
-use crate::hubspot::classify::{Answer, RatePolicy, classify, transport_failure};
+use crate::hubspot::classify::{Answer, RatePolicy, classify, not_sent, transport_failure};
 use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Plan, RowUpdate};
 use crate::store::StoreError;
 
@@ -32,6 +32,7 @@ impl<S: BatchSender> Shared<S> {
         batch_id: &str,
         rows: &[ClaimedRow],
         slot: Duration,
+        probe: bool,
     ) -> Result<(), StoreError> {
         self.clock.sleep_until(slot).await;
         // A short pause (HubSpot's `Remaining: 0` until a slot frees) is waited out; a
@@ -41,10 +42,11 @@ impl<S: BatchSender> Shared<S> {
         }
         if let Some(wait) = self.limiter.paused_for() {
             self.limiter.cancel(slot);
+            if probe {
+                self.breaker.lock().expect("lock").probe_returned();
+            }
             let plan = unsent(rows, wait);
-            self.store
-                .settle_batch(batch_id, &plan, None, self.clock.now())
-                .await?;
+            self.settle_until_stored(batch_id, &plan, None).await;
             info!(
                 object_type,
                 batch_id,
@@ -57,7 +59,7 @@ impl<S: BatchSender> Shared<S> {
         if departed != slot {
             self.limiter.moved(slot, departed);
         }
-        self.send_and_settle(object_type, batch_id, rows, departed)
+        self.send_and_settle(object_type, batch_id, rows, departed, probe)
             .await
     }
 
@@ -70,6 +72,7 @@ impl<S: BatchSender> Shared<S> {
         batch_id: &str,
         rows: &[ClaimedRow],
         departed: Duration,
+        probe: bool,
     ) -> Result<(), StoreError> {
         let sent_at = self.clock.now();
         let (answer, status, duration) = match batch_body(rows) {
@@ -97,9 +100,11 @@ impl<S: BatchSender> Shared<S> {
                     self.limiter.observe(&rate, departed);
                     self.metrics.request(status, duration, rate.remaining);
                     if rate.daily_remaining == Some(0) {
+                        let now = self.clock.now();
                         self.pause_daily(
-                            self.clock.now(),
+                            now,
                             "HubSpot reports no daily requests remaining",
+                            self.hubspot_daily_until(now),
                         )
                         .await?;
                     }
@@ -109,9 +114,18 @@ impl<S: BatchSender> Shared<S> {
                     self.metrics.request(0, duration, None);
                     (transport_failure(error), 0, duration)
                 }
+                Sent::NotSent { error, duration } => {
+                    self.metrics.request(0, duration, None);
+                    (not_sent(error), 0, duration)
+                }
             },
         };
-        let plan = plan_for(&self.config, object_type, rows, &answer, (self.jitter)());
+        self.report_reach(&answer, probe).await;
+        let moment = Moment {
+            now: self.clock.now(),
+            jitter: (self.jitter)(),
+        };
+        let plan = plan_for(&self.config, object_type, rows, &answer, moment);
         self.count(object_type, &answer, &plan);
         let (outcome, correlation_id) = describe(&answer);
         info!(
@@ -134,10 +148,7 @@ impl<S: BatchSender> Shared<S> {
             correlation_id,
             sent_at,
         };
-        let skipped = self
-            .store
-            .settle_batch(batch_id, &plan, Some(&log), self.clock.now())
-            .await?;
+        let skipped = self.settle_until_stored(batch_id, &plan, Some(&log)).await;
         if skipped > 0 {
             warn!(
                 batch_id,
@@ -145,6 +156,34 @@ impl<S: BatchSender> Shared<S> {
             );
         }
         self.apply_pause(object_type, &answer, plan.pause).await
+    }
+
+    /// Applies a plan, retrying until the store takes it: HubSpot's answer, once in hand,
+    /// is never dropped because the database was busy (a producer holding SQLite's write
+    /// lock past the busy timeout) or briefly unwritable. Returns the rows left alone
+    /// because someone changed them meanwhile.
+    async fn settle_until_stored(
+        &self,
+        batch_id: &str,
+        plan: &Plan,
+        log: Option<&BatchLogEntry>,
+    ) -> u64 {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self
+                .store
+                .settle_batch(batch_id, plan, log, self.clock.now())
+                .await
+            {
+                Ok(skipped) => return skipped,
+                Err(e) => {
+                    warn!(batch_id, error = %e, retry_in_ms = wait.as_millis() as u64,
+                          "recording a batch's outcome failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     fn count(&self, object_type: &str, answer: &Answer, plan: &Plan) {
@@ -177,11 +216,11 @@ pub fn plan_for(
     object_type: &str,
     rows: &[ClaimedRow],
     answer: &Answer,
-    jitter: f64,
+    at: Moment,
 ) -> Plan {
     let batch: Vec<BatchRow> = rows.iter().map(BatchRow::from_claimed).collect();
     let policy = config.policy(object_type);
-    reconcile(&batch, answer, &policy, config.rate_limit.interval, jitter)
+    reconcile(&batch, answer, &policy, config.rate_limit.interval, at)
 }
 
 /// A short name for the batch log and the correlation id, if HubSpot gave one.
@@ -196,6 +235,8 @@ fn describe(answer: &Answer) -> (&'static str, Option<String>) {
         Answer::Unauthorized(d) => ("unauthorized", d.correlation_id.clone()),
         Answer::Forbidden(d) => ("forbidden", d.correlation_id.clone()),
         Answer::RateLimited { detail, .. } => ("rate_limited", detail.correlation_id.clone()),
+        Answer::Rejected(d) => ("rejected", d.correlation_id.clone()),
+        Answer::Unreachable(_) => ("unreachable", None),
         Answer::Transient { detail, .. } if detail.status == 0 => ("no_answer", None),
         Answer::Transient { detail, .. } => ("transient", detail.correlation_id.clone()),
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use super::breaker::Breaker;
 use super::clock::Clock;
 use super::limiter::Limiter;
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct Shared<S> {
     /// Woken by new rows (committer, intake) and by finished requests; the loop waits on it.
     pub wake: Arc<Notify>,
     pub paused: Mutex<Paused>,
+    /// Open while HubSpot cannot be reached: single probes instead of batches.
+    pub breaker: Mutex<Breaker>,
     /// Counted here, rendered by the socket API's `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Every reading of time, so tests can move it by hand.

@@ -32,6 +32,8 @@ enum Reply {
     Status(u16, Value),
     /// No answer at all (a transport error with this text).
     NoAnswer(&'static str),
+    /// The connection could not be made.
+    NotSent(&'static str),
 }
 
 /// A HubSpot that answers from a script, one reply per request, and records the requests.
@@ -95,6 +97,12 @@ impl BatchSender for Scripted {
                 return Sent::NoAnswer {
                     error: error.into(),
                     duration: Duration::from_millis(5),
+                };
+            }
+            Reply::NotSent(error) => {
+                return Sent::NotSent {
+                    error: error.into(),
+                    duration: Duration::from_millis(1),
                 };
             }
             Reply::Status(status, body) => (status, body),
@@ -425,4 +433,70 @@ async fn a_full_window_waits_and_the_next_batch_is_claimed_ahead_and_leaves_at_i
     h.hubspot.arrived(3).await;
     h.dispatcher.settled().await;
     assert_eq!(h.rows("succeeded").await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_hubspot_stops_sending_and_single_probes_go_at_growing_intervals() {
+    let h = Harness::new(
+        6,
+        &[
+            ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2"),
+            ("HUBSPOT_OUTBOX__RETRY__UNREACHABLE_AFTER", "2"),
+            ("HUBSPOT_OUTBOX__RETRY__MAX_PROBE_INTERVAL", "4s"),
+        ],
+    )
+    .await;
+    let refused = "could not connect: error sending request: connection refused";
+    h.hubspot
+        .then(Reply::NotSent(refused))
+        .then(Reply::NotSent(refused))
+        .then(Reply::NotSent(refused))
+        .then(Reply::Status(
+            503,
+            json!({"message": "Service Unavailable"}),
+        ))
+        .then(Reply::CreateAll)
+        .then(Reply::CreateAll)
+        .then(Reply::CreateAll);
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    h.clock.advance(Duration::from_millis(100));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    // Two requests in a row could not connect: sending stops, and operators see why.
+    let pauses = h.store.pauses().await.unwrap();
+    assert_eq!(
+        (pauses[0].scope.as_str(), pauses[0].kind.as_str()),
+        ("hubspot", "unreachable")
+    );
+    assert!(
+        pauses[0].reason.starts_with("HubSpot unreachable since "),
+        "{}",
+        pauses[0].reason
+    );
+    assert!(pauses[0].reason.ends_with(refused), "{}", pauses[0].reason);
+    let pending = h.rows("pending").await;
+    assert_eq!(pending.len(), 6);
+    assert!(
+        pending.iter().all(|r| r.attempts == 0),
+        "never sent: no attempt"
+    );
+
+    // One single-write probe after 1 s, then after 2 s, 4 s, 4 s...
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let wait = idle(h.tick().await);
+        gaps.push(wait);
+        h.clock.advance(wait);
+        assert_eq!(h.tick().await, Tick::Sent(1));
+    }
+    assert_eq!(gaps, [1, 2, 4].map(Duration::from_secs));
+    // The 503 probe was an attempt (HubSpot may have acted on it); the refused ones not.
+    assert_eq!(h.hubspot.requests().len(), 5);
+    // The third probe succeeded: the pause is lifted and the rest goes at once.
+    assert!(h.store.pauses().await.unwrap().is_empty());
+    h.clock.advance(Duration::from_millis(100));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    h.clock.advance(Duration::from_millis(100));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    assert_eq!(h.rows("succeeded").await.len(), 5);
+    assert!(h.rows("failed").await.is_empty());
 }

@@ -57,7 +57,14 @@ pub enum Answer {
         policy: RatePolicy,
         retry_after: Option<Duration>,
     },
-    /// 423, 477, 5xx and other statuses worth retrying: the batch may have been created.
+    /// 404 (for the path), 405, 413, 415, 422: HubSpot refused the request itself, not
+    /// the writes in it; nothing was created. 413 says the batch is too large.
+    Rejected(Detail),
+    /// The request never reached HubSpot (connection refused, DNS, TLS handshake):
+    /// nothing can have been created.
+    Unreachable(Detail),
+    /// 423, 477, 5xx and other statuses worth retrying, or a request that got no answer
+    /// after it was sent: the batch may have been created.
     Transient {
         detail: Detail,
         retry_after: Option<Duration>,
@@ -98,6 +105,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Answ
     match status {
         400 | 404 if unknown_type => Answer::UnknownObjectType(detail),
         400 => Answer::Invalid(detail),
+        404 | 405 | 413 | 415 | 422 => Answer::Rejected(detail),
         401 => Answer::Unauthorized(detail),
         403 => Answer::Forbidden(detail),
         409 => Answer::Conflict {
@@ -143,6 +151,19 @@ pub fn transport_failure(message: impl Into<String>) -> Answer {
         },
         retry_after: None,
     }
+}
+
+/// A request that never reached HubSpot: the connection could not be made (refused,
+/// DNS, TLS handshake). Nothing was created; it is not an attempt.
+pub fn not_sent(message: impl Into<String>) -> Answer {
+    let message = message.into();
+    Answer::Unreachable(Detail {
+        status: 0,
+        category: Some("UNREACHABLE".into()),
+        raw: message.clone(),
+        message,
+        correlation_id: None,
+    })
 }
 
 /// `Retry-After` in seconds (the form HubSpot uses). An HTTP date or garbage gives `None`,
@@ -322,6 +343,20 @@ mod tests {
             assert_eq!(detail.status, status);
             assert!(!detail.message.is_empty());
         }
+    }
+
+    #[test]
+    fn a_request_refused_as_a_request_is_rejected_and_nothing_was_created() {
+        for status in [404, 405, 413, 415, 422] {
+            let Answer::Rejected(d) = classify(status, None, br#"{"message":"nope"}"#) else {
+                panic!("{status}")
+            };
+            assert_eq!((d.status, d.message.as_str()), (status, "nope"));
+        }
+        let Answer::Unreachable(d) = not_sent("could not connect: connection refused") else {
+            panic!()
+        };
+        assert_eq!((d.status, d.category.as_deref()), (0, Some("UNREACHABLE")));
     }
 
     #[test]

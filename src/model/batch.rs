@@ -16,6 +16,8 @@ pub struct ClaimedRow {
     pub associations: String,
     pub attempts: i64,
     pub split_to: Option<i64>,
+    /// When the write first failed transiently (stored text), if it has.
+    pub first_failed_at: Option<String>,
 }
 
 /// One write of the batch as it was sent, as the reconciler weighs it.
@@ -25,6 +27,8 @@ pub struct BatchRow {
     pub trace_id: String,
     /// Attempts counted before this one.
     pub attempts: u32,
+    /// When the write first failed transiently, if it has.
+    pub first_failed_at: Option<DateTime<Utc>>,
     pub properties: BTreeMap<String, String>,
 }
 
@@ -36,6 +40,7 @@ impl BatchRow {
             id: row.id,
             trace_id: row.trace_id.clone(),
             attempts: row.attempts.max(0) as u32,
+            first_failed_at: row.first_failed_at.as_deref().and_then(|t| t.parse().ok()),
             properties: serde_json::from_str(&row.properties).unwrap_or_default(),
         }
     }

@@ -52,8 +52,9 @@ pub enum Pause {
     UntilDailyReset { reason: String },
     /// The token is refused: probe with single requests until it works.
     Unauthorized { reason: String },
-    /// This object type may not be written: probe it alone until it works.
-    ObjectType { reason: String },
+    /// This object type may not be written (`kind`: "forbidden" for a 403, "rejected"
+    /// when HubSpot refuses the request itself): probe it alone until it works.
+    ObjectType { kind: &'static str, reason: String },
     /// The object type does not exist: every queued row of it fails with this error.
     FailObjectType { error: String },
 }

@@ -13,7 +13,10 @@ pub struct Policy {
     pub unique_property: Option<String>,
     pub on_conflict: OnConflict,
     pub on_ambiguous: OnAmbiguous,
+    /// Transient failures give a write up only after at least this many attempts...
     pub max_attempts: u32,
+    /// ...and this long since its first transient failure.
+    pub give_up_after: Duration,
     pub backoff: Backoff,
 }
 

@@ -59,11 +59,13 @@ pub async fn gauges(store: &Store) -> Result<Gauges, StoreError> {
     let oldest = store.oldest_pending().await?;
     let now = Utc::now();
     let now_text = timestamp(now);
-    let paused = store
-        .pauses()
-        .await?
+    let pauses = store.pauses().await?;
+    let in_force: Vec<_> = pauses
         .iter()
-        .any(|p| p.until.as_deref().is_none_or(|u| u > now_text.as_str()));
+        .filter(|p| p.until.as_deref().is_none_or(|u| u > now_text.as_str()))
+        .collect();
+    let paused = !in_force.is_empty();
+    let unreachable = in_force.iter().any(|p| p.kind == "unreachable");
     Ok(Gauges {
         depth: depth
             .into_iter()
@@ -73,6 +75,7 @@ pub async fn gauges(store: &Store) -> Result<Gauges, StoreError> {
             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
             .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
         paused,
+        unreachable,
     })
 }
 
@@ -163,7 +166,8 @@ pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
                       "interval": format!("{:?}", config.rate_limit.interval), "dailyLimit": config.rate_limit.daily_limit,
                       "timezone": config.rate_limit.timezone.name(), "maxInFlight": config.rate_limit.max_in_flight},
         "batching": {"maxSize": config.batching.max_size, "linger": format!("{:?}", config.batching.linger)},
-        "retry": {"maxAttempts": config.retry.max_attempts, "initialBackoff": format!("{:?}", config.retry.backoff.initial),
+        "retry": {"maxAttempts": config.retry.max_attempts, "giveUpAfter": format!("{:?}", config.retry.give_up_after),
+                  "unreachableAfter": config.retry.unreachable_after, "maxProbeInterval": format!("{:?}", config.retry.max_probe_interval), "initialBackoff": format!("{:?}", config.retry.backoff.initial),
                   "maxBackoff": format!("{:?}", config.retry.backoff.max), "onAmbiguous": config.retry.on_ambiguous},
         "objects": config.objects.iter().map(|(k, o)| (k.clone(), json!({"uniqueProperty": o.unique_property, "onConflict": o.on_conflict}))).collect::<serde_json::Map<_, _>>(),
         "log": {"level": config.log.level, "format": format!("{:?}", config.log.format).to_lowercase()},

@@ -37,6 +37,8 @@ pub struct Gauges {
     pub depth: Vec<(String, String, i64)>,
     pub oldest_pending_seconds: Option<f64>,
     pub paused: bool,
+    /// Whether requests in a row have found HubSpot unreachable (probes only).
+    pub unreachable: bool,
 }
 
 impl Metrics {
@@ -188,9 +190,20 @@ impl Metrics {
             &mut out,
             "hubspot_outbox_paused",
             "gauge",
-            "1 while any sending is paused (401, 403, 429, daily limit).",
+            "1 while any sending is paused (401, 403, 429, daily limit, HubSpot unreachable).",
         );
         let _ = writeln!(out, "hubspot_outbox_paused {}", u8::from(gauges.paused));
+        head(
+            &mut out,
+            "hubspot_outbox_hubspot_unreachable",
+            "gauge",
+            "1 while HubSpot cannot be reached (no connection, no answer, 5xx) and only probes go.",
+        );
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_hubspot_unreachable {}",
+            u8::from(gauges.unreachable)
+        );
         out
     }
 }
@@ -217,6 +230,7 @@ mod tests {
             depth: vec![("contacts".into(), "pending".into(), 5)],
             oldest_pending_seconds: Some(1.5),
             paused: true,
+            unreachable: false,
         });
         for line in [
             "hubspot_outbox_queue_writes{object_type=\"contacts\",state=\"pending\"} 5",
@@ -228,6 +242,7 @@ mod tests {
             "hubspot_outbox_request_duration_seconds_count 2",
             "hubspot_outbox_rate_limit_remaining 42",
             "hubspot_outbox_paused 1",
+            "hubspot_outbox_hubspot_unreachable 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use super::{Sim, SimFaults, SimObject, known_type, unique_property};
+use super::{Phase, Sim, SimFaults, SimObject, known_type, unique_property};
 
 pub async fn create_v3(
     State(sim): State<Arc<Sim>>,
@@ -41,6 +41,24 @@ fn error_body(status: StatusCode, category: &str, message: &str) -> (StatusCode,
 }
 
 async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: Bytes) -> Response {
+    match sim.phase(Instant::now()) {
+        // A connection made just before the listener closed: answered like the rest.
+        Phase::Up | Phase::Refusing => {}
+        Phase::Failing => {
+            let mut stats = sim.stats.lock().expect("lock");
+            stats.requests += 1;
+            *stats.by_status.entry(503).or_default() += 1;
+            let (status, body) = error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service Unavailable (simulated outage)",
+            );
+            return (status, axum::Json(body)).into_response();
+        }
+        Phase::Hanging => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
     let faults = sim.faults.lock().expect("lock").clone();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;

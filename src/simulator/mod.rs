@@ -8,7 +8,8 @@
 //! keeps what it created: `GET /crm/v3/objects/{type}` lists it.
 //!
 //! Control endpoints for tests: `GET /_sim/stats`, `POST /_sim/token {"token"}`,
-//! `POST /_sim/faults {...SimFaults}`.
+//! `POST /_sim/faults {...SimFaults}`, `POST /_sim/outage {"refuseFor", "failFor",
+//! "hangFor"}` (an outage in phases: connections refused, then 503s, then no answers).
 //!
 //! This file holds the options, the state and the routes; `create` answers batch create.
 
@@ -16,7 +17,9 @@ mod create;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -96,6 +99,29 @@ pub struct SimStats {
     pub inputs_created: u64,
 }
 
+/// An outage, in phases from the moment it is asked for: connections refused (the
+/// listener closed), then every request answered 503 before anything is created, then
+/// requests accepted and never answered (nothing created). `POST /_sim/outage`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SimOutage {
+    #[serde(with = "humantime_serde")]
+    pub refuse_for: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fail_for: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hang_for: Duration,
+}
+
+/// Where an outage is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Up,
+    Refusing,
+    Failing,
+    Hanging,
+}
+
 pub(crate) struct Sim {
     pub(crate) options: SimOptions,
     pub(crate) token: Mutex<String>,
@@ -108,6 +134,36 @@ pub(crate) struct Sim {
     pub(crate) unique_index: Mutex<HashMap<(String, String), String>>,
     pub(crate) next_id: Mutex<u64>,
     pub(crate) stats: Mutex<SimStats>,
+    /// The outage in force: when it began, and its phases.
+    pub(crate) outage: Mutex<Option<(Instant, SimOutage)>>,
+    /// Tells the serving loop to close the listener (an outage that refuses connections).
+    pub(crate) refuse: Notify,
+}
+
+impl Sim {
+    /// The phase of the outage at `now`.
+    pub(crate) fn phase(&self, now: Instant) -> Phase {
+        let Some((start, o)) = self.outage.lock().expect("lock").clone() else {
+            return Phase::Up;
+        };
+        let t = now.saturating_duration_since(start);
+        if t < o.refuse_for {
+            Phase::Refusing
+        } else if t < o.refuse_for + o.fail_for {
+            Phase::Failing
+        } else if t < o.refuse_for + o.fail_for + o.hang_for {
+            Phase::Hanging
+        } else {
+            Phase::Up
+        }
+    }
+
+    /// When connections are taken again, if they are refused now.
+    fn refusing_until(&self) -> Option<Instant> {
+        let (start, o) = self.outage.lock().expect("lock").clone()?;
+        let end = start + o.refuse_for;
+        (end > Instant::now()).then_some(end)
+    }
 }
 
 /// Unique properties per object type, as HubSpot enforces them.
@@ -143,6 +199,11 @@ pub(crate) fn known_type(t: &str) -> bool {
 
 /// The simulator's routes.
 pub fn router(options: SimOptions) -> Router {
+    build(options).0
+}
+
+/// The routes and the state behind them.
+fn build(options: SimOptions) -> (Router, Arc<Sim>) {
     let sim = Arc::new(Sim {
         token: Mutex::new(options.token.clone()),
         faults: Mutex::new(options.faults.clone()),
@@ -153,8 +214,10 @@ pub fn router(options: SimOptions) -> Router {
         unique_index: Mutex::new(HashMap::new()),
         next_id: Mutex::new(1000),
         stats: Mutex::new(SimStats::default()),
+        outage: Mutex::new(None),
+        refuse: Notify::new(),
     });
-    Router::new()
+    let router = Router::new()
         .route(
             "/crm/v3/objects/{object_type}/batch/create",
             post(create::create_v3),
@@ -167,18 +230,46 @@ pub fn router(options: SimOptions) -> Router {
         .route("/_sim/stats", get(stats))
         .route("/_sim/token", post(set_token))
         .route("/_sim/faults", post(set_faults))
-        .with_state(sim)
+        .route("/_sim/outage", post(set_outage))
+        .with_state(sim.clone());
+    (router, sim)
 }
 
-/// Serves the simulator on `listener` until `shutdown`.
+/// Serves the simulator on `listener` until `shutdown`. While an outage refuses
+/// connections the listener is closed, and bound again on the same address after.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     options: SimOptions,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(options))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let addr = listener.local_addr()?;
+    let (app, sim) = build(options);
+    let mut listener = Some(listener);
+    loop {
+        let current = match listener.take() {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(addr).await?,
+        };
+        let stop = shutdown.clone();
+        let until_refusing = sim.clone();
+        axum::serve(current, app.clone())
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = until_refusing.refuse.notified() => {}
+                }
+            })
+            .await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        if let Some(until) = sim.refusing_until() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
+    }
 }
 
 async fn list(State(sim): State<Arc<Sim>>, Path(object_type): Path<String>) -> Response {
@@ -211,5 +302,17 @@ async fn set_faults(
     axum::Json(faults): axum::Json<SimFaults>,
 ) -> Response {
     *sim.faults.lock().expect("lock") = faults;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn set_outage(
+    State(sim): State<Arc<Sim>>,
+    axum::Json(outage): axum::Json<SimOutage>,
+) -> Response {
+    let refuse = !outage.refuse_for.is_zero();
+    *sim.outage.lock().expect("lock") = Some((Instant::now(), outage));
+    if refuse {
+        sim.refuse.notify_one();
+    }
     StatusCode::NO_CONTENT.into_response()
 }

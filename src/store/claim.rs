@@ -16,6 +16,7 @@ struct ClaimedRecord {
     associations: String,
     attempts: i64,
     split_to: Option<i64>,
+    first_failed_at: Option<String>,
 }
 
 impl From<ClaimedRecord> for ClaimedRow {
@@ -27,6 +28,7 @@ impl From<ClaimedRecord> for ClaimedRow {
             associations: r.associations,
             attempts: r.attempts,
             split_to: r.split_to,
+            first_failed_at: r.first_failed_at,
         }
     }
 }
@@ -94,7 +96,7 @@ impl Store {
         let now_text = timestamp(now);
         let mut tx = self.begin_write().await?;
         let candidates: Vec<ClaimedRow> = sqlx::query_as::<_, ClaimedRecord>(
-            "SELECT id, trace_id, properties, associations, attempts, split_to FROM outbox
+            "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at FROM outbox
              WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND next_attempt_at <= ?2
              ORDER BY next_attempt_at, id LIMIT ?3",
         )
@@ -147,7 +149,7 @@ impl Store {
     pub async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
         let records: Vec<InFlightRecord> = sqlx::query_as(
             "SELECT coalesce(batch_id, '') AS batch_id, object_type, id, trace_id, properties,
-                    associations, attempts, split_to
+                    associations, attempts, split_to, first_failed_at
              FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id",
         )
         .fetch_all(&self.pool)

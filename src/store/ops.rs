@@ -144,7 +144,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE outbox SET properties = ?2, state = 'pending', attempts = 0, next_attempt_at = ?3,
-                    split_to = NULL, batch_id = NULL, updated_at = ?3
+                    split_to = NULL, batch_id = NULL, first_failed_at = NULL, updated_at = ?3
              WHERE trace_id = ?1 AND state IN ('failed', 'unconfirmed')",
         )
         .bind(trace_id)
@@ -241,7 +241,7 @@ macro_rules! count_head {
 macro_rules! retry_head {
     () => {
         "UPDATE outbox SET state = 'pending', attempts = 0, validated = 0, next_attempt_at = ?6,
-                split_to = NULL, batch_id = NULL, updated_at = ?6"
+                split_to = NULL, batch_id = NULL, first_failed_at = NULL, updated_at = ?6"
     };
 }
 macro_rules! discard_head {

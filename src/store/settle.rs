@@ -77,6 +77,8 @@ impl Store {
                     sqlx::query(
                         "UPDATE outbox SET state = 'pending', next_attempt_at = ?3, attempts = attempts + ?4,
                                 last_error = coalesce(?5, last_error), split_to = ?6, batch_id = NULL,
+                                first_failed_at = CASE WHEN ?4 = 1 THEN coalesce(first_failed_at, ?7)
+                                                       ELSE first_failed_at END,
                                 updated_at = ?7
                          WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
                     )

@@ -12,6 +12,8 @@ pub mod matching;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::hubspot::classify::{Answer, Detail, RatePolicy};
 use crate::hubspot::wire::BatchResponse;
 use crate::model::{
@@ -30,23 +32,31 @@ const TRANSIENT_CATEGORIES: [&str; 6] = [
     "LOCKED",
 ];
 
+/// When a batch is reconciled: the time (a transient failure gives a write up only once
+/// it has been failing for `give_up_after`) and a number in `[0, 1)` that spreads retries.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    pub now: DateTime<Utc>,
+    pub jitter: f64,
+}
+
 /// Decides the fate of every row of the batch. `interval` is the rate-limit window a
-/// `TEN_SECONDLY_ROLLING` 429 waits out; `jitter` in `[0, 1)` spreads retries.
+/// `TEN_SECONDLY_ROLLING` 429 waits out.
 pub fn reconcile(
     rows: &[BatchRow],
     answer: &Answer,
     policy: &Policy,
     interval: Duration,
-    jitter: f64,
+    at: Moment,
 ) -> Plan {
     let mut plan = Plan::default();
     match answer {
-        Answer::Created(response) => created(rows, response, policy, jitter, &mut plan),
-        Answer::MalformedSuccess(d) => ambiguous_all(rows, d, policy, None, jitter, &mut plan),
+        Answer::Created(response) => created(rows, response, policy, at, &mut plan),
+        Answer::MalformedSuccess(d) => ambiguous_all(rows, d, policy, None, at, &mut plan),
         Answer::Transient {
             detail,
             retry_after,
-        } => ambiguous_all(rows, detail, policy, *retry_after, jitter, &mut plan),
+        } => ambiguous_all(rows, detail, policy, *retry_after, at, &mut plan),
         Answer::Invalid(d) if rows.len() == 1 => {
             record_all(rows, d, &mut plan);
             plan.updates.push(RowUpdate::Failed {
@@ -85,6 +95,31 @@ pub fn reconcile(
         Answer::Forbidden(d) => {
             requeue_all(rows, d, &mut plan);
             plan.pause = Some(Pause::ObjectType {
+                kind: "forbidden",
+                reason: last_error(d),
+            });
+        }
+        // Nothing was created and nothing is wrong with the writes: no attempt counted.
+        Answer::Unreachable(d) => requeue_all(rows, d, &mut plan),
+        // Too large: halve the batch; a single write too large for HubSpot is its fault.
+        Answer::Rejected(d) if d.status == 413 && rows.len() > 1 => {
+            record_all(rows, d, &mut plan);
+            split(rows, &mut plan);
+        }
+        Answer::Rejected(d) if d.status == 413 => {
+            record_all(rows, d, &mut plan);
+            plan.updates.push(RowUpdate::Failed {
+                id: rows[0].id,
+                error: last_error(d),
+                count_attempt: true,
+            });
+        }
+        // The request itself is refused (a wrong path or version, a proxy in the way):
+        // hold the object type, probing it alone, until HubSpot takes it again.
+        Answer::Rejected(d) => {
+            requeue_all(rows, d, &mut plan);
+            plan.pause = Some(Pause::ObjectType {
+                kind: "rejected",
                 reason: last_error(d),
             });
         }
@@ -140,7 +175,7 @@ fn created(
     rows: &[BatchRow],
     response: &BatchResponse,
     policy: &Policy,
-    jitter: f64,
+    at: Moment,
     plan: &mut Plan,
 ) {
     let matched = match_results(rows, &response.results, policy.unique_property.as_deref());
@@ -183,7 +218,7 @@ fn created(
             });
             let text = format!("{}: {message}", category.as_deref().unwrap_or("ERROR"));
             if transient {
-                retry_or_fail(row, text, None, policy, jitter, plan);
+                retry_or_fail(row, text, None, policy, at, plan);
             } else {
                 plan.updates.push(RowUpdate::Failed {
                     id: row.id,
@@ -210,7 +245,7 @@ fn created(
             correlation_id: None,
             raw: String::new(),
         };
-        ambiguous_all(&unaccounted, &detail, policy, None, jitter, plan);
+        ambiguous_all(&unaccounted, &detail, policy, None, at, plan);
     }
 }
 
@@ -312,7 +347,7 @@ fn ambiguous_all(
     d: &Detail,
     policy: &Policy,
     retry_after: Option<Duration>,
-    jitter: f64,
+    at: Moment,
     plan: &mut Plan,
 ) {
     record_all(rows, d, plan);
@@ -327,37 +362,50 @@ fn ambiguous_all(
                 ),
             });
         } else {
-            retry_or_fail(r, last_error(d), retry_after, policy, jitter, plan);
+            retry_or_fail(r, last_error(d), retry_after, policy, at, plan);
         }
     }
 }
 
+/// A transient failure: retried with back-off, the attempt counted. It gives the write
+/// up only when both bounds are past: `max_attempts` attempts, and `give_up_after` since
+/// its first transient failure, so an outage of HubSpot or the network shorter than that
+/// fails nothing however many attempts it costs.
 fn retry_or_fail(
     row: &BatchRow,
     error: String,
     retry_after: Option<Duration>,
     policy: &Policy,
-    jitter: f64,
+    at: Moment,
     plan: &mut Plan,
 ) {
     let attempts = row.attempts + 1;
-    plan.updates.push(if attempts >= policy.max_attempts {
-        RowUpdate::Failed {
-            id: row.id,
-            error: format!("gave up after {attempts} attempts: {error}"),
-            count_attempt: true,
-        }
-    } else {
-        RowUpdate::Retry {
-            id: row.id,
-            after: retry_after
-                .unwrap_or_default()
-                .max(policy.backoff.delay(attempts, jitter)),
-            count_attempt: true,
-            error: Some(error),
-            split_to: None,
-        }
-    });
+    let failing_for = row
+        .first_failed_at
+        .map(|first| (at.now - first).to_std().unwrap_or_default())
+        .unwrap_or_default();
+    plan.updates.push(
+        if attempts >= policy.max_attempts && failing_for >= policy.give_up_after {
+            RowUpdate::Failed {
+                id: row.id,
+                error: format!(
+                    "gave up after {attempts} attempts over {}: {error}",
+                    humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
+                ),
+                count_attempt: true,
+            }
+        } else {
+            RowUpdate::Retry {
+                id: row.id,
+                after: retry_after
+                    .unwrap_or_default()
+                    .max(policy.backoff.delay(attempts, at.jitter)),
+                count_attempt: true,
+                error: Some(error),
+                split_to: None,
+            }
+        },
+    );
 }
 
 fn record_all(rows: &[BatchRow], d: &Detail, plan: &mut Plan) {

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::hubspot::classify::classify;
+use chrono::{DateTime, Utc};
+
 use crate::model::Backoff;
 
 macro_rules! fixture {
@@ -15,6 +17,7 @@ fn row(id: i64, trace: &str, email: &str, firstname: &str) -> BatchRow {
         id,
         trace_id: trace.into(),
         attempts: 0,
+        first_failed_at: None,
         properties: [
             ("email".to_owned(), email.to_owned()),
             ("firstname".to_owned(), firstname.to_owned()),
@@ -30,6 +33,7 @@ fn policy(unique: Option<&str>, on_ambiguous: OnAmbiguous) -> Policy {
         on_conflict: OnConflict::Adopt,
         on_ambiguous,
         max_attempts: 3,
+        give_up_after: Duration::ZERO,
         backoff: Backoff {
             initial: Duration::from_secs(2),
             max: Duration::from_secs(600),
@@ -39,8 +43,17 @@ fn policy(unique: Option<&str>, on_ambiguous: OnAmbiguous) -> Policy {
 
 const TEN: Duration = Duration::from_secs(10);
 
+fn now() -> DateTime<Utc> {
+    "2026-12-04T12:00:00Z".parse().unwrap()
+}
+
+/// Reconciled now, with no jitter.
+const fn at(now: DateTime<Utc>) -> Moment {
+    Moment { now, jitter: 0.0 }
+}
+
 fn run(rows: &[BatchRow], status: u16, body: &[u8], p: &Policy) -> Plan {
-    reconcile(rows, &classify(status, None, body), p, TEN, 0.0)
+    reconcile(rows, &classify(status, None, body), p, TEN, at(now()))
 }
 
 #[test]
@@ -357,7 +370,7 @@ fn rate_limits_requeue_without_counting_and_pause_for_the_named_window() {
         ),
         &p,
         TEN,
-        0.0,
+        at(now()),
     );
     assert!(matches!(plan.pause, Some(Pause::All { wait, .. }) if wait == Duration::from_secs(42)));
 }
@@ -416,7 +429,7 @@ fn server_errors_back_off_then_give_up_or_hold() {
         panic!()
     };
     assert!(
-        error.starts_with("gave up after 3 attempts: HTTP 503"),
+        error.starts_with("gave up after 3 attempts over 0s: HTTP 503"),
         "{error}"
     );
     assert_eq!(
@@ -440,7 +453,7 @@ fn server_errors_back_off_then_give_up_or_hold() {
         &crate::hubspot::classify::transport_failure("timed out"),
         &policy(None, OnAmbiguous::Hold),
         TEN,
-        0.0,
+        at(now()),
     );
     assert!(
         plan.updates
@@ -458,6 +471,7 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
         associations: "[]".into(),
         attempts: 3,
         split_to,
+        first_failed_at: None,
     };
     let plan = unsent(
         &[claimed(1, None), claimed(2, Some(25))],
@@ -483,4 +497,94 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
         ]
     );
     assert!(plan.errors.is_empty() && plan.pause.is_none());
+}
+
+#[test]
+fn a_transient_failure_gives_up_only_after_both_max_attempts_and_give_up_after() {
+    let mut p = policy(Some("email"), OnAmbiguous::Resend);
+    p.give_up_after = Duration::from_secs(24 * 3600);
+    let mut rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+        row(3, "t-3", "c@example.com", "Cid"),
+    ];
+    // Far past max_attempts (3), but failing for only an hour: retried.
+    rows[0].attempts = 50;
+    rows[0].first_failed_at = Some(now() - chrono::Duration::hours(1));
+    // Failing for a day and past max_attempts: given up, saying for how long.
+    rows[1].attempts = 50;
+    rows[1].first_failed_at = Some(now() - chrono::Duration::hours(25));
+    // Failing for a day but only on its first attempt: retried.
+    rows[2].first_failed_at = Some(now() - chrono::Duration::hours(25));
+    let plan = run(&rows, 503, fixture!("500_internal.json"), &p);
+    assert!(matches!(
+        plan.updates[0],
+        RowUpdate::Retry {
+            id: 1,
+            count_attempt: true,
+            ..
+        }
+    ));
+    let RowUpdate::Failed { id: 2, error, .. } = &plan.updates[1] else {
+        panic!("{:?}", plan.updates[1])
+    };
+    assert!(
+        error.starts_with("gave up after 51 attempts over 1day 1h: HTTP 503"),
+        "{error}"
+    );
+    assert!(matches!(plan.updates[2], RowUpdate::Retry { id: 3, .. }));
+}
+
+#[test]
+fn a_request_that_never_reached_hubspot_costs_no_attempt_and_a_refused_one_pauses_its_type() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    let p = policy(None, OnAmbiguous::Hold);
+    let plan = reconcile(
+        &rows,
+        &crate::hubspot::classify::not_sent("could not connect: connection refused"),
+        &p,
+        TEN,
+        at(now()),
+    );
+    assert!(
+        plan.updates.iter().all(|u| matches!(
+            u,
+            RowUpdate::Retry { count_attempt: false, after, .. } if after.is_zero()
+        )),
+        "{plan:?}"
+    );
+    assert!(plan.pause.is_none());
+
+    let plan = run(&rows, 404, br#"{"message":"Not Found"}"#, &p);
+    assert!(plan.updates.iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            count_attempt: false,
+            ..
+        }
+    )));
+    assert!(matches!(
+        plan.pause,
+        Some(Pause::ObjectType {
+            kind: "rejected",
+            ..
+        })
+    ));
+
+    // 413: the batch is too large; halve it. Alone, the write itself is too large.
+    let plan = run(&rows, 413, br#"{"message":"Payload Too Large"}"#, &p);
+    assert!(plan.updates.iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            split_to: Some(1),
+            count_attempt: false,
+            ..
+        }
+    )));
+    assert!(plan.pause.is_none());
+    let plan = run(&rows[..1], 413, br#"{"message":"Payload Too Large"}"#, &p);
+    assert!(matches!(plan.updates[0], RowUpdate::Failed { id: 1, .. }));
 }
