@@ -353,8 +353,26 @@ async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_id
             ..Default::default()
         })
         .await;
-        let d = start_daemon(&fast(&sim, &[])).await;
-        enqueue(&d, (0..100).map(contact).collect()).await;
+        // Without echoed trace ids, HubSpot's lowercased email is what identifies each
+        // result (the writes' emails are mixed case).
+        let d = start_daemon(&fast(
+            &sim,
+            &[(
+                "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
+                "email",
+            )],
+        ))
+        .await;
+        enqueue(
+            &d,
+            (0..100)
+                .map(|i| {
+                    json!({"objectType": "contacts", "objectWriteTraceId": format!("c-{i}"),
+                           "properties": {"email": format!("Mixed.Case{i}@Example.com"), "firstname": "Same"}})
+                })
+                .collect(),
+        )
+        .await;
         settled(&d, 100).await;
         let created: std::collections::HashMap<String, String> = sim
             .objects("contacts")
@@ -375,8 +393,8 @@ async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_id
         for line in rows.lines() {
             let (id, email) = line.split_once('|').unwrap();
             assert_eq!(
-                created.get(id).map(String::as_str),
-                Some(email),
+                created.get(id).map(|e| e.to_lowercase()),
+                Some(email.to_lowercase()),
                 "echo={echo}: {line}"
             );
         }

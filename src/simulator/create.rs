@@ -273,9 +273,14 @@ fn create_inputs(
             *next += 1;
             next.to_string()
         };
+        // HubSpot stores (and answers with) emails lowercased.
+        let mut properties = input.properties.clone();
+        if let Some(email) = properties.get_mut("email") {
+            *email = email.to_lowercase();
+        }
         let object = SimObject {
             id: id.clone(),
-            properties: input.properties.clone(),
+            properties,
             object_write_trace_id: input.trace_id.clone(),
         };
         if let Some(value) = unique.and_then(|u| object.properties.get(u)) {

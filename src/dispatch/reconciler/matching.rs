@@ -1,21 +1,34 @@
 //! Which result of a 2xx answer belongs to which write: HubSpot does not keep the input
-//! order, so results are matched by what they carry, never by position.
+//! order, so a result is credited to a write only by what identifies it: the echoed
+//! `objectWriteTraceId`, else the object type's unique property (compared without case,
+//! as HubSpot lowercases emails). Never by position, and never by other property values:
+//! two writes may share them, and HubSpot normalises them (number and date formats), so
+//! a match by values can credit one write with another's id.
 
 use std::collections::HashMap;
 
 use crate::hubspot::wire::CreatedObject;
 use crate::model::BatchRow;
 
-/// Maps results to row indexes: trace id first, then the unique property, then property
-/// values; rows that cannot be told apart are interchangeable.
+/// Results credited to rows, and how many results carried an id but matched no row
+/// (or more than one).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Matched {
+    /// (row index, HubSpot id).
+    pub credited: Vec<(usize, String)>,
+    pub unmatched_results: usize,
+}
+
+/// Matches `results` to the rows not yet `settled` (by index): each result goes to the
+/// one row it identifies, or to none.
 pub fn match_results(
     rows: &[BatchRow],
+    settled: &[bool],
     results: &[CreatedObject],
     unique: Option<&str>,
-) -> Vec<(usize, String)> {
-    let mut taken = vec![false; rows.len()];
-    let mut out = Vec::new();
-    let mut leftovers = Vec::new();
+) -> Matched {
+    let mut taken = settled.to_vec();
+    let mut out = Matched::default();
     let by_trace: HashMap<&str, usize> = rows
         .iter()
         .enumerate()
@@ -25,43 +38,33 @@ pub fn match_results(
         let Some(id) = result.id.clone() else {
             continue;
         };
-        match result
-            .object_write_trace_id
-            .as_deref()
-            .and_then(|t| by_trace.get(t))
-        {
-            Some(&i) if !taken[i] => {
+        let echoed = result.object_write_trace_id.as_deref();
+        if let Some(&i) = echoed.and_then(|t| by_trace.get(t)) {
+            // It names its write; if that write is settled already (HubSpot also named
+            // it in `errors[]`), the result is not someone else's either.
+            if !taken[i] {
                 taken[i] = true;
-                out.push((i, id));
+                out.credited.push((i, id));
             }
-            _ => leftovers.push((result, id)),
+            continue;
         }
-    }
-    for (result, id) in leftovers {
-        let value = |name: &str| result.properties.get(name).and_then(|v| v.as_str());
-        let found = match unique {
-            Some(u) if value(u).is_some() => rows.iter().enumerate().position(|(i, r)| {
-                !taken[i]
+        let found = unique.and_then(|u| {
+            let value = result.properties.get(u)?.as_str()?;
+            let mut hits = rows.iter().enumerate().filter(|(i, r)| {
+                !taken[*i]
                     && r.properties
                         .get(u)
-                        .map(String::as_str)
-                        .zip(value(u))
-                        .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
-            }),
-            _ => rows.iter().enumerate().position(|(i, r)| {
-                !taken[i] && {
-                    let compared: Vec<bool> = r
-                        .properties
-                        .iter()
-                        .filter_map(|(k, v)| value(k).map(|got| got == v))
-                        .collect();
-                    !compared.is_empty() && compared.iter().all(|same| *same)
-                }
-            }),
-        };
-        if let Some(i) = found {
-            taken[i] = true;
-            out.push((i, id));
+                        .is_some_and(|v| !v.is_empty() && v.eq_ignore_ascii_case(value))
+            });
+            let first = hits.next()?.0;
+            hits.next().is_none().then_some(first)
+        });
+        match found {
+            Some(i) => {
+                taken[i] = true;
+                out.credited.push((i, id));
+            }
+            None => out.unmatched_results += 1,
         }
     }
     out

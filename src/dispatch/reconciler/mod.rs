@@ -9,7 +9,7 @@
 
 pub mod matching;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -178,19 +178,13 @@ fn created(
     at: Moment,
     plan: &mut Plan,
 ) {
-    let matched = match_results(rows, &response.results, policy.unique_property.as_deref());
-    let by_trace: HashMap<&str, &BatchRow> =
-        rows.iter().map(|r| (r.trace_id.as_str(), r)).collect();
-    let mut settled: HashSet<i64> = HashSet::new();
-    for (row_index, hubspot_id) in matched {
-        let row = &rows[row_index];
-        settled.insert(row.id);
-        plan.updates.push(RowUpdate::Succeeded {
-            id: row.id,
-            hubspot_id,
-            note: None,
-        });
-    }
+    let index: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.trace_id.as_str(), i))
+        .collect();
+    let mut settled = vec![false; rows.len()];
+    // Errors first: a write HubSpot names in `errors[]` is never credited with a result.
     for error in &response.errors {
         let category = error.category.clone();
         let message = error
@@ -201,12 +195,13 @@ fn created(
             .as_deref()
             .is_some_and(|c| TRANSIENT_CATEGORIES.contains(&c));
         for trace in error.trace_ids() {
-            let Some(row) = by_trace.get(trace.as_str()) else {
+            let Some(&i) = index.get(trace.as_str()) else {
                 continue;
             };
-            if !settled.insert(row.id) {
+            if std::mem::replace(&mut settled[i], true) {
                 continue;
             }
+            let row = &rows[i];
             plan.errors.push(ErrorRecord {
                 trace_id: row.trace_id.clone(),
                 attempt: row.attempts + 1,
@@ -228,25 +223,65 @@ fn created(
             }
         }
     }
+    let matched = match_results(
+        rows,
+        &settled,
+        &response.results,
+        policy.unique_property.as_deref(),
+    );
+    for (i, hubspot_id) in matched.credited {
+        settled[i] = true;
+        plan.updates.push(RowUpdate::Succeeded {
+            id: rows[i].id,
+            hubspot_id,
+            note: None,
+        });
+    }
     let unaccounted: Vec<BatchRow> = rows
         .iter()
-        .filter(|r| !settled.contains(&r.id))
-        .cloned()
+        .zip(&settled)
+        .filter(|(_, done)| !**done)
+        .map(|(r, _)| r.clone())
         .collect();
-    if !unaccounted.is_empty() {
+    if unaccounted.is_empty() {
+        return;
+    }
+    if matched.unmatched_results >= unaccounted.len() {
+        // HubSpot created every one of them (a result for each), but nothing in its
+        // answer says which id is whose. Resending would duplicate them all: hold them.
         let detail = Detail {
             status: 200,
-            category: Some("UNACCOUNTED".into()),
+            category: Some("UNIDENTIFIED".into()),
             message: format!(
-                "HubSpot's answer named neither a result nor an error for {} of {} inputs",
-                unaccounted.len(),
-                rows.len()
+                "HubSpot created {} of these writes but its answer does not say which id is \
+                 whose (no echoed objectWriteTraceId, no unique property value); find the \
+                 record in HubSpot, then discard this write",
+                unaccounted.len()
             ),
             correlation_id: None,
             raw: String::new(),
         };
-        ambiguous_all(&unaccounted, &detail, policy, None, at, plan);
+        record_all(&unaccounted, &detail, plan);
+        for r in &unaccounted {
+            plan.updates.push(RowUpdate::Hold {
+                id: r.id,
+                error: format!("created, id unknown: {}", detail.message),
+            });
+        }
+        return;
     }
+    let detail = Detail {
+        status: 200,
+        category: Some("UNACCOUNTED".into()),
+        message: format!(
+            "HubSpot's answer named neither a result nor an error for {} of {} inputs",
+            unaccounted.len(),
+            rows.len()
+        ),
+        correlation_id: None,
+        raw: String::new(),
+    };
+    ambiguous_all(&unaccounted, &detail, policy, None, at, plan);
 }
 
 /// 409: adopt or fail the identified write and requeue the rest at once; if none can be

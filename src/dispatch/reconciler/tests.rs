@@ -87,7 +87,7 @@ fn shuffled_results_are_mapped_by_trace_id_never_by_position() {
 }
 
 #[test]
-fn without_echoed_trace_ids_results_match_by_unique_property_or_by_values() {
+fn without_echoed_trace_ids_results_match_by_unique_property_never_by_values() {
     let rows = [
         row(1, "t-1", "A@example.com", "Ann"),
         row(2, "t-2", "b@example.com", "Bea"),
@@ -115,27 +115,56 @@ fn without_echoed_trace_ids_results_match_by_unique_property_or_by_values() {
         succeeded(&plan),
         [(1, "901".to_owned()), (2, "902".to_owned())]
     );
-    // By values, `A@example.com` is not HubSpot's `a@example.com`: only Bea matches, and
-    // Ann, accounted for by nothing, is ambiguous (resent, attempt counted).
+    // With nothing that identifies them, the results are credited to no one: both writes
+    // were created (a result each), so they are held, never resent.
     let plan = run(
         &rows,
         201,
         fixture!("201_no_trace_ids.json"),
         &policy(None, OnAmbiguous::Resend),
     );
-    assert_eq!(succeeded(&plan), [(2, "902".to_owned())]);
+    assert_eq!(succeeded(&plan), []);
     assert!(
-        matches!(
-            plan.updates[1],
-            RowUpdate::Retry {
-                id: 1,
-                count_attempt: true,
-                ..
-            }
-        ),
+        plan.updates.iter().all(|u| matches!(
+            u,
+            RowUpdate::Hold { error, .. } if error.starts_with("created, id unknown")
+        )),
         "{:?}",
         plan.updates
     );
+}
+
+#[test]
+fn a_write_hubspot_names_in_errors_is_never_credited_with_a_result() {
+    // HubSpot created b and refused a; its results echo no trace ids. By values the one
+    // result would have matched a (same first name): it must go to b, the only write
+    // left, by its unique email, and a keeps its error.
+    let rows = [
+        row(1, "t-a", "a@example.com", "Same"),
+        row(2, "t-b", "b@example.com", "Same"),
+    ];
+    let body = br#"{"status":"COMPLETE","results":[{"id":"55","properties":{"email":"B@EXAMPLE.COM","firstname":"Same"}}],
+        "errors":[{"status":"error","category":"VALIDATION_ERROR","message":"bad","context":{"objectWriteTraceId":["t-a"]}}]}"#;
+    let plan = run(
+        &rows,
+        207,
+        body,
+        &policy(Some("email"), OnAmbiguous::Resend),
+    );
+    assert!(matches!(&plan.updates[0], RowUpdate::Failed { id: 1, .. }));
+    assert_eq!(
+        plan.updates[1],
+        RowUpdate::Succeeded {
+            id: 2,
+            hubspot_id: "55".into(),
+            note: None
+        }
+    );
+    // Without a unique property the result cannot be placed: b was created (one result,
+    // one write left), so it is held rather than resent or credited blindly.
+    let plan = run(&rows, 207, body, &policy(None, OnAmbiguous::Resend));
+    assert!(matches!(&plan.updates[0], RowUpdate::Failed { id: 1, .. }));
+    assert!(matches!(&plan.updates[1], RowUpdate::Hold { id: 2, .. }));
 }
 
 #[test]
@@ -150,8 +179,9 @@ fn a_207_fails_the_invalid_input_and_keeps_the_valid_one() {
         fixture!("207_multi_status.json"),
         &policy(None, OnAmbiguous::Resend),
     );
+    // Errors are applied first, then results.
     assert_eq!(
-        plan.updates[0],
+        plan.updates[1],
         RowUpdate::Succeeded {
             id: 1,
             hubspot_id: "701".into(),
@@ -162,7 +192,7 @@ fn a_207_fails_the_invalid_input_and_keeps_the_valid_one() {
         id: 2,
         error,
         count_attempt: true,
-    } = &plan.updates[1]
+    } = &plan.updates[0]
     else {
         panic!("{:?}", plan.updates)
     };
