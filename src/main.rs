@@ -170,8 +170,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             hang_after_create_rate: args.hang_after_create_rate,
             close_after_create_rate: args.close_after_create_rate,
             latency: args.latency,
-            whole_batch_errors: false,
-            forbidden_types: Vec::new(),
+            ..SimFaults::default()
         },
     };
     let shutdown = CancellationToken::new();

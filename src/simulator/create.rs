@@ -3,16 +3,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use super::{Phase, Sim, SimFaults, SimObject, known_type, unique_property};
+use super::gate::{admit, error_body, finish};
+use super::{Sim, SimFaults, SimObject, known_type};
 
 pub async fn create_v3(
     State(sim): State<Arc<Sim>>,
@@ -32,38 +33,13 @@ pub async fn create_dated(
     create(sim, object_type, headers, body).await
 }
 
-fn error_body(status: StatusCode, category: &str, message: &str) -> (StatusCode, Value) {
-    (
-        status,
-        json!({"status": "error", "message": message, "category": category,
-               "correlationId": uuid::Uuid::now_v7().to_string()}),
-    )
-}
-
 async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: Bytes) -> Response {
-    match sim.phase(Instant::now()) {
-        // A connection made just before the listener closed: answered like the rest.
-        Phase::Up | Phase::Refusing => {}
-        Phase::Failing => {
-            let mut stats = sim.stats.lock().expect("lock");
-            stats.requests += 1;
-            *stats.by_status.entry(503).or_default() += 1;
-            let (status, body) = error_body(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SERVICE_UNAVAILABLE",
-                "Service Unavailable (simulated outage)",
-            );
-            return (status, axum::Json(body)).into_response();
-        }
-        Phase::Hanging => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    }
     let faults = sim.faults.lock().expect("lock").clone();
-    if !faults.latency.is_zero() {
-        tokio::time::sleep(faults.latency).await;
-    }
-    let (status, value, remaining) = decide(&sim, &object_type, &headers, &body, &faults);
+    let remaining = match admit(&sim, &headers, &faults).await {
+        Ok(remaining) => remaining,
+        Err((status, value, remaining)) => return finish(&sim, status, value, remaining),
+    };
+    let (status, value) = decide(&sim, &object_type, &body, &faults);
     if status == HANG {
         // Created, and never answered: the client times out, as after a lost connection.
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -73,112 +49,33 @@ async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: By
         // connection instead of finishing the answer.
         return Response::new(axum::body::Body::new(BrokenBody));
     }
-    {
-        let mut stats = sim.stats.lock().expect("lock");
-        stats.requests += 1;
-        *stats.by_status.entry(status.as_u16()).or_default() += 1;
-    }
-    let mut response = (status, axum::Json(value)).into_response();
-    // An unauthenticated request belongs to no app, so it gets no rate-limit headers.
-    if !sim.options.rate_headers || status == StatusCode::UNAUTHORIZED {
-        return response;
-    }
-    let h = response.headers_mut();
-    let num = |n: u64| HeaderValue::from_str(&n.to_string()).expect("digits");
-    h.insert(
-        "x-hubspot-ratelimit-max",
-        num(sim.options.requests_per_interval.into()),
-    );
-    h.insert("x-hubspot-ratelimit-remaining", num(remaining));
-    h.insert(
-        "x-hubspot-ratelimit-interval-milliseconds",
-        num(sim.options.interval.as_millis() as u64),
-    );
-    if sim.options.daily_limit > 0 {
-        let used = *sim.daily_used.lock().expect("lock");
-        h.insert("x-hubspot-ratelimit-daily", num(sim.options.daily_limit));
-        h.insert(
-            "x-hubspot-ratelimit-daily-remaining",
-            num(sim.options.daily_limit.saturating_sub(used)),
-        );
-    }
-    response
+    finish(&sim, status, value, Some(remaining))
 }
 
-/// Everything but the waiting: (status, body, requests remaining in the window).
-fn decide(
-    sim: &Sim,
-    object_type: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-    faults: &SimFaults,
-) -> (StatusCode, Value, u64) {
-    let token = sim.token.lock().expect("lock").clone();
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {token}")) {
-        let (s, v) = error_body(
-            StatusCode::UNAUTHORIZED,
-            "INVALID_AUTHENTICATION",
-            "Authentication credentials not found.",
-        );
-        return (s, v, 0);
-    }
-    // Rolling window.
-    let now = Instant::now();
-    let remaining = {
-        let mut window = sim.window.lock().expect("lock");
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= sim.options.interval)
-        {
-            window.pop_front();
-        }
-        if window.len() >= sim.options.requests_per_interval as usize {
-            let v = json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-                           "errorType": "RATE_LIMIT", "correlationId": uuid::Uuid::now_v7().to_string(),
-                           "policyName": "TEN_SECONDLY_ROLLING", "groupName": "simulator"});
-            return (StatusCode::TOO_MANY_REQUESTS, v, 0);
-        }
-        window.push_back(now);
-        let mut stats = sim.stats.lock().expect("lock");
-        stats.max_in_window = stats.max_in_window.max(window.len());
-        (sim.options.requests_per_interval as usize - window.len()) as u64
-    };
-    if sim.options.daily_limit > 0 {
-        let mut used = sim.daily_used.lock().expect("lock");
-        if *used >= sim.options.daily_limit {
-            let v = json!({"status": "error", "message": "You have reached your daily limit.",
-                           "errorType": "RATE_LIMIT", "policyName": "DAILY", "groupName": "simulator"});
-            return (StatusCode::TOO_MANY_REQUESTS, v, remaining);
-        }
-        *used += 1;
-    }
+/// Batch create's own checks, in HubSpot's order, then the objects created.
+fn decide(sim: &Sim, object_type: &str, body: &[u8], faults: &SimFaults) -> (StatusCode, Value) {
     if rand::random::<f64>() < faults.fail_rate {
-        let (s, v) = error_body(
+        return error_body(
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "simulated outage",
         );
-        return (s, v, remaining);
     }
     if faults.forbidden_types.iter().any(|t| t == object_type) {
-        let (s, v) = error_body(
+        return error_body(
             StatusCode::FORBIDDEN,
             "MISSING_SCOPES",
             "This app hasn't been granted all required scopes to make this call.",
         );
-        return (s, v, remaining);
     }
     if !known_type(object_type) {
-        let (s, v) = error_body(
+        return error_body(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             &format!("Unable to infer object type from: {object_type}"),
         );
-        return (s, v, remaining);
     }
-    let (status, value) = create_inputs(sim, object_type, body, faults);
-    (status, value, remaining)
+    create_inputs(sim, object_type, body, faults)
 }
 
 /// Statuses no real answer has: "created, now hang" and "created, now close".
@@ -200,6 +97,30 @@ impl http_body::Body for BrokenBody {
             "simulated connection loss",
         ))))
     }
+}
+
+/// A unique value that exists: HubSpot's 409 naming the existing id, or, for a created
+/// (custom) unique property when the fault asks for it, its whole-batch 400.
+fn conflict(
+    builtin: bool,
+    faults: &SimFaults,
+    property: &str,
+    value: &str,
+    existing: &str,
+) -> (StatusCode, Value) {
+    if !builtin && faults.custom_conflict_400 {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Property \"{property}\" already has that value: {value}"),
+        );
+    }
+    let kind = if builtin { "Contact" } else { "Object" };
+    error_body(
+        StatusCode::CONFLICT,
+        "OBJECT_ALREADY_EXISTS",
+        &format!("{kind} already exists. Existing ID: {existing}"),
+    )
 }
 
 /// One input after schema checks.
@@ -226,7 +147,7 @@ fn create_inputs(
     let mut errors = Vec::new();
     let mut valid = Vec::new();
     for input in &inputs {
-        match input.properties.keys().find(|k| k.starts_with("unknown") || k.chars().any(|c| c.is_ascii_uppercase())) {
+        match input.properties.keys().find(|k| !sim.property_exists(object_type, k)) {
             Some(name) => errors.push(json!({
                 "status": "error", "category": "VALIDATION_ERROR",
                 "message": format!("Property values were not valid: [{{\"isValid\":false,\"message\":\"Property \\\"{name}\\\" does not exist\",\"error\":\"PROPERTY_DOESNT_EXIST\",\"name\":\"{name}\"}}]"),
@@ -243,21 +164,19 @@ fn create_inputs(
     let mut objects = sim.objects.lock().expect("lock");
     let mut index = sim.unique_index.lock().expect("lock");
     let stored = objects.entry(object_type.to_owned()).or_default();
-    let unique = unique_property(object_type);
-    if let Some(unique) = unique {
+    let uniques = sim.unique_properties(object_type);
+    for unique in &uniques {
+        let builtin = unique == "email";
         let mut seen = HashSet::new();
         for input in &valid {
             let Some(value) = input.properties.get(unique).map(|v| v.to_lowercase()) else {
                 continue;
             };
-            if let Some(existing) = index.get(&(object_type.to_owned(), value.clone())) {
-                return error_body(
-                    StatusCode::CONFLICT,
-                    "OBJECT_ALREADY_EXISTS",
-                    &format!("Contact already exists. Existing ID: {existing}"),
-                );
+            let key = (object_type.to_owned(), unique.clone(), value.clone());
+            if let Some(existing) = index.get(&key) {
+                return conflict(builtin, faults, unique, &value, existing);
             }
-            if !seen.insert(value) {
+            if !seen.insert(value.clone()) {
                 return error_body(
                     StatusCode::CONFLICT,
                     "OBJECT_ALREADY_EXISTS",
@@ -283,8 +202,13 @@ fn create_inputs(
             properties,
             object_write_trace_id: input.trace_id.clone(),
         };
-        if let Some(value) = unique.and_then(|u| object.properties.get(u)) {
-            index.insert((object_type.to_owned(), value.to_lowercase()), id.clone());
+        for unique in &uniques {
+            if let Some(value) = object.properties.get(unique) {
+                index.insert(
+                    (object_type.to_owned(), unique.clone(), value.to_lowercase()),
+                    id.clone(),
+                );
+            }
         }
         stored.push(object.clone());
         let mut props: serde_json::Map<String, Value> = object

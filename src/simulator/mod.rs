@@ -14,6 +14,9 @@
 //! This file holds the options, the state and the routes; `create` answers batch create.
 
 mod create;
+mod gate;
+mod read;
+mod schema;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +52,11 @@ pub struct SimFaults {
     pub whole_batch_errors: bool,
     /// Object types the token may not write: 403 `MISSING_SCOPES`.
     pub forbidden_types: Vec<String>,
+    /// The token lacks `crm.schemas.*.write`: creating a property answers 403.
+    pub schema_write_forbidden: bool,
+    /// A conflict on a created (custom) unique property is answered with HubSpot's
+    /// whole-batch 400 "already has that value" instead of a 409 "Existing ID".
+    pub custom_conflict_400: bool,
 }
 
 /// The simulator's settings.
@@ -97,6 +105,9 @@ pub struct SimStats {
     /// The most requests accepted within any rolling interval.
     pub max_in_window: usize,
     pub inputs_created: u64,
+    /// Requests by kind beside batch create: `read`, `property_get`, `property_create`,
+    /// `groups`.
+    pub calls: BTreeMap<String, u64>,
 }
 
 /// An outage, in phases from the moment it is asked for: connections refused (the
@@ -130,8 +141,11 @@ pub(crate) struct Sim {
     pub(crate) window: Mutex<VecDeque<Instant>>,
     pub(crate) daily_used: Mutex<u64>,
     pub(crate) objects: Mutex<HashMap<String, Vec<SimObject>>>,
-    /// (object type, lowercased unique value) → id, so conflict checks stay cheap.
-    pub(crate) unique_index: Mutex<HashMap<(String, String), String>>,
+    /// (object type, unique property, lowercased value) → id, so conflict checks and
+    /// reads stay cheap.
+    pub(crate) unique_index: Mutex<HashMap<(String, String, String), String>>,
+    /// Properties created through the properties API, per object type.
+    pub(crate) schema: Mutex<HashMap<String, BTreeMap<String, schema::SimProperty>>>,
     pub(crate) next_id: Mutex<u64>,
     pub(crate) stats: Mutex<SimStats>,
     /// The outage in force: when it began, and its phases.
@@ -166,9 +180,45 @@ impl Sim {
     }
 }
 
-/// Unique properties per object type, as HubSpot enforces them.
-pub(crate) fn unique_property(object_type: &str) -> Option<&'static str> {
+/// The unique property HubSpot defines itself for an object type (contacts: `email`).
+fn builtin_unique(object_type: &str) -> Option<&'static str> {
     matches!(object_type, "contacts" | "0-1").then_some("email")
+}
+
+impl Sim {
+    /// Every property with unique values of an object type: HubSpot's own, then those
+    /// created with `hasUniqueValue`.
+    pub(crate) fn unique_properties(&self, object_type: &str) -> Vec<String> {
+        let mut out: Vec<String> = builtin_unique(object_type)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if let Some(created) = self.schema.lock().expect("lock").get(object_type) {
+            out.extend(
+                created
+                    .values()
+                    .filter(|p| p.unique)
+                    .map(|p| p.name.clone()),
+            );
+        }
+        out
+    }
+
+    /// Whether a property exists for the object type. Every name exists but those the
+    /// simulator treats as unknown: starting with `unknown` or holding an uppercase letter,
+    /// and the daemon's own `hubspot_outbox*` names until they are created.
+    pub(crate) fn property_exists(&self, object_type: &str, name: &str) -> bool {
+        if name.starts_with("unknown") || name.chars().any(|c| c.is_ascii_uppercase()) {
+            return false;
+        }
+        !name.starts_with("hubspot_outbox")
+            || self
+                .schema
+                .lock()
+                .expect("lock")
+                .get(object_type)
+                .is_some_and(|p| p.contains_key(name))
+    }
 }
 
 const KNOWN_TYPES: [&str; 16] = [
@@ -212,6 +262,7 @@ fn build(options: SimOptions) -> (Router, Arc<Sim>) {
         daily_used: Mutex::new(0),
         objects: Mutex::new(HashMap::new()),
         unique_index: Mutex::new(HashMap::new()),
+        schema: Mutex::new(HashMap::new()),
         next_id: Mutex::new(1000),
         stats: Mutex::new(SimStats::default()),
         outage: Mutex::new(None),
@@ -231,6 +282,26 @@ fn build(options: SimOptions) -> (Router, Arc<Sim>) {
         .route("/_sim/token", post(set_token))
         .route("/_sim/faults", post(set_faults))
         .route("/_sim/outage", post(set_outage))
+        .route(
+            "/crm/v3/objects/{object_type}/batch/read",
+            post(read::read_v3),
+        )
+        .route(
+            "/crm/objects/{version}/{object_type}/batch/read",
+            post(read::read_dated),
+        )
+        .route(
+            "/crm/v3/properties/{object_type}",
+            post(schema::create_property),
+        )
+        .route(
+            "/crm/v3/properties/{object_type}/groups",
+            get(schema::groups),
+        )
+        .route(
+            "/crm/v3/properties/{object_type}/{name}",
+            get(schema::get_property),
+        )
         .with_state(sim.clone());
     (router, sim)
 }
