@@ -186,8 +186,11 @@ impl<S> Shared<S> {
     /// "unreachable" pause operators see. A failure of the store here is logged: the
     /// breaker itself lives in memory and already holds sending.
     pub async fn report_reach(&self, answer: &Answer, probe: bool) {
+        // No connection, no answer or a 5xx; a 423 or 477 is HubSpot answering.
         let reach = match answer {
-            Answer::Transient { detail, .. } => Reach::Failed(describe_failure(detail)),
+            Answer::Transient { detail, .. } if detail.status == 0 || detail.status >= 500 => {
+                Reach::Failed(describe_failure(detail))
+            }
             Answer::Unreachable(detail) => Reach::Failed(describe_failure(detail)),
             _ => Reach::Answered,
         };
