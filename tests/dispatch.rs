@@ -723,14 +723,14 @@ async fn an_outage_of_refused_connections_then_503s_fails_nothing_and_the_backlo
     assert_eq!(sim.objects("contacts").await.len(), 60);
     assert!(drained >= Duration::from_secs(6), "the outage lasted");
     assert!(
-        drained < Duration::from_secs(12),
+        drained < Duration::from_secs(16),
         "and the backlog drained soon after it: {drained:?}"
     );
     // While HubSpot answered 503, only single probes went, at most one per 500 ms.
     let stats = sim.stats().await;
     let answered_503 = stats["by_status"]["503"].as_u64().unwrap_or(0);
     assert!(
-        (1..=10).contains(&answered_503),
+        (1..=12).contains(&answered_503),
         "{answered_503} requests met the 503s"
     );
     assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");

@@ -1,8 +1,10 @@
 //! The circuit breaker: when HubSpot cannot be reached (no connection, no answer, a 5xx)
 //! for several requests in a row, stop claiming batches and send one single-write probe
-//! at growing intervals until HubSpot answers. Writes wait as `pending` meanwhile and are
-//! charged nothing, so an outage of any length fails nothing and costs a few probes a
-//! minute. Pure: the dispatcher reports each request's reach and asks when to send.
+//! at growing intervals until HubSpot answers. The writes waiting meanwhile stay
+//! `pending` and are charged nothing, so an outage costs a few probes a minute; a probe is
+//! a real one-write create, and a 5xx or timeout to it counts that write's attempt under
+//! the usual ambiguity rules. Pure: the dispatcher reports each request's reach and asks
+//! when to send.
 
 use std::time::Duration;
 
@@ -58,7 +60,7 @@ pub struct Breaker {
 }
 
 fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t + chrono::Duration::from_std(d).unwrap_or_default()
+    crate::model::later(t, d)
 }
 
 impl Breaker {

@@ -1,7 +1,8 @@
 //! The sending loop: pick a ready object type, claim a batch shortly before the rate
 //! limit frees a slot for it, send it on its own task at that slot (up to
 //! `max_in_flight` at once), and let that task reconcile the answer and settle the rows;
-//! honour pauses (429, daily limit, 401, 403).
+//! honour pauses (429, daily limit, 401, 403, refused requests) and the circuit breaker
+//! (HubSpot unreachable).
 //! [`Dispatcher::tick`] is one step; [`Dispatcher::run`] repeats it and sleeps when there
 //! is nothing to do.
 //!

@@ -49,7 +49,7 @@ pub fn proves_scope(answer: &Answer) -> bool {
 pub const DAILY_PROBE: Duration = Duration::from_secs(3600);
 
 fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(wait).unwrap_or_default()
+    crate::model::later(now, wait)
 }
 
 /// `HTTP 503: message` or the transport error, for "unreachable since ...".

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::dispatcher::CLAIM_AHEAD;
 use super::reconciler::{Moment, reconcile, unsent};
 use super::sender::{BatchSender, Sent, batch_body};
 use super::shared::Shared;
@@ -34,6 +35,14 @@ impl<S: BatchSender> Shared<S> {
         slot: Duration,
         probe: bool,
     ) -> Result<(), StoreError> {
+        // A slot far ahead means a pause began while the batch was being claimed: rather
+        // than hold its rows in flight until then, send it back at once.
+        let now = self.clock.elapsed();
+        if slot > now + CLAIM_AHEAD + HOLD_THROUGH {
+            return self
+                .send_back_unsent(object_type, batch_id, rows, slot, slot - now, probe)
+                .await;
+        }
         self.clock.sleep_until(slot).await;
         // A short pause (HubSpot's `Remaining: 0` until a slot frees) is waited out; a
         // long one (a 429's window) is not worth holding rows in flight for.
@@ -41,19 +50,9 @@ impl<S: BatchSender> Shared<S> {
             self.clock.sleep_until(self.clock.elapsed() + wait).await;
         }
         if let Some(wait) = self.limiter.paused_for() {
-            self.limiter.cancel(slot);
-            if probe {
-                self.breaker.lock().expect("lock").probe_returned();
-            }
-            let plan = unsent(rows, wait);
-            self.settle_until_stored(batch_id, &plan, None).await;
-            info!(
-                object_type,
-                batch_id,
-                size = rows.len(),
-                "a pause began before the batch's slot; it went back to the queue unsent"
-            );
-            return Ok(());
+            return self
+                .send_back_unsent(object_type, batch_id, rows, slot, wait, probe)
+                .await;
         }
         let departed = self.clock.elapsed();
         if departed != slot {
@@ -61,6 +60,32 @@ impl<S: BatchSender> Shared<S> {
         }
         self.send_and_settle(object_type, batch_id, rows, departed, probe)
             .await
+    }
+
+    /// A claimed batch that will not leave at its slot goes back to the queue, due in
+    /// `wait`, with no attempt counted; its slot is freed.
+    async fn send_back_unsent(
+        &self,
+        object_type: &str,
+        batch_id: &str,
+        rows: &[ClaimedRow],
+        slot: Duration,
+        wait: Duration,
+        probe: bool,
+    ) -> Result<(), StoreError> {
+        self.limiter.cancel(slot);
+        if probe {
+            self.breaker.lock().expect("lock").probe_returned();
+        }
+        let plan = unsent(rows, wait);
+        self.settle_until_stored(batch_id, &plan, None).await;
+        info!(
+            object_type,
+            batch_id,
+            size = rows.len(),
+            "a pause began before the batch's slot; it went back to the queue unsent"
+        );
+        Ok(())
     }
 
     /// Sends one claimed batch, reconciles the answer, settles the rows, applies pauses.
@@ -101,12 +126,17 @@ impl<S: BatchSender> Shared<S> {
                     self.metrics.request(status, duration, rate.remaining);
                     if rate.daily_remaining == Some(0) {
                         let now = self.clock.now();
-                        self.pause_daily(
-                            now,
-                            "HubSpot reports no daily requests remaining",
-                            self.hubspot_daily_until(now),
-                        )
-                        .await?;
+                        // The answer is settled whatever becomes of recording the pause.
+                        if let Err(e) = self
+                            .pause_daily(
+                                now,
+                                "HubSpot reports no daily requests remaining",
+                                self.hubspot_daily_until(now),
+                            )
+                            .await
+                        {
+                            warn!(error = %e, "recording the daily pause failed");
+                        }
                     }
                     (classify(status, retry_after, &body), status, duration)
                 }

@@ -33,6 +33,23 @@ pub fn next_daily_reset<Tz: TimeZone>(now: DateTime<Utc>, tz: &Tz) -> DateTime<U
     now + chrono::Duration::days(1)
 }
 
+/// `t + d`, saturating at the end of time instead of panicking (a huge configured
+/// duration or `Retry-After` must not bring the daemon down).
+pub fn later(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating at the start of time.
+pub fn earlier(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +76,18 @@ mod tests {
                 .format("%Y-%m-%d %H:%M")
                 .to_string(),
             "2026-09-06 01:00"
+        );
+    }
+
+    #[test]
+    fn adding_a_huge_duration_saturates_instead_of_panicking() {
+        let now = t("2026-12-04T00:00:00Z");
+        let huge = std::time::Duration::from_secs(u64::MAX / 4);
+        assert_eq!(later(now, huge), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(earlier(now, huge), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            later(now, std::time::Duration::from_secs(60)),
+            t("2026-12-04T00:01:00Z")
         );
     }
 }

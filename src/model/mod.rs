@@ -12,7 +12,7 @@ pub mod validate;
 pub mod write;
 
 pub use batch::{BatchLogEntry, BatchRow, ClaimedRow};
-pub use day::{day_key, next_daily_reset};
+pub use day::{day_key, earlier, later, next_daily_reset};
 pub use plan::{ErrorRecord, Pause, Plan, RowUpdate};
 pub use policy::{Backoff, OnAmbiguous, OnConflict, Policy};
 pub use write::{

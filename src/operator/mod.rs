@@ -88,7 +88,7 @@ pub struct SelectArgs {
 /// `--since 2h` or `--since 2026-11-29T10:00:00Z`.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, OpsError> {
     if let Ok(d) = humantime::parse_duration(text) {
-        return Ok(now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+        return Ok(crate::model::earlier(now, d));
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))

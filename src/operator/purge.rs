@@ -31,7 +31,7 @@ pub async fn purge(
         (Purgeable::Discarded, discarded),
     ] {
         let Some(age) = age else { continue };
-        let before = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        let before = crate::model::earlier(Utc::now(), age);
         let n = if dry_run {
             store.count_purgeable(state, before).await?
         } else {

@@ -99,8 +99,9 @@ fn lookup(sim: &Sim, object_type: &str, body: &[u8]) -> (StatusCode, Value) {
             "Batch size exceeds 100",
         );
     }
-    let index = sim.unique_index.lock().expect("lock");
+    // The same order create takes them in: objects, then the index.
     let objects = sim.objects.lock().expect("lock");
+    let index = sim.unique_index.lock().expect("lock");
     let stored = objects.get(object_type);
     let mut results = Vec::new();
     let mut missing = Vec::new();

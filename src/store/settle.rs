@@ -73,7 +73,7 @@ impl Store {
                     error,
                     split_to,
                 } => {
-                    let due = now + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::MAX);
+                    let due = crate::model::later(now, *after);
                     sqlx::query(
                         "UPDATE outbox SET state = 'pending', next_attempt_at = ?3, attempts = attempts + ?4,
                                 last_error = coalesce(?5, last_error), split_to = ?6, batch_id = NULL,
