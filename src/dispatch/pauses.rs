@@ -196,29 +196,16 @@ impl<S> Shared<S> {
         };
         let now = self.clock.now();
         let change = self.breaker.lock().expect("lock").report(reach, probe, now);
+        let opened = matches!(change, Change::Opened { .. });
         let stored = match change {
             Change::None => return,
-            Change::Opened { since, error } => {
-                warn!(%since, %error, "HubSpot is unreachable; sending stopped, probing with single writes");
+            Change::Opened { since, error } | Change::StillOpen { since, error } => {
+                if opened {
+                    warn!(%since, %error, "HubSpot is unreachable; sending stopped, probing with single writes");
+                }
+                let reason = unreachable(since, &error);
                 self.store
-                    .set_pause(
-                        "hubspot",
-                        "unreachable",
-                        &unreachable(since, &error),
-                        None,
-                        now,
-                    )
-                    .await
-            }
-            Change::StillOpen { since, error } => {
-                self.store
-                    .set_pause(
-                        "hubspot",
-                        "unreachable",
-                        &unreachable(since, &error),
-                        None,
-                        now,
-                    )
+                    .set_pause("hubspot", "unreachable", &reason, None, now)
                     .await
             }
             Change::Closed { since } => {
