@@ -339,6 +339,7 @@ async fn overhead(dir: &Path, n: usize) {
     tx.commit().await.unwrap();
     let policy = Policy {
         unique_property: Some("email".into()),
+        trace_property: None,
         on_conflict: OnConflict::Adopt,
         on_ambiguous: OnAmbiguous::Resend,
         max_attempts: 8,

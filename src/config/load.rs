@@ -158,6 +158,8 @@ fn hubspot_config(raw: RawHubSpot) -> Result<HubSpotConfig, ConfigError> {
         api_version: raw.api_version,
         request_timeout: raw.request_timeout,
         auth_retry_interval: raw.auth_retry_interval,
+        trace_property: property_name("hubspot.trace_property", &raw.trace_property)?,
+        create_trace_property: raw.create_trace_property,
     })
 }
 
@@ -241,15 +243,42 @@ fn objects_config(
             } else {
                 OnConflict::Fail
             });
+        if let Some(trace) = &object.trace_property {
+            property_name("objects", trace)?;
+        }
         out.insert(
             name,
             ObjectConfig {
                 unique_property: object.unique_property,
                 on_conflict,
+                trace_property: object.trace_property,
             },
         );
     }
     Ok(out)
+}
+
+/// A HubSpot property's internal name: lowercase letters, digits and underscores,
+/// starting with a letter, at most 100 characters; `""` is `None` (off).
+fn property_name(key: &'static str, name: &str) -> Result<Option<String>, ConfigError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let ok = name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(Some(name.to_owned()))
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "`{name}` is not a property name: lowercase letters, digits and underscores, starting with a letter"
+            ),
+        ))
+    }
 }
 
 /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/hubspot-outbox`,

@@ -28,6 +28,9 @@ use crate::model::{Backoff, OnAmbiguous, OnConflict, Policy};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use token::{AccessToken, TOKEN_CREDENTIAL, TOKEN_ENV};
 
+/// The trace property's default name.
+pub const DEFAULT_TRACE_PROPERTY: &str = "hubspot_outbox_trace_id";
+
 /// The largest batch HubSpot's batch-create accepts.
 pub const HUBSPOT_MAX_BATCH: usize = 100;
 
@@ -163,9 +166,36 @@ pub struct HubSpotConfig {
     pub request_timeout: Duration,
     /// After a 401, how often one probe request tries the token again.
     pub auth_retry_interval: Duration,
+    /// The property with unique values every create carries its write's trace id in, so
+    /// HubSpot refuses a second record for the same write and doubt is resolved by
+    /// reading it back; `None` turns it off (per type: `objects.<type>.trace_property`).
+    pub trace_property: Option<String>,
+    /// Whether the daemon creates the trace property where it is missing.
+    pub create_trace_property: bool,
 }
 
 impl HubSpotConfig {
+    /// One property of an object type (properties API, always v3).
+    pub fn property_url(&self, object_type: &str, name: &str) -> String {
+        format!("{}/crm/v3/properties/{object_type}/{name}", self.base_url)
+    }
+
+    /// Where properties of an object type are created.
+    pub fn properties_url(&self, object_type: &str) -> String {
+        format!("{}/crm/v3/properties/{object_type}", self.base_url)
+    }
+
+    /// The property groups of an object type.
+    pub fn groups_url(&self, object_type: &str) -> String {
+        format!("{}/crm/v3/properties/{object_type}/groups", self.base_url)
+    }
+
+    /// The batch-read URL for an object type.
+    pub fn batch_read_url(&self, object_type: &str) -> String {
+        self.batch_create_url(object_type)
+            .replace("/batch/create", "/batch/read")
+    }
+
     /// The batch-create URL for an object type.
     pub fn batch_create_url(&self, object_type: &str) -> String {
         if self.api_version == "v3" {
@@ -216,14 +246,25 @@ pub struct ObjectConfig {
     pub unique_property: Option<String>,
     /// Default: `adopt` when `unique_property` is set, else `fail`.
     pub on_conflict: OnConflict,
+    /// `Some("")` turns the trace property off for this type; `Some(name)` overrides it.
+    pub trace_property: Option<String>,
 }
 
 impl Config {
+    /// The trace property configured for `object_type`, if any.
+    pub fn trace_property(&self, object_type: &str) -> Option<String> {
+        match self.objects.get(object_type).and_then(|o| o.trace_property.clone()) {
+            Some(name) => (!name.is_empty()).then_some(name),
+            None => self.hubspot.trace_property.clone(),
+        }
+    }
+
     /// The reconciler's rules for one object type.
     pub fn policy(&self, object_type: &str) -> Policy {
         let object = self.objects.get(object_type);
         Policy {
             unique_property: object.and_then(|o| o.unique_property.clone()),
+            trace_property: None,
             on_conflict: object.map_or(OnConflict::Fail, |o| o.on_conflict),
             on_ambiguous: self.retry.on_ambiguous,
             max_attempts: self.retry.max_attempts,

@@ -74,6 +74,8 @@ pub struct RawHubSpot {
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub auth_retry_interval: Duration,
+    pub trace_property: String,
+    pub create_trace_property: bool,
 }
 
 impl Default for RawHubSpot {
@@ -84,6 +86,8 @@ impl Default for RawHubSpot {
             api_version: "v3".into(),
             request_timeout: Duration::from_secs(30),
             auth_retry_interval: Duration::from_secs(60),
+            trace_property: crate::config::DEFAULT_TRACE_PROPERTY.into(),
+            create_trace_property: true,
         }
     }
 }
@@ -146,6 +150,7 @@ impl Default for RawRetry {
 pub struct RawObject {
     pub unique_property: Option<String>,
     pub on_conflict: Option<OnConflict>,
+    pub trace_property: Option<String>,
 }
 
 /// A file mode written as an octal string (`"0660"`, `"660"`) or a TOML integer (`0o660`).

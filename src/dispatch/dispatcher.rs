@@ -96,6 +96,7 @@ impl<S: BatchSender> Dispatcher<S> {
                 sender,
                 wake,
                 paused: Mutex::new(Paused::default()),
+                trace: Mutex::new(Default::default()),
                 breaker: Mutex::new(Breaker::new(
                     config.retry.unreachable_after,
                     config.retry.max_probe_interval,
@@ -217,6 +218,10 @@ impl<S: BatchSender> Dispatcher<S> {
             Readiness::Nothing => return Ok(Tick::Idle(self.until_next_due(now).await?)),
         };
         for object_type in order {
+            // The first batch of a type waits for its trace property to be checked.
+            let Ok(trace) = shared.trace_for(&object_type).await? else {
+                continue;
+            };
             let now = shared.clock.now();
             let reach_probe = shared.breaker.lock().expect("lock").probe_due(now);
             let probe = reach_probe || shared.is_probe(&object_type, now);
@@ -246,7 +251,7 @@ impl<S: BatchSender> Dispatcher<S> {
             let task = shared.clone();
             tokio::spawn(async move {
                 if let Err(e) = task
-                    .depart(&object_type, &batch_id, &rows, slot, reach_probe)
+                    .depart(&object_type, &batch_id, &rows, slot, reach_probe, trace)
                     .await
                 {
                     error!(error = %e, %object_type, %batch_id,

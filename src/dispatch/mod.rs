@@ -10,6 +10,7 @@
 //! - [`breaker`]: when HubSpot is unreachable, single probes instead of batches (pure).
 //! - [`recovery`]: rows a crash left in flight, settled at start.
 //! - [`shared`]: the state the loop and its sending tasks share.
+//! - [`trace`]: the trace property per object type: checked, created, or done without.
 //! - [`clock`]: time behind a seam, so tests move it by hand.
 
 pub mod breaker;
@@ -23,6 +24,7 @@ pub mod scheduler;
 pub mod sender;
 pub mod settle;
 pub mod shared;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;

@@ -37,7 +37,7 @@ impl<S> Shared<S> {
                 now,
                 jitter: (self.jitter)(),
             };
-            let plan = plan_for(&self.config, &object_type, &rows, &answer, moment);
+            let plan = plan_for(&self.config, &object_type, None, &rows, &answer, moment);
             let log = BatchLogEntry {
                 batch_id: batch.clone(),
                 object_type: object_type.clone(),

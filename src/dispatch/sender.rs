@@ -1,4 +1,5 @@
-//! One batch, one HTTP call to HubSpot's batch create; no SQL, no decisions.
+//! One request, one HTTP call to HubSpot (a batch create, or a properties-API call);
+//! no SQL, no decisions.
 //!
 //! The dispatcher sends through the [`BatchSender`] trait, so its tests script HubSpot's
 //! answers without a server. [`HttpSender`] is the real one: one shared reqwest client
@@ -35,12 +36,33 @@ pub enum Sent {
     NotSent { error: String, duration: Duration },
 }
 
-/// Where the dispatcher sends a batch: HubSpot over HTTP ([`HttpSender`]), or a scripted
-/// stand-in in the dispatcher's tests.
+/// One call to HubSpot: a batch create or read, or a properties-API call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `POST` with a JSON body, or `GET` without one.
+    pub body: Option<Vec<u8>>,
+    pub url: String,
+}
+
+impl Request {
+    pub fn post(url: String, body: Vec<u8>) -> Self {
+        Self {
+            body: Some(body),
+            url,
+        }
+    }
+
+    pub fn get(url: String) -> Self {
+        Self { body: None, url }
+    }
+}
+
+/// Where the dispatcher sends its requests: HubSpot over HTTP ([`HttpSender`]), or a
+/// scripted stand-in in the dispatcher's tests.
 pub trait BatchSender: Send + Sync + 'static {
-    /// Sends one request body for `object_type`. Never retries by itself: whether to
-    /// resend is the reconciler's call.
-    fn send(&self, object_type: &str, body: Vec<u8>) -> impl Future<Output = Sent> + Send;
+    /// Sends one request. Never retries by itself: whether to resend is the reconciler's
+    /// call.
+    fn send(&self, request: Request) -> impl Future<Output = Sent> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +78,6 @@ pub enum SenderError {
 /// The real sender: HubSpot's batch-create endpoint over HTTPS.
 pub struct HttpSender {
     client: reqwest::Client,
-    config: HubSpotConfig,
     /// Marked sensitive, so HTTP-level debug output shows it as `Sensitive`.
     authorization: reqwest::header::HeaderValue,
 }
@@ -73,25 +94,28 @@ impl HttpSender {
         authorization.set_sensitive(true);
         Ok(Self {
             client,
-            config,
             authorization,
         })
     }
 }
 
 impl BatchSender for HttpSender {
-    async fn send(&self, object_type: &str, body: Vec<u8>) -> Sent {
+    async fn send(&self, request: Request) -> Sent {
         let start = Instant::now();
-        let response = self
-            .client
-            .post(self.config.batch_create_url(object_type))
+        let builder = match request.body {
+            Some(body) => self
+                .client
+                .post(request.url)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body),
+            None => self.client.get(request.url),
+        };
+        let response = builder
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(CONTENT_TYPE, "application/json")
             .header(
                 USER_AGENT,
                 concat!("hubspot-outbox/", env!("CARGO_PKG_VERSION")),
             )
-            .body(body)
             .send()
             .await;
         let response = match response {
@@ -135,16 +159,33 @@ impl BatchSender for HttpSender {
     }
 }
 
-/// The request body, exactly HubSpot's schema, every input tagged with its trace id.
-pub fn batch_body(rows: &[ClaimedRow]) -> Result<Vec<u8>, SenderError> {
+/// The request body, exactly HubSpot's schema, every input tagged with its trace id
+/// (`objectWriteTraceId`) and, when `trace_property` names one, carrying the trace id in
+/// that property too (replacing a value the producer may have set there).
+pub fn batch_body(rows: &[ClaimedRow], trace_property: Option<&str>) -> Result<Vec<u8>, SenderError> {
     let bad = |row: &ClaimedRow, e: serde_json::Error| SenderError::BadRow {
         trace_id: row.trace_id.clone(),
         error: e.to_string(),
     };
+    let traced: Vec<Option<Box<RawValue>>> = rows
+        .iter()
+        .map(|row| {
+            let Some(name) = trace_property else {
+                return Ok(None);
+            };
+            let mut properties: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&row.properties).map_err(|e| bad(row, e))?;
+            properties.insert(name.to_owned(), row.trace_id.clone().into());
+            let text = serde_json::Value::Object(properties).to_string();
+            RawValue::from_string(text).map(Some).map_err(|e| bad(row, e))
+        })
+        .collect::<Result<_, _>>()?;
     let mut inputs = Vec::with_capacity(rows.len());
-    for row in rows {
-        let properties: &RawValue =
-            serde_json::from_str(&row.properties).map_err(|e| bad(row, e))?;
+    for (row, traced) in rows.iter().zip(&traced) {
+        let properties: &RawValue = match traced {
+            Some(with_trace) => with_trace,
+            None => serde_json::from_str(&row.properties).map_err(|e| bad(row, e))?,
+        };
         let associations: &RawValue =
             serde_json::from_str(&row.associations).map_err(|e| bad(row, e))?;
         inputs.push(CreateInput {
@@ -202,8 +243,12 @@ mod tests {
             first_failed_at: None,
         }];
         assert_eq!(
-            String::from_utf8(batch_body(&rows).unwrap()).unwrap(),
+            String::from_utf8(batch_body(&rows, None).unwrap()).unwrap(),
             r#"{"inputs":[{"properties":{"email":"a@example.com"},"associations":[],"objectWriteTraceId":"t-1"}]}"#
+        );
+        assert_eq!(
+            String::from_utf8(batch_body(&rows, Some("hubspot_outbox_trace_id")).unwrap()).unwrap(),
+            r#"{"inputs":[{"properties":{"email":"a@example.com","hubspot_outbox_trace_id":"t-1"},"associations":[],"objectWriteTraceId":"t-1"}]}"#
         );
     }
 

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::dispatcher::CLAIM_AHEAD;
 use super::reconciler::{Moment, reconcile, unsent};
-use super::sender::{BatchSender, Sent, batch_body};
+use super::sender::{BatchSender, Request, Sent, batch_body};
 use super::shared::Shared;
 use crate::config::Config;
 use crate::hubspot::classify::{Answer, RatePolicy, classify, not_sent, transport_failure};
@@ -34,6 +34,7 @@ impl<S: BatchSender> Shared<S> {
         rows: &[ClaimedRow],
         slot: Duration,
         probe: bool,
+        trace: Option<String>,
     ) -> Result<(), StoreError> {
         // A slot far ahead means a pause began while the batch was being claimed: rather
         // than hold its rows in flight until then, send it back at once.
@@ -58,7 +59,7 @@ impl<S: BatchSender> Shared<S> {
         if departed != slot {
             self.limiter.moved(slot, departed);
         }
-        self.send_and_settle(object_type, batch_id, rows, departed, probe)
+        self.send_and_settle(object_type, batch_id, rows, departed, probe, trace)
             .await
     }
 
@@ -98,9 +99,10 @@ impl<S: BatchSender> Shared<S> {
         rows: &[ClaimedRow],
         departed: Duration,
         probe: bool,
+        trace: Option<String>,
     ) -> Result<(), StoreError> {
         let sent_at = self.clock.now();
-        let (answer, status, duration) = match batch_body(rows) {
+        let (answer, status, duration) = match batch_body(rows, trace.as_deref()) {
             // A row whose stored JSON cannot be embedded: treat like a whole-batch 400, so
             // splitting isolates and fails it.
             Err(e) => (
@@ -114,7 +116,14 @@ impl<S: BatchSender> Shared<S> {
                 400,
                 Duration::ZERO,
             ),
-            Ok(body) => match self.sender.send(object_type, body).await {
+            Ok(body) => match self
+                .sender
+                .send(Request::post(
+                    self.config.hubspot.batch_create_url(object_type),
+                    body,
+                ))
+                .await
+            {
                 Sent::Answered {
                     status,
                     retry_after,
@@ -155,7 +164,7 @@ impl<S: BatchSender> Shared<S> {
             now: self.clock.now(),
             jitter: (self.jitter)(),
         };
-        let plan = plan_for(&self.config, object_type, rows, &answer, moment);
+        let plan = plan_for(&self.config, object_type, trace, rows, &answer, moment);
         self.count(object_type, &answer, &plan);
         let (outcome, correlation_id) = describe(&answer);
         info!(
@@ -240,16 +249,19 @@ impl<S: BatchSender> Shared<S> {
     }
 }
 
-/// The reconciler's plan for a batch of `object_type` under the configured rules.
+/// The reconciler's plan for a batch of `object_type` under the configured rules;
+/// `trace` is the trace property the batch was sent with, if any.
 pub fn plan_for(
     config: &Config,
     object_type: &str,
+    trace: Option<String>,
     rows: &[ClaimedRow],
     answer: &Answer,
     at: Moment,
 ) -> Plan {
     let batch: Vec<BatchRow> = rows.iter().map(BatchRow::from_claimed).collect();
-    let policy = config.policy(object_type);
+    let mut policy = config.policy(object_type);
+    policy.trace_property = trace;
     reconcile(&batch, answer, &policy, config.rate_limit.interval, at)
 }
 

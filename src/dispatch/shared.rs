@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use super::breaker::Breaker;
 use super::clock::Clock;
 use super::limiter::Limiter;
+use super::trace::TraceStates;
 use crate::config::Config;
 use crate::runtime::metrics::Metrics;
 use crate::store::Store;
@@ -27,6 +28,8 @@ pub struct Shared<S> {
     pub paused: Mutex<Paused>,
     /// Open while HubSpot cannot be reached: single probes instead of batches.
     pub breaker: Mutex<Breaker>,
+    /// What is known of each object type's trace property.
+    pub trace: Mutex<TraceStates>,
     /// Counted here, rendered by the socket API's `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Every reading of time, so tests can move it by hand.

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::clock::ManualClock;
 use super::dispatcher::CLAIM_AHEAD;
 use super::limiter::SKEW_MARGIN;
-use super::sender::{BatchSender, Sent};
+use super::sender::{BatchSender, Request, Sent};
 use super::{Dispatcher, Tick};
 use crate::config::{Config, MapEnv};
 use crate::hubspot::wire::RateHeaders;
@@ -49,12 +49,33 @@ struct ScriptState {
     requests: Mutex<Vec<(String, usize)>>,
     /// When set, a request waits for one permit before it is answered.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// Answers to properties-API calls, in order; `calls` records them as "GET url".
+    property_replies: Mutex<VecDeque<(u16, Value)>>,
+    calls: Mutex<Vec<String>>,
+    /// Every create input sent, in order.
+    inputs: Mutex<Vec<Value>>,
 }
 
 impl Scripted {
     fn then(&self, reply: Reply) -> &Self {
         self.0.replies.lock().unwrap().push_back(reply);
         self
+    }
+
+    /// The next properties-API call gets this answer.
+    fn then_property(&self, status: u16, body: Value) -> &Self {
+        self.0.property_replies.lock().unwrap().push_back((status, body));
+        self
+    }
+
+    /// Properties-API calls so far, as "GET url" or "POST url".
+    fn calls(&self) -> Vec<String> {
+        self.0.calls.lock().unwrap().clone()
+    }
+
+    /// Every create input sent so far.
+    fn inputs(&self) -> Vec<Value> {
+        self.0.inputs.lock().unwrap().clone()
     }
 
     fn requests(&self) -> Vec<(String, usize)> {
@@ -76,7 +97,27 @@ impl Scripted {
 }
 
 impl BatchSender for Scripted {
-    async fn send(&self, object_type: &str, body: Vec<u8>) -> Sent {
+    async fn send(&self, request: Request) -> Sent {
+        let Some((head, _)) = request.url.split_once("/batch/create") else {
+            let method = if request.body.is_some() { "POST" } else { "GET" };
+            self.0.calls.lock().unwrap().push(format!("{method} {}", request.url));
+            let (status, body) = self
+                .0
+                .property_replies
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("the script has a reply for every properties call");
+            return Sent::Answered {
+                status,
+                retry_after: None,
+                rate: RateHeaders::default(),
+                body: Bytes::from(body.to_string()),
+                duration: Duration::from_millis(5),
+            };
+        };
+        let object_type = head.rsplit('/').next().unwrap();
+        let body = request.body.expect("a batch create has a body");
         let inputs: Vec<Value> = serde_json::from_slice::<Value>(&body).unwrap()["inputs"]
             .as_array()
             .unwrap()
@@ -86,6 +127,7 @@ impl BatchSender for Scripted {
             .lock()
             .unwrap()
             .push((object_type.to_owned(), inputs.len()));
+        self.0.inputs.lock().unwrap().extend(inputs.iter().cloned());
         self.0.arrived.send_modify(|n| *n += 1);
         let gate = self.0.gate.lock().unwrap().clone();
         if let Some(gate) = gate {
@@ -142,7 +184,11 @@ impl Harness {
     async fn new(rows: usize, settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().display().to_string();
-        let mut env = vec![("HOME", home.as_str())];
+        // No trace property unless a test asks for one: it costs properties calls.
+        let mut env = vec![
+            ("HOME", home.as_str()),
+            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
+        ];
         env.extend_from_slice(settings);
         let config = Config::load(None, &MapEnv::new(&env)).unwrap();
         std::fs::create_dir_all(config.database.path.parent().unwrap()).unwrap();
@@ -380,6 +426,7 @@ async fn the_daily_limit_stops_sending_and_a_new_dispatcher_on_the_same_day_keep
         None,
         &MapEnv::new(&[
             ("HOME", h._dir.path().to_str().unwrap()),
+            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
             settings[0],
             settings[1],
         ]),
@@ -499,4 +546,94 @@ async fn an_unreachable_hubspot_stops_sending_and_single_probes_go_at_growing_in
     assert_eq!(h.tick().await, Tick::Sent(2));
     assert_eq!(h.rows("succeeded").await.len(), 5);
     assert!(h.rows("failed").await.is_empty());
+}
+
+const TRACE: (&str, &str) = (
+    "HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY",
+    "hubspot_outbox_trace_id",
+);
+
+#[tokio::test]
+async fn the_trace_property_is_checked_once_and_every_create_carries_it() {
+    let h = Harness::new(4, &[TRACE, ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2")]).await;
+    h.hubspot
+        .then_property(200, json!({"name": "hubspot_outbox_trace_id", "hasUniqueValue": true}))
+        .then(Reply::CreateAll)
+        .then(Reply::CreateAll);
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    h.clock.advance(Duration::from_millis(200));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    let calls = h.hubspot.calls();
+    assert_eq!(calls.len(), 1, "checked once: {calls:?}");
+    assert!(calls[0].starts_with("GET ") && calls[0].ends_with("/crm/v3/properties/contacts/hubspot_outbox_trace_id"));
+    for input in h.hubspot.inputs() {
+        assert_eq!(
+            input["properties"]["hubspot_outbox_trace_id"],
+            input["objectWriteTraceId"],
+            "{input}"
+        );
+    }
+    let states = h.store.trace_states().await.unwrap();
+    assert_eq!((states[0].object_type.as_str(), states[0].state.as_str()), ("contacts", "ready"));
+}
+
+#[tokio::test]
+async fn a_missing_trace_property_is_created_in_the_types_information_group() {
+    let h = Harness::new(2, &[TRACE]).await;
+    h.hubspot
+        .then_property(404, json!({"message": "Unable to find property"}))
+        .then_property(200, json!({"results": [{"name": "analytics"}, {"name": "contactinformation"}]}))
+        .then_property(201, json!({"name": "hubspot_outbox_trace_id", "hasUniqueValue": true}))
+        .then(Reply::CreateAll);
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    let calls: Vec<String> = h
+        .hubspot
+        .calls()
+        .iter()
+        .map(|c| c.split_once("/crm").unwrap().1.to_owned())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "/v3/properties/contacts/hubspot_outbox_trace_id",
+            "/v3/properties/contacts/groups",
+            "/v3/properties/contacts"
+        ]
+    );
+    assert!(h.hubspot.calls()[2].starts_with("POST "));
+    assert!(h.hubspot.inputs().iter().all(|i| i["properties"]["hubspot_outbox_trace_id"].is_string()));
+}
+
+#[tokio::test]
+async fn a_trace_property_that_cannot_be_created_leaves_the_type_without_it_and_says_why() {
+    let h = Harness::new(2, &[TRACE]).await;
+    h.hubspot
+        .then_property(404, json!({"message": "Unable to find property"}))
+        .then_property(200, json!({"results": [{"name": "contactinformation"}]}))
+        .then_property(403, json!({"category": "MISSING_SCOPES", "message": "missing scopes"}))
+        .then(Reply::CreateAll);
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    assert!(h.hubspot.inputs().iter().all(|i| i["properties"].get("hubspot_outbox_trace_id").is_none()));
+    let states = h.store.trace_states().await.unwrap();
+    assert_eq!(states[0].state, "unavailable");
+    let reason = states[0].reason.as_deref().unwrap();
+    assert!(reason.contains("crm.schemas.contacts.write"), "{reason}");
+    assert_eq!(h.rows("succeeded").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_type_whose_trace_property_cannot_be_checked_waits_and_is_checked_again() {
+    let h = Harness::new(2, &[TRACE]).await;
+    h.hubspot
+        .then_property(503, json!({"message": "Service Unavailable"}))
+        .then_property(200, json!({"name": "hubspot_outbox_trace_id", "hasUniqueValue": true}))
+        .then(Reply::CreateAll);
+    assert!(matches!(h.tick().await, Tick::Idle(_)));
+    assert!(h.hubspot.requests().is_empty(), "nothing sent without knowing");
+    h.clock.advance(Duration::from_secs(30));
+    assert!(matches!(h.tick().await, Tick::Idle(_)));
+    assert_eq!(h.hubspot.calls().len(), 1, "not asked again before the retry interval");
+    h.clock.advance(Duration::from_secs(30));
+    assert_eq!(h.tick().await, Tick::Sent(2));
+    assert_eq!(h.hubspot.calls().len(), 2);
 }

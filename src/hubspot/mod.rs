@@ -2,6 +2,8 @@
 //!
 //! - [`wire`]: the request and response shapes, and the rate-limit headers.
 //! - [`classify`]: what an answer means (pure).
+//! - [`properties`]: the properties API for the trace property: answers, group, body.
 
 pub mod classify;
+pub mod properties;
 pub mod wire;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub unique_property: Option<String>,
+    /// The trace property the batch was sent with (its value: each write's trace id).
+    pub trace_property: Option<String>,
     pub on_conflict: OnConflict,
     pub on_ambiguous: OnAmbiguous,
     /// Transient failures give a write up only after at least this many attempts...

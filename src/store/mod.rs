@@ -11,6 +11,7 @@
 //! - [`pauses`]: recorded pauses and the day's request count.
 //! - [`ops`]: what operators change (retry, discard, edit, purge) and count.
 //! - [`read`]: looking writes and their error history up.
+//! - [`trace`]: each object type's trace property state; requests counted outside claims.
 
 pub mod claim;
 pub mod ingest;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod pauses;
 pub mod read;
 pub mod settle;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

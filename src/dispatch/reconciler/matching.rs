@@ -1,7 +1,7 @@
 //! Which result of a 2xx answer belongs to which write: HubSpot does not keep the input
 //! order, so a result is credited to a write only by what identifies it: the echoed
-//! `objectWriteTraceId`, else the object type's unique property (compared without case,
-//! as HubSpot lowercases emails). Never by position, and never by other property values:
+//! `objectWriteTraceId`, else the trace property's value (the write's trace id), else the
+//! object type's unique property (compared without case, as HubSpot lowercases emails). Never by position, and never by other property values:
 //! two writes may share them, and HubSpot normalises them (number and date formats), so
 //! a match by values can credit one write with another's id.
 
@@ -25,6 +25,7 @@ pub fn match_results(
     rows: &[BatchRow],
     settled: &[bool],
     results: &[CreatedObject],
+    trace: Option<&str>,
     unique: Option<&str>,
 ) -> Matched {
     let mut taken = settled.to_vec();
@@ -38,7 +39,11 @@ pub fn match_results(
         let Some(id) = result.id.clone() else {
             continue;
         };
-        let echoed = result.object_write_trace_id.as_deref();
+        // The echoed trace id, else the trace property's value: both name the write.
+        let echoed = result.object_write_trace_id.as_deref().or_else(|| {
+            let name = trace?;
+            result.properties.get(name)?.as_str()
+        });
         if let Some(&i) = echoed.and_then(|t| by_trace.get(t)) {
             // It names its write; if that write is settled already (HubSpot also named
             // it in `errors[]`), the result is not someone else's either.

@@ -227,6 +227,7 @@ fn created(
         rows,
         &settled,
         &response.results,
+        policy.trace_property.as_deref(),
         policy.unique_property.as_deref(),
     );
     for (i, hubspot_id) in matched.credited {

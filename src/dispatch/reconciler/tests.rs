@@ -30,6 +30,7 @@ fn row(id: i64, trace: &str, email: &str, firstname: &str) -> BatchRow {
 fn policy(unique: Option<&str>, on_ambiguous: OnAmbiguous) -> Policy {
     Policy {
         unique_property: unique.map(str::to_owned),
+        trace_property: None,
         on_conflict: OnConflict::Adopt,
         on_ambiguous,
         max_attempts: 3,
@@ -617,4 +618,29 @@ fn a_request_that_never_reached_hubspot_costs_no_attempt_and_a_refused_one_pause
     assert!(plan.pause.is_none());
     let plan = run(&rows[..1], 413, br#"{"message":"Payload Too Large"}"#, &p);
     assert!(matches!(plan.updates[0], RowUpdate::Failed { id: 1, .. }));
+}
+
+#[test]
+fn results_carrying_the_trace_property_are_credited_by_it() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Same"),
+        row(2, "t-2", "b@example.com", "Same"),
+    ];
+    // No echoed trace ids, no unique property: the trace property's value names each.
+    let body = br#"{"status":"COMPLETE","results":[
+        {"id":"82","properties":{"firstname":"Same","hubspot_outbox_trace_id":"t-2"}},
+        {"id":"81","properties":{"firstname":"Same","hubspot_outbox_trace_id":"t-1"}}]}"#;
+    let mut p = policy(None, OnAmbiguous::Resend);
+    p.trace_property = Some("hubspot_outbox_trace_id".into());
+    let plan = run(&rows, 201, body, &p);
+    let mut ids: Vec<(i64, String)> = plan
+        .updates
+        .iter()
+        .filter_map(|u| match u {
+            RowUpdate::Succeeded { id, hubspot_id, .. } => Some((*id, hubspot_id.clone())),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [(1, "81".to_owned()), (2, "82".to_owned())]);
 }

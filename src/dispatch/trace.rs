@@ -1,0 +1,208 @@
+//! The trace property, per object type: before the first batch of a type is sent, check
+//! that the property exists with unique values, create it where it is missing (when
+//! allowed), and remember the outcome. Ready: every create of that type carries its
+//! write's trace id in it, and results are matched by it. Unavailable (no scope, HubSpot's
+//! limit of unique properties, creating turned off): the type is sent without it, and the
+//! reason with its fix is recorded for `status` and `/metrics`. Not known yet (no answer,
+//! a 5xx): the type waits and the check is tried again.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::sender::{BatchSender, Request, Sent};
+use super::shared::Shared;
+use crate::hubspot::classify::classify;
+use crate::hubspot::properties::{PropertyAnswer, create_body, pick_group, property_answer};
+use crate::model::{Pause, day_key};
+use crate::store::StoreError;
+
+/// What is known of one object type's trace property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceState {
+    /// It exists with unique values: creates carry it.
+    Ready(String),
+    /// It cannot be had: creates go without it.
+    Unavailable,
+    /// Not known yet: ask again at this time.
+    RetryAt(DateTime<Utc>),
+}
+
+/// Per object type, what the daemon found.
+pub type TraceStates = HashMap<String, TraceState>;
+
+/// The outcome of one check.
+enum Found {
+    Ready,
+    Unavailable(String),
+    /// Ask again later (no answer, a 5xx, a refused token).
+    Later,
+}
+
+impl<S: BatchSender> Shared<S> {
+    /// The trace property to send `object_type` with: `Ok(Some(name))` when it is ready,
+    /// `Ok(None)` when it is off or cannot be had, `Err(())` while it is not known yet
+    /// (the type waits). The first call for a type checks HubSpot (and may create the
+    /// property); that takes a few requests, once per type and run.
+    pub async fn trace_for(&self, object_type: &str) -> Result<Result<Option<String>, ()>, StoreError> {
+        let Some(name) = self.config.trace_property(object_type) else {
+            return Ok(Ok(None));
+        };
+        let now = self.clock.now();
+        let known = self.trace.lock().expect("lock").get(object_type).cloned();
+        match known {
+            Some(TraceState::Ready(name)) => return Ok(Ok(Some(name))),
+            Some(TraceState::Unavailable) => return Ok(Ok(None)),
+            Some(TraceState::RetryAt(at)) if at > now => return Ok(Err(())),
+            _ => {}
+        }
+        let found = self.check_trace_property(object_type, &name).await;
+        let now = self.clock.now();
+        let (state, result) = match found {
+            Found::Ready => {
+                info!(object_type, property = %name, "trace property ready: creates carry each write's trace id");
+                self.store
+                    .set_trace_state(object_type, &name, None, now)
+                    .await?;
+                (TraceState::Ready(name.clone()), Ok(Some(name)))
+            }
+            Found::Unavailable(reason) => {
+                warn!(object_type, property = %name, %reason,
+                      "trace property unavailable: this type is sent without it");
+                self.store
+                    .set_trace_state(object_type, &name, Some(&reason), now)
+                    .await?;
+                (TraceState::Unavailable, Ok(None))
+            }
+            Found::Later => {
+                let at = now
+                    + chrono::Duration::from_std(self.config.hubspot.auth_retry_interval)
+                        .unwrap_or_default();
+                (TraceState::RetryAt(at), Err(()))
+            }
+        };
+        self.trace
+            .lock()
+            .expect("lock")
+            .insert(object_type.to_owned(), state);
+        Ok(result)
+    }
+
+    /// Reads the property; creates it when it is missing and creating is allowed.
+    async fn check_trace_property(&self, object_type: &str, name: &str) -> Found {
+        let hubspot = &self.config.hubspot;
+        let read = self
+            .call(Request::get(hubspot.property_url(object_type, name)))
+            .await;
+        match self.answer(object_type, read).await {
+            PropertyAnswer::Exists { unique: true } => Found::Ready,
+            PropertyAnswer::Exists { unique: false } => Found::Unavailable(format!(
+                "property `{name}` exists on {object_type} without unique values; make it unique \
+                 in HubSpot or name another (objects.{object_type}.trace_property)"
+            )),
+            PropertyAnswer::Missing if !hubspot.create_trace_property => {
+                Found::Unavailable(format!(
+                    "property `{name}` is missing on {object_type} and hubspot.create_trace_property \
+                     is false; create it (text, unique values) or set it to true"
+                ))
+            }
+            PropertyAnswer::Missing => self.create_trace_property(object_type, name).await,
+            PropertyAnswer::Forbidden(m) => Found::Unavailable(format!(
+                "the token may not read {object_type}'s properties (scope crm.schemas.{object_type}.read): {m}"
+            )),
+            PropertyAnswer::Refused(m) => Found::Unavailable(format!(
+                "HubSpot refused to read property `{name}` of {object_type}: {m}"
+            )),
+            PropertyAnswer::Unauthorized | PropertyAnswer::Transient(_) => Found::Later,
+        }
+    }
+
+    async fn create_trace_property(&self, object_type: &str, name: &str) -> Found {
+        let hubspot = &self.config.hubspot;
+        let groups = self
+            .call(Request::get(hubspot.groups_url(object_type)))
+            .await;
+        let group = match groups {
+            Sent::Answered { status: 200, body, .. } => pick_group(object_type, &body),
+            other => {
+                return match self.answer(object_type, other).await {
+                    PropertyAnswer::Forbidden(m) | PropertyAnswer::Refused(m) => {
+                        Found::Unavailable(format!(
+                            "cannot list {object_type}'s property groups to create `{name}` in: {m}"
+                        ))
+                    }
+                    _ => Found::Later,
+                };
+            }
+        };
+        let Some(group) = group else {
+            return Found::Unavailable(format!(
+                "{object_type} has no property group to create `{name}` in"
+            ));
+        };
+        let created = self
+            .call(Request::post(
+                hubspot.properties_url(object_type),
+                create_body(name, &group),
+            ))
+            .await;
+        match self.answer(object_type, created).await {
+            PropertyAnswer::Exists { .. } => {
+                info!(object_type, property = name, group, "created the trace property");
+                Found::Ready
+            }
+            PropertyAnswer::Forbidden(m) => Found::Unavailable(format!(
+                "creating `{name}` on {object_type} needs the crm.schemas.{object_type}.write scope \
+                 (custom objects: crm.schemas.custom.write): {m}; grant it, or create the property \
+                 (text, unique values) in HubSpot"
+            )),
+            PropertyAnswer::Refused(m) => Found::Unavailable(format!(
+                "HubSpot refused to create `{name}` on {object_type}: {m} (an object type holds at \
+                 most 10 unique properties; free one, or set objects.{object_type}.trace_property)"
+            )),
+            PropertyAnswer::Missing => Found::Unavailable(format!(
+                "HubSpot answered 404 to creating `{name}` on {object_type}"
+            )),
+            PropertyAnswer::Unauthorized | PropertyAnswer::Transient(_) => Found::Later,
+        }
+    }
+
+    /// One properties-API call under the rate limit, counted against the day.
+    async fn call(&self, request: Request) -> Sent {
+        let slot = self.limiter.reserve();
+        self.clock.sleep_until(slot).await;
+        let day = day_key(self.clock.now(), &self.config.rate_limit.timezone);
+        if let Err(e) = self.store.count_request(&day).await {
+            warn!(error = %e, "counting a properties request against the day failed");
+        }
+        let sent = self.sender.send(request).await;
+        if let Sent::Answered { rate, .. } = &sent {
+            self.limiter.observe(rate, slot);
+        }
+        sent
+    }
+
+    /// What a properties-API answer means; a 401 also pauses sending as a batch's would.
+    async fn answer(&self, object_type: &str, sent: Sent) -> PropertyAnswer {
+        match sent {
+            Sent::Answered { status, body, .. } => {
+                let answer = property_answer(status, &body);
+                if answer == PropertyAnswer::Unauthorized {
+                    let classified = classify(status, None, &body);
+                    let reason = "HubSpot refused the access token (reading properties)".to_owned();
+                    if let Err(e) = self
+                        .apply_pause(object_type, &classified, Some(Pause::Unauthorized { reason }))
+                        .await
+                    {
+                        warn!(error = %e, "recording the unauthorized pause failed");
+                    }
+                }
+                answer
+            }
+            Sent::NoAnswer { error, .. } | Sent::NotSent { error, .. } => {
+                PropertyAnswer::Transient(error)
+            }
+        }
+    }
+}

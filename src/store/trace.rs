@@ -1,0 +1,67 @@
+//! Whether each object type's trace property can be used, as the daemon found it: for
+//! operators (`status`, `/metrics`), and so the answer survives a restart's log.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, timestamp};
+
+/// One object type's trace property, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TraceRow {
+    pub object_type: String,
+    pub property: String,
+    /// `ready` or `unavailable`.
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// Records what the daemon found for `object_type`'s trace property.
+    pub async fn set_trace_state(
+        &self,
+        object_type: &str,
+        property: &str,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let state = if reason.is_some() { "unavailable" } else { "ready" };
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO trace_properties (object_type, property, state, reason, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (object_type) DO UPDATE SET property = ?2, state = ?3, reason = ?4, updated_at = ?5",
+        )
+        .bind(object_type)
+        .bind(property)
+        .bind(state)
+        .bind(reason)
+        .bind(timestamp(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every object type's trace property state, by type.
+    pub async fn trace_states(&self) -> Result<Vec<TraceRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT object_type, property, state, reason FROM trace_properties ORDER BY object_type",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Counts one request against `day` (the claim of a batch counts its own).
+    pub async fn count_request(&self, day: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO daily_usage (day, requests) VALUES (?1, 1)
+             ON CONFLICT (day) DO UPDATE SET requests = requests + 1",
+        )
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
