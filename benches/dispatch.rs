@@ -362,6 +362,7 @@ async fn overhead(dir: &Path, n: usize) {
                 chrono::Utc::now(),
                 &batch_id,
                 "2026-11-29",
+                Some("hubspot_outbox_trace_id"),
                 |c| choose_rows(c, 100, Some("email")),
             )
             .await

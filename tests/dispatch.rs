@@ -501,9 +501,13 @@ async fn hold_parks_ambiguous_writes_as_unconfirmed_and_never_resends_them() {
         ..Default::default()
     })
     .await;
+    // Deals without the trace property cannot be read back.
     let d = start_daemon(&fast(
         &sim,
-        &[("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold")],
+        &[
+            ("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold"),
+            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
+        ],
     ))
     .await;
     enqueue(
@@ -536,6 +540,7 @@ async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
         &[
             ("HUBSPOT_OUTBOX__RATE_LIMIT__DAILY_LIMIT", "3"),
             ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "1"),
+            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
         ],
     );
     let d = start_daemon(&env).await;
@@ -568,7 +573,7 @@ async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn a_connection_lost_after_creating_is_resent_and_adopted_without_duplicates() {
+async fn a_connection_lost_after_creating_is_read_back_and_never_resent() {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             close_after_create_rate: 1.0,
@@ -588,14 +593,21 @@ async fn a_connection_lost_after_creating_is_resent_and_adopted_without_duplicat
     enqueue(&d, (0..10).map(contact).collect()).await;
     settled(&d, 10).await;
     assert_eq!(
-        sql_count(&d, "state = 'succeeded' AND note LIKE 'already existed%'").await,
+        sql_count(
+            &d,
+            "state = 'succeeded' AND note LIKE 'found in HubSpot by email%'"
+        )
+        .await,
         10
     );
     assert_eq!(
         sim.objects("contacts").await.len(),
         10,
-        "created once each, adopted on resend"
+        "created once each, found by reading back"
     );
+    let stats = sim.stats().await;
+    assert_eq!(stats["calls"]["read"], 1, "{stats}");
+    assert_eq!(stats["inputs_created"], 10, "never resent: {stats}");
     let first = d.store.error_history("c-0").await.unwrap();
     assert_eq!(
         first[0].status, 0,
@@ -750,7 +762,10 @@ async fn a_settle_that_meets_a_locked_database_is_retried_and_the_answer_kept() 
     .await;
     let d = start_daemon(&fast(
         &sim,
-        &[("HUBSPOT_OUTBOX__DATABASE__BUSY_TIMEOUT", "100ms")],
+        &[
+            ("HUBSPOT_OUTBOX__DATABASE__BUSY_TIMEOUT", "100ms"),
+            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
+        ],
     ))
     .await;
     enqueue(&d, (0..5).map(contact).collect()).await;

@@ -235,6 +235,8 @@ async fn the_access_token_never_appears_in_logs_or_errors() {
         ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
         ("HUBSPOT_OUTBOX__HUBSPOT__AUTH_RETRY_INTERVAL", "100ms"),
         ("HUBSPOT_OUTBOX__LOG__LEVEL", "trace"),
+        // Probes are batches (logged in batch_log) rather than trace-property checks.
+        ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
     ];
     let daemon = Daemon::start_with(dir.path(), &env).await;
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();

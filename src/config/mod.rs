@@ -253,7 +253,11 @@ pub struct ObjectConfig {
 impl Config {
     /// The trace property configured for `object_type`, if any.
     pub fn trace_property(&self, object_type: &str) -> Option<String> {
-        match self.objects.get(object_type).and_then(|o| o.trace_property.clone()) {
+        match self
+            .objects
+            .get(object_type)
+            .and_then(|o| o.trace_property.clone())
+        {
             Some(name) => (!name.is_empty()).then_some(name),
             None => self.hubspot.trace_property.clone(),
         }

@@ -140,7 +140,7 @@ impl Default for RawRetry {
             max_probe_interval: Duration::from_secs(60),
             initial_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(600),
-            on_ambiguous: OnAmbiguous::Resend,
+            on_ambiguous: OnAmbiguous::Hold,
         }
     }
 }

@@ -51,7 +51,7 @@ fn dispatch_settings_have_hubspots_defaults_and_are_checked() {
         (100, 250_000)
     );
     assert_eq!(c.batching.max_size, 100);
-    assert_eq!(c.retry.on_ambiguous, OnAmbiguous::Resend);
+    assert_eq!(c.retry.on_ambiguous, OnAmbiguous::Hold);
     assert_eq!(c.policy("contacts").unique_property, None);
 
     let c = load_toml(

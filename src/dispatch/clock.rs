@@ -61,6 +61,9 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock {
     state: Mutex<(DateTime<Utc>, Duration)>,
+    /// When set, a sleep moves the clock to its end at once (for tests of a sequence of
+    /// waits whose lengths do not matter, such as the trace property's calls).
+    auto_advance: std::sync::atomic::AtomicBool,
     /// The monotonic reading, watched by sleepers.
     elapsed: watch::Sender<Duration>,
 }
@@ -69,8 +72,15 @@ impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
             state: Mutex::new((start, Duration::ZERO)),
+            auto_advance: std::sync::atomic::AtomicBool::new(false),
             elapsed: watch::Sender::new(Duration::ZERO),
         }
+    }
+
+    /// From now on, every sleep ends at once, moving the clock to its end.
+    pub fn auto_advance(&self) {
+        self.auto_advance
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn advance(&self, by: Duration) {
@@ -91,6 +101,10 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, at: Duration) -> Sleep<'_> {
+        let now = self.elapsed();
+        if at > now && self.auto_advance.load(std::sync::atomic::Ordering::SeqCst) {
+            self.advance(at - now);
+        }
         let mut elapsed = self.elapsed.subscribe();
         Box::pin(async move {
             // The sender lives as long as the clock, which outlives this borrow.

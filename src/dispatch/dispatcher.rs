@@ -50,8 +50,6 @@ pub struct Dispatcher<S = HttpSender> {
     permits: Arc<Semaphore>,
     /// The object type served last, for round robin.
     last_type: Mutex<Option<String>>,
-    /// Requests counted today, cached from the database: (day, count).
-    daily: Mutex<(String, u64)>,
 }
 
 impl<S: BatchSender> Dispatcher<S> {
@@ -89,7 +87,6 @@ impl<S: BatchSender> Dispatcher<S> {
         Self {
             permits: Arc::new(Semaphore::new(rl.max_in_flight)),
             last_type: Mutex::new(None),
-            daily: Mutex::new((String::new(), 0)),
             shared: Arc::new(Shared {
                 limiter: Limiter::new(rl.requests_per_interval, rl.interval, clock.clone()),
                 store,
@@ -97,6 +94,7 @@ impl<S: BatchSender> Dispatcher<S> {
                 wake,
                 paused: Mutex::new(Paused::default()),
                 trace: Mutex::new(Default::default()),
+                daily: Mutex::new((String::new(), 0)),
                 breaker: Mutex::new(Breaker::new(
                     config.retry.unreachable_after,
                     config.retry.max_probe_interval,
@@ -222,6 +220,10 @@ impl<S: BatchSender> Dispatcher<S> {
             let Ok(trace) = shared.trace_for(&object_type).await? else {
                 continue;
             };
+            // Checking the trace property may have used the day's last requests.
+            if let Some(wait) = self.daily_exhausted(shared.clock.now()).await? {
+                return Ok(Tick::Idle(wait));
+            }
             let now = shared.clock.now();
             let reach_probe = shared.breaker.lock().expect("lock").probe_due(now);
             let probe = reach_probe || shared.is_probe(&object_type, now);
@@ -231,14 +233,20 @@ impl<S: BatchSender> Dispatcher<S> {
             let day = day_key(now, &shared.config.rate_limit.timezone);
             let rows = shared
                 .store
-                .claim_batch(&object_type, max * 2, now, &batch_id, &day, |c| {
-                    choose_rows(c, max, unique.as_deref())
-                })
+                .claim_batch(
+                    &object_type,
+                    max * 2,
+                    now,
+                    &batch_id,
+                    &day,
+                    trace.as_deref(),
+                    |c| choose_rows(c, max, unique.as_deref()),
+                )
                 .await?;
             if rows.is_empty() {
                 continue;
             }
-            self.count_request(&day);
+            shared.counted(&day);
             let slot = shared.limiter.reserve();
             if reach_probe {
                 shared.breaker.lock().expect("lock").probe_sent();
@@ -277,12 +285,12 @@ impl<S: BatchSender> Dispatcher<S> {
             return Ok(None);
         }
         let day = day_key(now, &limits.timezone);
-        let cached = self.daily.lock().expect("lock").clone();
+        let cached = shared.daily.lock().expect("lock").clone();
         let used = if cached.0 == day {
             cached.1
         } else {
             let used = shared.store.daily_requests(&day).await?;
-            *self.daily.lock().expect("lock") = (day.clone(), used);
+            *shared.daily.lock().expect("lock") = (day.clone(), used);
             used
         };
         if used < limits.daily_limit {
@@ -295,15 +303,6 @@ impl<S: BatchSender> Dispatcher<S> {
         let until = next_daily_reset(now, &limits.timezone);
         shared.pause_daily(now, &reason, until).await?;
         Ok(Some((until - now).to_std().unwrap_or_default()))
-    }
-
-    fn count_request(&self, day: &str) {
-        let mut daily = self.daily.lock().expect("lock");
-        if daily.0 == day {
-            daily.1 += 1;
-        } else {
-            *daily = (day.to_owned(), 1);
-        }
     }
 
     async fn until_next_due(&self, now: DateTime<Utc>) -> Result<Duration, StoreError> {

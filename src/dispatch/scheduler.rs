@@ -69,7 +69,12 @@ pub fn ready_types(
 /// Picks the batch from `candidates` (oldest first): at most `max_size`, at most the split
 /// cap of the first candidate, and never two writes with the same value of the unique
 /// property (HubSpot would reject the whole batch); the second waits for the next batch.
+/// Candidates to be read back (the store offers them first) make a read batch instead:
+/// see [`choose_reads`].
 pub fn choose_rows(candidates: &[ClaimedRow], max_size: usize, unique: Option<&str>) -> Vec<usize> {
+    if let Some(read_by) = candidates.first().and_then(|r| r.read_by.as_deref()) {
+        return choose_reads(candidates, max_size, read_by);
+    }
     let cap = candidates
         .first()
         .and_then(|r| r.split_to)
@@ -88,6 +93,23 @@ pub fn choose_rows(candidates: &[ClaimedRow], max_size: usize, unique: Option<&s
         chosen.push(i);
     }
     chosen
+}
+
+/// A read batch: up to `max_size` rows read back by the same property as the first, each
+/// value once (a second write with the same value waits for the next read).
+fn choose_reads(candidates: &[ClaimedRow], max_size: usize, read_by: &str) -> Vec<usize> {
+    let mut seen: HashSet<String> = HashSet::new();
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.read_by.as_deref() == Some(read_by))
+        .filter(|(_, r)| {
+            let value = unique_value(r, read_by).unwrap_or_else(|| r.trace_id.clone());
+            seen.insert(value.to_lowercase())
+        })
+        .map(|(i, _)| i)
+        .take(max_size)
+        .collect()
 }
 
 /// The row's value of the unique property, if it has one.
@@ -126,6 +148,8 @@ mod tests {
             attempts: 0,
             split_to,
             first_failed_at: None,
+            read_by: None,
+            last_error: None,
         }
     }
 
@@ -204,5 +228,23 @@ mod tests {
             .collect();
         assert_eq!(choose_rows(&rows, 100, None).len(), 3);
         assert_eq!(choose_rows(&rows[..0], 100, None).len(), 0);
+    }
+
+    #[test]
+    fn a_read_batch_holds_one_property_and_each_value_once_and_ignores_split_caps() {
+        let read = |id, email: &str, by: &str| ClaimedRow {
+            read_by: Some(by.into()),
+            ..row(id, email, Some(1))
+        };
+        let rows = [
+            read(1, "a@x.com", "email"),
+            read(2, "A@x.com", "email"),
+            read(3, "", "email"),
+            read(4, "c@x.com", "trace"),
+            read(5, "d@x.com", "email"),
+        ];
+        assert_eq!(choose_rows(&rows, 100, Some("email")), [0, 2, 4]);
+        assert_eq!(choose_rows(&rows, 2, Some("email")), [0, 2]);
+        assert_eq!(choose_rows(&rows[3..], 100, Some("email")), [0]);
     }
 }

@@ -14,8 +14,10 @@ use serde_json::value::RawValue;
 
 use crate::config::{AccessToken, HubSpotConfig};
 use crate::hubspot::classify::parse_retry_after;
-use crate::hubspot::wire::{BatchCreateRequest, CreateInput, RateHeaders};
-use crate::model::ClaimedRow;
+use crate::hubspot::wire::{
+    BatchCreateRequest, BatchReadRequest, CreateInput, RateHeaders, ReadInput,
+};
+use crate::model::{BatchRow, ClaimedRow};
 
 /// What came back for one request.
 #[derive(Debug)]
@@ -162,7 +164,10 @@ impl BatchSender for HttpSender {
 /// The request body, exactly HubSpot's schema, every input tagged with its trace id
 /// (`objectWriteTraceId`) and, when `trace_property` names one, carrying the trace id in
 /// that property too (replacing a value the producer may have set there).
-pub fn batch_body(rows: &[ClaimedRow], trace_property: Option<&str>) -> Result<Vec<u8>, SenderError> {
+pub fn batch_body(
+    rows: &[ClaimedRow],
+    trace_property: Option<&str>,
+) -> Result<Vec<u8>, SenderError> {
     let bad = |row: &ClaimedRow, e: serde_json::Error| SenderError::BadRow {
         trace_id: row.trace_id.clone(),
         error: e.to_string(),
@@ -177,7 +182,9 @@ pub fn batch_body(rows: &[ClaimedRow], trace_property: Option<&str>) -> Result<V
                 serde_json::from_str(&row.properties).map_err(|e| bad(row, e))?;
             properties.insert(name.to_owned(), row.trace_id.clone().into());
             let text = serde_json::Value::Object(properties).to_string();
-            RawValue::from_string(text).map(Some).map_err(|e| bad(row, e))
+            RawValue::from_string(text)
+                .map(Some)
+                .map_err(|e| bad(row, e))
         })
         .collect::<Result<_, _>>()?;
     let mut inputs = Vec::with_capacity(rows.len());
@@ -195,6 +202,24 @@ pub fn batch_body(rows: &[ClaimedRow], trace_property: Option<&str>) -> Result<V
         });
     }
     Ok(serde_json::to_vec(&BatchCreateRequest { inputs }).expect("a batch serializes"))
+}
+
+/// The body of a batch read: each row's value of `read_by` (its trace id when it is read
+/// back by the trace property), asking for `properties` (which must include `read_by`).
+pub fn read_body(rows: &[ClaimedRow], read_by: &str, properties: &[&str]) -> Vec<u8> {
+    let batch: Vec<BatchRow> = rows.iter().map(BatchRow::from_claimed).collect();
+    let inputs = batch
+        .iter()
+        .map(|r| ReadInput {
+            id: r.read_value(read_by),
+        })
+        .collect();
+    serde_json::to_vec(&BatchReadRequest {
+        id_property: read_by,
+        inputs,
+        properties: properties.to_vec(),
+    })
+    .expect("a read serializes")
 }
 
 /// A transport error in one line, without the URL's query (there is none) or the token
@@ -241,6 +266,8 @@ mod tests {
             attempts: 0,
             split_to: None,
             first_failed_at: None,
+            read_by: None,
+            last_error: None,
         }];
         assert_eq!(
             String::from_utf8(batch_body(&rows, None).unwrap()).unwrap(),
@@ -249,6 +276,29 @@ mod tests {
         assert_eq!(
             String::from_utf8(batch_body(&rows, Some("hubspot_outbox_trace_id")).unwrap()).unwrap(),
             r#"{"inputs":[{"properties":{"email":"a@example.com","hubspot_outbox_trace_id":"t-1"},"associations":[],"objectWriteTraceId":"t-1"}]}"#
+        );
+    }
+
+    #[test]
+    fn a_read_asks_by_each_rows_value_or_its_trace_id() {
+        let row = |id: i64, props: &str| ClaimedRow {
+            id,
+            trace_id: format!("t-{id}"),
+            properties: props.into(),
+            associations: "[]".into(),
+            attempts: 0,
+            split_to: None,
+            first_failed_at: None,
+            read_by: Some("email".into()),
+            last_error: None,
+        };
+        let rows = [
+            row(1, r#"{"email":"a@example.com"}"#),
+            row(2, r#"{"email":""}"#),
+        ];
+        assert_eq!(
+            String::from_utf8(read_body(&rows, "email", &["email", "trace"])).unwrap(),
+            r#"{"idProperty":"email","inputs":[{"id":"a@example.com"},{"id":"t-2"}],"properties":["email","trace"]}"#
         );
     }
 

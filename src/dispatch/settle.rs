@@ -8,8 +8,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::dispatcher::CLAIM_AHEAD;
-use super::reconciler::{Moment, reconcile, unsent};
-use super::sender::{BatchSender, Request, Sent, batch_body};
+use super::reconciler::{Moment, reconcile, reconcile_read, unsent};
+use super::sender::{BatchSender, Request, Sent, batch_body, read_body};
 use super::shared::Shared;
 use crate::config::Config;
 use crate::hubspot::classify::{Answer, RatePolicy, classify, not_sent, transport_failure};
@@ -102,7 +102,28 @@ impl<S: BatchSender> Shared<S> {
         trace: Option<String>,
     ) -> Result<(), StoreError> {
         let sent_at = self.clock.now();
-        let (answer, status, duration) = match batch_body(rows, trace.as_deref()) {
+        let read_by = rows.first().and_then(|r| r.read_by.clone());
+        let request = match &read_by {
+            Some(read_by) => {
+                let mut wanted = vec![read_by.as_str()];
+                let policy = self.config.policy(object_type);
+                for p in [trace.as_deref(), policy.unique_property.as_deref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !wanted.contains(&p) {
+                        wanted.push(p);
+                    }
+                }
+                Ok(read_body(rows, read_by, &wanted))
+            }
+            None => batch_body(rows, trace.as_deref()),
+        };
+        let url = match read_by {
+            Some(_) => self.config.hubspot.batch_read_url(object_type),
+            None => self.config.hubspot.batch_create_url(object_type),
+        };
+        let (answer, status, duration) = match request {
             // A row whose stored JSON cannot be embedded: treat like a whole-batch 400, so
             // splitting isolates and fails it.
             Err(e) => (
@@ -116,14 +137,7 @@ impl<S: BatchSender> Shared<S> {
                 400,
                 Duration::ZERO,
             ),
-            Ok(body) => match self
-                .sender
-                .send(Request::post(
-                    self.config.hubspot.batch_create_url(object_type),
-                    body,
-                ))
-                .await
-            {
+            Ok(body) => match self.sender.send(Request::post(url, body)).await {
                 Sent::Answered {
                     status,
                     retry_after,
@@ -167,6 +181,10 @@ impl<S: BatchSender> Shared<S> {
         let plan = plan_for(&self.config, object_type, trace, rows, &answer, moment);
         self.count(object_type, &answer, &plan);
         let (outcome, correlation_id) = describe(&answer);
+        let outcome = match &rows[0].read_by {
+            Some(_) => format!("read_{outcome}"),
+            None => outcome.to_owned(),
+        };
         info!(
             object_type,
             batch_id,
@@ -174,7 +192,7 @@ impl<S: BatchSender> Shared<S> {
             status,
             duration_ms = duration.as_millis() as u64,
             correlation_id = correlation_id.as_deref().unwrap_or(""),
-            outcome,
+            %outcome,
             "batch sent"
         );
         let log = BatchLogEntry {
@@ -182,7 +200,7 @@ impl<S: BatchSender> Shared<S> {
             object_type: object_type.to_owned(),
             size: rows.len(),
             http_status: status,
-            outcome: outcome.to_owned(),
+            outcome,
             duration,
             correlation_id,
             sent_at,
@@ -249,8 +267,9 @@ impl<S: BatchSender> Shared<S> {
     }
 }
 
-/// The reconciler's plan for a batch of `object_type` under the configured rules;
-/// `trace` is the trace property the batch was sent with, if any.
+/// The reconciler's plan for a batch of `object_type` under the configured rules: a
+/// read-back when its rows carry `read_by`, else a create; `trace` is the trace property
+/// the batch was sent with (a create), or the type's trace property (a read).
 pub fn plan_for(
     config: &Config,
     object_type: &str,
@@ -262,7 +281,11 @@ pub fn plan_for(
     let batch: Vec<BatchRow> = rows.iter().map(BatchRow::from_claimed).collect();
     let mut policy = config.policy(object_type);
     policy.trace_property = trace;
-    reconcile(&batch, answer, &policy, config.rate_limit.interval, at)
+    let interval = config.rate_limit.interval;
+    match rows.first().and_then(|r| r.read_by.as_deref()) {
+        Some(read_by) => reconcile_read(&batch, read_by, answer, &policy, interval, at),
+        None => reconcile(&batch, answer, &policy, interval, at),
+    }
 }
 
 /// A short name for the batch log and the correlation id, if HubSpot gave one.

@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 use super::breaker::Breaker;
 use super::clock::Clock;
 use super::limiter::Limiter;
-use super::trace::TraceStates;
 use crate::config::Config;
 use crate::runtime::metrics::Metrics;
 use crate::store::Store;
@@ -30,12 +29,28 @@ pub struct Shared<S> {
     pub breaker: Mutex<Breaker>,
     /// What is known of each object type's trace property.
     pub trace: Mutex<TraceStates>,
+    /// Requests counted today, cached from the database: (day, count).
+    pub daily: Mutex<(String, u64)>,
     /// Counted here, rendered by the socket API's `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Every reading of time, so tests can move it by hand.
     pub clock: Arc<dyn Clock>,
     /// A number in `[0, 1)` that spreads retries (random in the daemon, fixed in tests).
     pub jitter: fn() -> f64,
+}
+
+impl<S> Shared<S> {
+    /// One more request counted against `day` in the cache (the database counts it in
+    /// the same step that claims a batch or sends a properties call).
+    pub fn counted(&self, day: &str) {
+        let mut daily = self.daily.lock().expect("lock");
+        if daily.0 == day {
+            daily.1 += 1;
+        } else {
+            // Another day: the next check reads the database's count.
+            *daily = (String::new(), 0);
+        }
+    }
 }
 
 /// Pauses this process keeps in memory; the `pauses` table mirrors them for operators.
@@ -50,3 +65,17 @@ pub struct Paused {
     /// The daily limit is used up until then.
     pub daily_until: Option<DateTime<Utc>>,
 }
+
+/// What is known of one object type's trace property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceState {
+    /// It exists with unique values: creates carry it.
+    Ready(String),
+    /// It cannot be had: creates go without it.
+    Unavailable,
+    /// Not known yet: ask again at this time.
+    RetryAt(DateTime<Utc>),
+}
+
+/// Per object type, what the daemon found.
+pub type TraceStates = HashMap<String, TraceState>;

@@ -6,38 +6,25 @@
 //! reason with its fix is recorded for `status` and `/metrics`. Not known yet (no answer,
 //! a 5xx): the type waits and the check is tried again.
 
-use std::collections::HashMap;
-
-use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::reconciler::pause_for;
 use super::sender::{BatchSender, Request, Sent};
-use super::shared::Shared;
-use crate::hubspot::classify::classify;
+use super::shared::{Shared, TraceState};
+use crate::hubspot::classify::{classify, not_sent, transport_failure};
 use crate::hubspot::properties::{PropertyAnswer, create_body, pick_group, property_answer};
 use crate::model::{Pause, day_key};
 use crate::store::StoreError;
-
-/// What is known of one object type's trace property.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TraceState {
-    /// It exists with unique values: creates carry it.
-    Ready(String),
-    /// It cannot be had: creates go without it.
-    Unavailable,
-    /// Not known yet: ask again at this time.
-    RetryAt(DateTime<Utc>),
-}
-
-/// Per object type, what the daemon found.
-pub type TraceStates = HashMap<String, TraceState>;
 
 /// The outcome of one check.
 enum Found {
     Ready,
     Unavailable(String),
-    /// Ask again later (no answer, a 5xx, a refused token).
+    /// Ask again later: a refused token (after the auth retry interval).
     Later,
+    /// Ask again at the next chance: no answer or a 5xx (the circuit breaker spaces the
+    /// checks once HubSpot has been unreachable for a few in a row).
+    Again,
 }
 
 impl<S: BatchSender> Shared<S> {
@@ -45,7 +32,10 @@ impl<S: BatchSender> Shared<S> {
     /// `Ok(None)` when it is off or cannot be had, `Err(())` while it is not known yet
     /// (the type waits). The first call for a type checks HubSpot (and may create the
     /// property); that takes a few requests, once per type and run.
-    pub async fn trace_for(&self, object_type: &str) -> Result<Result<Option<String>, ()>, StoreError> {
+    pub async fn trace_for(
+        &self,
+        object_type: &str,
+    ) -> Result<Result<Option<String>, ()>, StoreError> {
         let Some(name) = self.config.trace_property(object_type) else {
             return Ok(Ok(None));
         };
@@ -81,6 +71,7 @@ impl<S: BatchSender> Shared<S> {
                         .unwrap_or_default();
                 (TraceState::RetryAt(at), Err(()))
             }
+            Found::Again => (TraceState::RetryAt(now), Err(())),
         };
         self.trace
             .lock()
@@ -114,7 +105,8 @@ impl<S: BatchSender> Shared<S> {
             PropertyAnswer::Refused(m) => Found::Unavailable(format!(
                 "HubSpot refused to read property `{name}` of {object_type}: {m}"
             )),
-            PropertyAnswer::Unauthorized | PropertyAnswer::Transient(_) => Found::Later,
+            PropertyAnswer::Unauthorized => Found::Later,
+            PropertyAnswer::Transient(_) => Found::Again,
         }
     }
 
@@ -124,7 +116,9 @@ impl<S: BatchSender> Shared<S> {
             .call(Request::get(hubspot.groups_url(object_type)))
             .await;
         let group = match groups {
-            Sent::Answered { status: 200, body, .. } => pick_group(object_type, &body),
+            Sent::Answered {
+                status: 200, body, ..
+            } => pick_group(object_type, &body),
             other => {
                 return match self.answer(object_type, other).await {
                     PropertyAnswer::Forbidden(m) | PropertyAnswer::Refused(m) => {
@@ -132,7 +126,8 @@ impl<S: BatchSender> Shared<S> {
                             "cannot list {object_type}'s property groups to create `{name}` in: {m}"
                         ))
                     }
-                    _ => Found::Later,
+                    PropertyAnswer::Unauthorized => Found::Later,
+                    _ => Found::Again,
                 };
             }
         };
@@ -149,7 +144,12 @@ impl<S: BatchSender> Shared<S> {
             .await;
         match self.answer(object_type, created).await {
             PropertyAnswer::Exists { .. } => {
-                info!(object_type, property = name, group, "created the trace property");
+                info!(
+                    object_type,
+                    property = name,
+                    group,
+                    "created the trace property"
+                );
                 Found::Ready
             }
             PropertyAnswer::Forbidden(m) => Found::Unavailable(format!(
@@ -164,11 +164,14 @@ impl<S: BatchSender> Shared<S> {
             PropertyAnswer::Missing => Found::Unavailable(format!(
                 "HubSpot answered 404 to creating `{name}` on {object_type}"
             )),
-            PropertyAnswer::Unauthorized | PropertyAnswer::Transient(_) => Found::Later,
+            PropertyAnswer::Unauthorized => Found::Later,
+            PropertyAnswer::Transient(_) => Found::Again,
         }
     }
 
-    /// One properties-API call under the rate limit, counted against the day.
+    /// One properties-API call under the rate limit, counted against the day. Its reach
+    /// is reported to the circuit breaker like a batch's: a check that finds HubSpot
+    /// unreachable opens it, and while it is open the check is its probe.
     async fn call(&self, request: Request) -> Sent {
         let slot = self.limiter.reserve();
         self.clock.sleep_until(slot).await;
@@ -176,27 +179,53 @@ impl<S: BatchSender> Shared<S> {
         if let Err(e) = self.store.count_request(&day).await {
             warn!(error = %e, "counting a properties request against the day failed");
         }
+        self.counted(&day);
+        let probe = {
+            let mut breaker = self.breaker.lock().expect("lock");
+            let due = breaker.probe_due(self.clock.now());
+            if due {
+                breaker.probe_sent();
+            }
+            due
+        };
         let sent = self.sender.send(request).await;
-        if let Sent::Answered { rate, .. } = &sent {
-            self.limiter.observe(rate, slot);
-        }
+        let reach = match &sent {
+            Sent::Answered {
+                status, rate, body, ..
+            } => {
+                self.limiter.observe(rate, slot);
+                classify(*status, None, body)
+            }
+            Sent::NoAnswer { error, .. } => transport_failure(error.clone()),
+            Sent::NotSent { error, .. } => not_sent(error.clone()),
+        };
+        self.report_reach(&reach, probe).await;
         sent
     }
 
     /// What a properties-API answer means; a 401 also pauses sending as a batch's would.
     async fn answer(&self, object_type: &str, sent: Sent) -> PropertyAnswer {
         match sent {
-            Sent::Answered { status, body, .. } => {
+            Sent::Answered {
+                status,
+                retry_after,
+                body,
+                ..
+            } => {
                 let answer = property_answer(status, &body);
-                if answer == PropertyAnswer::Unauthorized {
-                    let classified = classify(status, None, &body);
-                    let reason = "HubSpot refused the access token (reading properties)".to_owned();
-                    if let Err(e) = self
-                        .apply_pause(object_type, &classified, Some(Pause::Unauthorized { reason }))
-                        .await
-                    {
-                        warn!(error = %e, "recording the unauthorized pause failed");
-                    }
+                let classified = classify(status, retry_after, &body);
+                // A refused token or a 429 holds sending as a batch's would.
+                let pause = match &answer {
+                    PropertyAnswer::Unauthorized => Some(Pause::Unauthorized {
+                        reason: "HubSpot refused the access token (reading properties)".into(),
+                    }),
+                    _ if status == 429 => pause_for(&classified, self.config.rate_limit.interval),
+                    _ => None,
+                };
+                if pause.is_some()
+                    && let Err(e) = self.apply_pause(object_type, &classified, pause).await
+                {
+                    warn!(error = %e, "recording a pause failed");
                 }
                 answer
             }

@@ -41,8 +41,9 @@ pub enum Answer {
     Invalid(Detail),
     /// 400/404 "Unable to infer object type": the object type itself is wrong.
     UnknownObjectType(Detail),
-    /// 409: a unique value exists. The whole batch was rejected; only the first conflict is
-    /// named, with the existing object's id when the message carries it.
+    /// 409 (or a 400 "already has that value"): a unique value exists. The whole batch was
+    /// rejected; only the first conflict is named, with the existing object's id when the
+    /// message carries it.
     Conflict {
         detail: Detail,
         existing_id: Option<String>,
@@ -104,6 +105,12 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Answ
     let unknown_type = detail.message.contains("Unable to infer object type");
     match status {
         400 | 404 if unknown_type => Answer::UnknownObjectType(detail),
+        // HubSpot's answer to a conflict on a custom unique property: a whole-batch 400
+        // naming the property, rather than a 409 with "Existing ID".
+        400 if detail.message.contains("already has that value") => Answer::Conflict {
+            existing_id: None,
+            detail,
+        },
         400 => Answer::Invalid(detail),
         404 | 405 | 413 | 415 | 422 => Answer::Rejected(detail),
         401 => Answer::Unauthorized(detail),

@@ -110,19 +110,31 @@ mod tests {
             property_answer(403, br#"{"message":"needs crm.schemas.contacts.write"}"#),
             PropertyAnswer::Forbidden("needs crm.schemas.contacts.write".into())
         );
-        assert!(matches!(property_answer(400, b"{}"), PropertyAnswer::Refused(_)));
-        assert!(matches!(property_answer(503, b"down"), PropertyAnswer::Transient(m) if m == "HTTP 503: down"));
+        assert!(matches!(
+            property_answer(400, b"{}"),
+            PropertyAnswer::Refused(_)
+        ));
+        assert!(
+            matches!(property_answer(503, b"down"), PropertyAnswer::Transient(m) if m == "HTTP 503: down")
+        );
     }
 
     #[test]
     fn a_new_property_goes_in_the_types_information_group() {
         let groups = br#"{"results":[{"name":"analytics"},{"name":"contactinformation"}]}"#;
-        assert_eq!(pick_group("contacts", groups).as_deref(), Some("contactinformation"));
+        assert_eq!(
+            pick_group("contacts", groups).as_deref(),
+            Some("contactinformation")
+        );
         assert_eq!(pick_group("p_cars", groups).as_deref(), Some("analytics"));
         assert_eq!(pick_group("contacts", br#"{"results":[]}"#), None);
         let body: Value = serde_json::from_slice(&create_body("t", "g")).unwrap();
         assert_eq!(
-            (body["hasUniqueValue"].as_bool(), body["formField"].as_bool(), body["type"].as_str()),
+            (
+                body["hasUniqueValue"].as_bool(),
+                body["formField"].as_bool(),
+                body["type"].as_str()
+            ),
             (Some(true), Some(false), Some("string"))
         );
     }

@@ -26,6 +26,22 @@ pub struct CreateInput<'a> {
     pub object_write_trace_id: &'a str,
 }
 
+/// `POST .../batch/read` body: values of a unique property (`idProperty`), and the
+/// properties to return (the `idProperty` among them, to map results back).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchReadRequest<'a> {
+    pub id_property: &'a str,
+    pub inputs: Vec<ReadInput<'a>>,
+    pub properties: Vec<&'a str>,
+}
+
+/// One value to look up.
+#[derive(Debug, Serialize)]
+pub struct ReadInput<'a> {
+    pub id: &'a str,
+}
+
 /// A 2xx body (200, 201, 207): `results[]` and `errors[]`, either possibly absent.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -65,7 +81,12 @@ impl BatchError {
     /// The trace ids this error names (context values are arrays of strings; a plain
     /// string is accepted too).
     pub fn trace_ids(&self) -> Vec<String> {
-        match self.context.get("objectWriteTraceId") {
+        self.context_values("objectWriteTraceId")
+    }
+
+    /// The strings under one `context` key (a batch read's `ids` not found, say).
+    pub fn context_values(&self, key: &str) -> Vec<String> {
+        match self.context.get(key) {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))

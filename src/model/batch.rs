@@ -18,6 +18,10 @@ pub struct ClaimedRow {
     pub split_to: Option<i64>,
     /// When the write first failed transiently (stored text), if it has.
     pub first_failed_at: Option<String>,
+    /// Set when the row is to be read back by this property rather than created.
+    pub read_by: Option<String>,
+    /// The error it last met, if any.
+    pub last_error: Option<String>,
 }
 
 /// One write of the batch as it was sent, as the reconciler weighs it.
@@ -30,6 +34,10 @@ pub struct BatchRow {
     /// When the write first failed transiently, if it has.
     pub first_failed_at: Option<DateTime<Utc>>,
     pub properties: BTreeMap<String, String>,
+    /// The largest batch the row was allowed in (set after an unexplained conflict).
+    pub split_to: Option<i64>,
+    /// The error it last met, if any.
+    pub last_error: Option<String>,
 }
 
 impl BatchRow {
@@ -42,7 +50,21 @@ impl BatchRow {
             attempts: row.attempts.max(0) as u32,
             first_failed_at: row.first_failed_at.as_deref().and_then(|t| t.parse().ok()),
             properties: serde_json::from_str(&row.properties).unwrap_or_default(),
+            split_to: row.split_to,
+            last_error: row.last_error.clone(),
         }
+    }
+}
+
+impl BatchRow {
+    /// The value this write is read back by with `read_by`: its own value of that
+    /// property, else its trace id (the value of the trace property it was sent with).
+    pub fn read_value(&self, read_by: &str) -> &str {
+        self.properties
+            .get(read_by)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .unwrap_or(&self.trace_id)
     }
 }
 

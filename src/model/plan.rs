@@ -28,6 +28,16 @@ pub enum RowUpdate {
     },
     /// Parked as `unconfirmed`: never resent without an operator.
     Hold { id: i64, error: String },
+    /// HubSpot may have it: back to `pending`, due after `after`, to be read back by
+    /// `read_by` before it is sent again.
+    Verify {
+        id: i64,
+        read_by: String,
+        after: Duration,
+        count_attempt: bool,
+        error: Option<String>,
+        split_to: Option<usize>,
+    },
 }
 
 /// One entry for the error history table.

@@ -17,6 +17,8 @@ struct ClaimedRecord {
     attempts: i64,
     split_to: Option<i64>,
     first_failed_at: Option<String>,
+    read_by: Option<String>,
+    last_error: Option<String>,
 }
 
 impl From<ClaimedRecord> for ClaimedRow {
@@ -29,6 +31,8 @@ impl From<ClaimedRecord> for ClaimedRow {
             attempts: r.attempts,
             split_to: r.split_to,
             first_failed_at: r.first_failed_at,
+            read_by: r.read_by,
+            last_error: r.last_error,
         }
     }
 }
@@ -38,6 +42,8 @@ impl From<ClaimedRecord> for ClaimedRow {
 pub struct InFlightRow {
     pub batch_id: String,
     pub object_type: String,
+    /// The trace property its create carried, if any.
+    pub sent_with: Option<String>,
     pub row: ClaimedRow,
 }
 
@@ -46,6 +52,7 @@ pub struct InFlightRow {
 struct InFlightRecord {
     batch_id: String,
     object_type: String,
+    sent_with: Option<String>,
     #[sqlx(flatten)]
     row: ClaimedRecord,
 }
@@ -80,10 +87,15 @@ impl Store {
         .await?)
     }
 
-    /// Claims a batch of `object_type`: reads up to `look_ahead` due rows oldest first,
-    /// lets `choose` pick which go (unique values, split caps), marks those `in_flight`
-    /// under `batch_id` and counts one request against `day`. Returns the claimed rows in
-    /// the order chosen; empty when nothing was chosen (and nothing is changed).
+    /// Claims a batch of `object_type`. Rows to be read back come first: when any is due,
+    /// up to `look_ahead` of them (oldest first, grouped by the property they are read by)
+    /// are the candidates; else up to `look_ahead` due rows to create, which will carry
+    /// the trace property `sent_with`. `choose` picks which go (unique values, split caps,
+    /// one read-back property per batch); those are marked `in_flight` under `batch_id` and
+    /// one request is counted against `day`. Returns the claimed rows in the order chosen
+    /// (a read batch when the first has `read_by`); empty when nothing was chosen (and
+    /// nothing is changed).
+    #[allow(clippy::too_many_arguments)]
     pub async fn claim_batch(
         &self,
         object_type: &str,
@@ -91,23 +103,41 @@ impl Store {
         now: DateTime<Utc>,
         batch_id: &str,
         day: &str,
+        sent_with: Option<&str>,
         choose: impl FnOnce(&[ClaimedRow]) -> Vec<usize>,
     ) -> Result<Vec<ClaimedRow>, StoreError> {
         let now_text = timestamp(now);
         let mut tx = self.begin_write().await?;
-        let candidates: Vec<ClaimedRow> = sqlx::query_as::<_, ClaimedRecord>(
-            "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at FROM outbox
-             WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND next_attempt_at <= ?2
-             ORDER BY next_attempt_at, id LIMIT ?3",
+        let mut candidates: Vec<ClaimedRecord> = sqlx::query_as(
+            "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
+                    last_error
+             FROM outbox
+             WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NOT NULL
+               AND next_attempt_at <= ?2
+             ORDER BY read_by, next_attempt_at, id LIMIT ?3",
         )
         .bind(object_type)
         .bind(&now_text)
         .bind(look_ahead as i64)
         .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(ClaimedRow::from)
-        .collect();
+        .await?;
+        let read = !candidates.is_empty();
+        if !read {
+            candidates = sqlx::query_as(
+                "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
+                        last_error
+                 FROM outbox
+                 WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NULL
+                   AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at, id LIMIT ?3",
+            )
+            .bind(object_type)
+            .bind(&now_text)
+            .bind(look_ahead as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let candidates: Vec<ClaimedRow> = candidates.into_iter().map(ClaimedRow::from).collect();
         let chosen: Vec<ClaimedRow> = choose(&candidates)
             .into_iter()
             .map(|i| candidates[i].clone())
@@ -117,13 +147,17 @@ impl Store {
         }
         let ids = serde_json::to_string(&chosen.iter().map(|r| r.id).collect::<Vec<_>>())
             .expect("ids serialize");
+        // A read leaves `sent_with` as the create set it.
         let done = sqlx::query(
-            "UPDATE outbox SET state = 'in_flight', batch_id = ?1, updated_at = ?2
+            "UPDATE outbox SET state = 'in_flight', batch_id = ?1, updated_at = ?2,
+                    sent_with = CASE WHEN ?4 THEN sent_with ELSE ?5 END
              WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'pending'",
         )
         .bind(batch_id)
         .bind(&now_text)
         .bind(ids)
+        .bind(read)
+        .bind(sent_with)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != chosen.len() as u64 {
@@ -148,8 +182,8 @@ impl Store {
     /// ambiguity rules.
     pub async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
         let records: Vec<InFlightRecord> = sqlx::query_as(
-            "SELECT coalesce(batch_id, '') AS batch_id, object_type, id, trace_id, properties,
-                    associations, attempts, split_to, first_failed_at
+            "SELECT coalesce(batch_id, '') AS batch_id, object_type, sent_with, id, trace_id,
+                    properties, associations, attempts, split_to, first_failed_at, read_by, last_error
              FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id",
         )
         .fetch_all(&self.pool)
@@ -159,6 +193,7 @@ impl Store {
             .map(|r| InFlightRow {
                 batch_id: r.batch_id,
                 object_type: r.object_type,
+                sent_with: r.sent_with,
                 row: r.row.into(),
             })
             .collect())

@@ -38,7 +38,8 @@ impl Store {
         if !succeeded.is_empty() {
             let done = sqlx::query(
                 "UPDATE outbox SET state = 'succeeded', hubspot_id = s.value ->> 1, note = s.value ->> 2,
-                        attempts = attempts + 1, batch_id = NULL, split_to = NULL, updated_at = ?3
+                        attempts = attempts + 1, batch_id = NULL, split_to = NULL, read_by = NULL,
+                        updated_at = ?3
                  FROM json_each(?2) AS s
                  WHERE outbox.id = s.value ->> 0 AND outbox.batch_id = ?1 AND outbox.state = 'in_flight'",
             )
@@ -55,7 +56,7 @@ impl Store {
                 RowUpdate::Failed { id, error, count_attempt } => {
                     sqlx::query(
                         "UPDATE outbox SET state = 'failed', last_error = ?3, attempts = attempts + ?4,
-                                batch_id = NULL, updated_at = ?5
+                                batch_id = NULL, read_by = NULL, updated_at = ?5
                          WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
                     )
                     .bind(id)
@@ -73,29 +74,24 @@ impl Store {
                     error,
                     split_to,
                 } => {
-                    let due = crate::model::later(now, *after);
-                    sqlx::query(
-                        "UPDATE outbox SET state = 'pending', next_attempt_at = ?3, attempts = attempts + ?4,
-                                last_error = coalesce(?5, last_error), split_to = ?6, batch_id = NULL,
-                                first_failed_at = CASE WHEN ?4 = 1 THEN coalesce(first_failed_at, ?7)
-                                                       ELSE first_failed_at END,
-                                updated_at = ?7
-                         WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
-                    )
-                    .bind(id)
-                    .bind(batch_id)
-                    .bind(timestamp(due))
-                    .bind(i64::from(*count_attempt))
-                    .bind(error)
-                    .bind(split_to.map(|n| n as i64))
-                    .bind(&now_text)
-                    .execute(&mut *tx)
-                    .await?
+                    requeue(&mut tx, batch_id, *id, None, *after, *count_attempt, error.as_deref(), *split_to, now)
+                        .await?
+                }
+                RowUpdate::Verify {
+                    id,
+                    read_by,
+                    after,
+                    count_attempt,
+                    error,
+                    split_to,
+                } => {
+                    requeue(&mut tx, batch_id, *id, Some(read_by), *after, *count_attempt, error.as_deref(), *split_to, now)
+                        .await?
                 }
                 RowUpdate::Hold { id, error } => {
                     sqlx::query(
                         "UPDATE outbox SET state = 'unconfirmed', last_error = ?3, attempts = attempts + 1,
-                                batch_id = NULL, updated_at = ?4
+                                batch_id = NULL, read_by = NULL, updated_at = ?4
                          WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
                     )
                     .bind(id)
@@ -151,6 +147,41 @@ impl Store {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// A row back to `pending`, due `after` from `now`: to be sent, or first read back by
+/// `read_by`.
+#[allow(clippy::too_many_arguments)]
+async fn requeue(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    batch_id: &str,
+    id: i64,
+    read_by: Option<&str>,
+    after: std::time::Duration,
+    count_attempt: bool,
+    error: Option<&str>,
+    split_to: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<sqlx::sqlite::SqliteQueryResult, StoreError> {
+    let due = crate::model::later(now, after);
+    Ok(sqlx::query(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = ?3, attempts = attempts + ?4,
+                last_error = coalesce(?5, last_error), split_to = ?6, batch_id = NULL, read_by = ?8,
+                first_failed_at = CASE WHEN ?4 = 1 THEN coalesce(first_failed_at, ?7)
+                                       ELSE first_failed_at END,
+                updated_at = ?7
+         WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
+    )
+    .bind(id)
+    .bind(batch_id)
+    .bind(timestamp(due))
+    .bind(i64::from(count_attempt))
+    .bind(error)
+    .bind(split_to.map(|n| n as i64))
+    .bind(timestamp(now))
+    .bind(read_by)
+    .execute(&mut **tx)
+    .await?)
 }
 
 async fn insert_errors(

@@ -24,7 +24,11 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let state = if reason.is_some() { "unavailable" } else { "ready" };
+        let state = if reason.is_some() {
+            "unavailable"
+        } else {
+            "ready"
+        };
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO trace_properties (object_type, property, state, reason, updated_at)

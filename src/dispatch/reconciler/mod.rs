@@ -7,7 +7,9 @@
 //! echoes it, else by the object type's unique property, else by matching returned
 //! property values; never by position, since HubSpot does not keep the input order.
 
+mod conflict;
 pub mod matching;
+mod read;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,9 +19,11 @@ use chrono::{DateTime, Utc};
 use crate::hubspot::classify::{Answer, Detail, RatePolicy};
 use crate::hubspot::wire::BatchResponse;
 use crate::model::{
-    BatchRow, ClaimedRow, ErrorRecord, OnAmbiguous, OnConflict, Pause, Plan, Policy, RowUpdate,
+    BatchRow, ClaimedRow, ErrorRecord, OnAmbiguous, Pause, Plan, Policy, RowUpdate,
 };
+use conflict::conflict;
 use matching::match_results;
+pub use read::reconcile_read;
 
 /// Error categories in a 2xx `errors[]` that are worth retrying; every other category is a
 /// permanent fault of the input.
@@ -78,29 +82,17 @@ pub fn reconcile(
                     count_attempt: true,
                 });
             }
-            plan.pause = Some(Pause::FailObjectType {
-                error: last_error(d),
-            });
         }
         Answer::Conflict {
             detail,
             existing_id,
         } => conflict(rows, detail, existing_id.as_deref(), policy, &mut plan),
-        Answer::Unauthorized(d) => {
-            requeue_all(rows, d, &mut plan);
-            plan.pause = Some(Pause::Unauthorized {
-                reason: last_error(d),
-            });
-        }
-        Answer::Forbidden(d) => {
-            requeue_all(rows, d, &mut plan);
-            plan.pause = Some(Pause::ObjectType {
-                kind: "forbidden",
-                reason: last_error(d),
-            });
-        }
-        // Nothing was created and nothing is wrong with the writes: no attempt counted.
-        Answer::Unreachable(d) => requeue_all(rows, d, &mut plan),
+        // Nothing was created and nothing is wrong with the writes: no attempt counted
+        // (401, 403, a request HubSpot never got, 429).
+        Answer::Unauthorized(d)
+        | Answer::Forbidden(d)
+        | Answer::Unreachable(d)
+        | Answer::RateLimited { detail: d, .. } => requeue_all(rows, d, &mut plan),
         // Too large: halve the batch; a single write too large for HubSpot is its fault.
         Answer::Rejected(d) if d.status == 413 && rows.len() > 1 => {
             record_all(rows, d, &mut plan);
@@ -115,22 +107,39 @@ pub fn reconcile(
             });
         }
         // The request itself is refused (a wrong path or version, a proxy in the way):
-        // hold the object type, probing it alone, until HubSpot takes it again.
-        Answer::Rejected(d) => {
-            requeue_all(rows, d, &mut plan);
-            plan.pause = Some(Pause::ObjectType {
-                kind: "rejected",
-                reason: last_error(d),
-            });
-        }
+        // the object type is held (see [`pause_for`]) until HubSpot takes it again.
+        Answer::Rejected(d) => requeue_all(rows, d, &mut plan),
+    }
+    plan.pause = pause_for(answer, interval);
+    plan
+}
+
+/// The pause of sending an answer calls for, whatever the request was (a create or a
+/// read): 429 windows, the daily limit, a refused token, an object type the token may not
+/// write or HubSpot refuses requests for, an object type that does not exist.
+pub fn pause_for(answer: &Answer, interval: Duration) -> Option<Pause> {
+    Some(match answer {
+        Answer::UnknownObjectType(d) => Pause::FailObjectType {
+            error: last_error(d),
+        },
+        Answer::Unauthorized(d) => Pause::Unauthorized {
+            reason: last_error(d),
+        },
+        Answer::Forbidden(d) => Pause::ObjectType {
+            kind: "forbidden",
+            reason: last_error(d),
+        },
+        Answer::Rejected(d) if d.status != 413 => Pause::ObjectType {
+            kind: "rejected",
+            reason: last_error(d),
+        },
         Answer::RateLimited {
             detail,
             policy: rate,
             retry_after,
         } => {
-            requeue_all(rows, detail, &mut plan);
             let reason = last_error(detail);
-            plan.pause = Some(match (rate, retry_after) {
+            match (rate, retry_after) {
                 (_, Some(wait)) => Pause::All {
                     wait: *wait,
                     reason,
@@ -144,10 +153,10 @@ pub fn reconcile(
                     wait: interval,
                     reason,
                 },
-            });
+            }
         }
-    }
-    plan
+        _ => return None,
+    })
 }
 
 /// A claimed batch that never left (a pause began before its slot): every row goes back
@@ -249,14 +258,14 @@ fn created(
     }
     if matched.unmatched_results >= unaccounted.len() {
         // HubSpot created every one of them (a result for each), but nothing in its
-        // answer says which id is whose. Resending would duplicate them all: hold them.
+        // answer says which id is whose. Resending would duplicate them all: read back
+        // those that can be, hold the others.
         let detail = Detail {
             status: 200,
             category: Some("UNIDENTIFIED".into()),
             message: format!(
                 "HubSpot created {} of these writes but its answer does not say which id is \
-                 whose (no echoed objectWriteTraceId, no unique property value); find the \
-                 record in HubSpot, then discard this write",
+                 whose (no echoed objectWriteTraceId, no trace or unique property value)",
                 unaccounted.len()
             ),
             correlation_id: None,
@@ -264,9 +273,22 @@ fn created(
         };
         record_all(&unaccounted, &detail, plan);
         for r in &unaccounted {
-            plan.updates.push(RowUpdate::Hold {
-                id: r.id,
-                error: format!("created, id unknown: {}", detail.message),
+            plan.updates.push(match read_by(r, policy) {
+                Some(read_by) => RowUpdate::Verify {
+                    id: r.id,
+                    read_by,
+                    after: Duration::ZERO,
+                    count_attempt: true,
+                    error: Some(format!("created, id unknown: {}", detail.message)),
+                    split_to: None,
+                },
+                None => RowUpdate::Hold {
+                    id: r.id,
+                    error: format!(
+                        "created, id unknown: {}; find the record in HubSpot, then discard this write",
+                        detail.message
+                    ),
+                },
             });
         }
         return;
@@ -283,69 +305,6 @@ fn created(
         raw: String::new(),
     };
     ambiguous_all(&unaccounted, &detail, policy, None, at, plan);
-}
-
-/// 409: adopt or fail the identified write and requeue the rest at once; if none can be
-/// identified, split.
-fn conflict(
-    rows: &[BatchRow],
-    d: &Detail,
-    existing_id: Option<&str>,
-    policy: &Policy,
-    plan: &mut Plan,
-) {
-    let culprit = if rows.len() == 1 {
-        Some(0)
-    } else {
-        policy.unique_property.as_deref().and_then(|u| {
-            let message = d.message.to_ascii_lowercase();
-            let hits: Vec<usize> = rows
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| {
-                    r.properties
-                        .get(u)
-                        .is_some_and(|v| !v.is_empty() && message.contains(&v.to_ascii_lowercase()))
-                })
-                .map(|(i, _)| i)
-                .collect();
-            (hits.len() == 1).then(|| hits[0])
-        })
-    };
-    let Some(culprit) = culprit else {
-        record_all(rows, d, plan);
-        split(rows, plan);
-        return;
-    };
-    let row = &rows[culprit];
-    record_all(std::slice::from_ref(row), d, plan);
-    let adopt = policy.on_conflict == OnConflict::Adopt && policy.unique_property.is_some();
-    plan.updates.push(match (adopt, existing_id) {
-        (true, Some(existing)) => RowUpdate::Succeeded {
-            id: row.id,
-            hubspot_id: existing.to_owned(),
-            note: Some(format!(
-                "already existed in HubSpot (409); adopted its id: {}",
-                d.message
-            )),
-        },
-        _ => RowUpdate::Failed {
-            id: row.id,
-            error: last_error(d),
-            count_attempt: true,
-        },
-    });
-    for (i, r) in rows.iter().enumerate() {
-        if i != culprit {
-            plan.updates.push(RowUpdate::Retry {
-                id: r.id,
-                after: Duration::ZERO,
-                count_attempt: false,
-                error: None,
-                split_to: None,
-            });
-        }
-    }
 }
 
 /// Halve the batch: every row goes back at once, uncounted, capped to half the size.
@@ -376,8 +335,10 @@ fn requeue_all(rows: &[BatchRow], d: &Detail, plan: &mut Plan) {
     }
 }
 
-/// HubSpot may have created these: hold them, or resend them (counting the attempt) until
-/// the budget runs out.
+/// HubSpot may have created these. A write that can be read back (it has a value for
+/// its type's unique property, or was sent with the trace property) is read back before
+/// it is sent again; one that cannot is held (`on_ambiguous = "hold"`, the default) or
+/// resent until the budget runs out (`"resend"`: a duplicate is possible).
 fn ambiguous_all(
     rows: &[BatchRow],
     d: &Detail,
@@ -387,13 +348,25 @@ fn ambiguous_all(
     plan: &mut Plan,
 ) {
     record_all(rows, d, plan);
-    let hold = policy.unique_property.is_none() && policy.on_ambiguous == OnAmbiguous::Hold;
     for r in rows {
-        if hold {
+        if let Some(read_by) = read_by(r, policy) {
+            plan.updates.push(RowUpdate::Verify {
+                id: r.id,
+                read_by,
+                after: retry_after
+                    .unwrap_or_default()
+                    .max(policy.backoff.delay(r.attempts + 1, at.jitter)),
+                count_attempt: true,
+                error: Some(last_error(d)),
+                split_to: None,
+            });
+        } else if policy.on_ambiguous == OnAmbiguous::Hold {
             plan.updates.push(RowUpdate::Hold {
                 id: r.id,
                 error: format!(
-                    "unconfirmed: HubSpot may have created it ({})",
+                    "unconfirmed: HubSpot may have created it ({}), and it cannot be read back \
+                     (no trace property, no unique value); find it in HubSpot, then `retry` or \
+                     `discard` it",
                     last_error(d)
                 ),
             });
@@ -401,6 +374,18 @@ fn ambiguous_all(
             retry_or_fail(r, last_error(d), retry_after, policy, at, plan);
         }
     }
+}
+
+/// The property a write is read back by when its fate is unknown: its type's unique
+/// property when it has a value for it (that also finds a record someone else made), else
+/// the trace property it was sent with; `None` when neither: it cannot be read back.
+pub fn read_by(row: &BatchRow, policy: &Policy) -> Option<String> {
+    policy
+        .unique_property
+        .as_ref()
+        .filter(|u| row.properties.get(*u).is_some_and(|v| !v.is_empty()))
+        .or(policy.trace_property.as_ref())
+        .cloned()
 }
 
 /// A transient failure: retried with back-off, the attempt counted. It gives the write

@@ -4,7 +4,7 @@ use super::*;
 use crate::hubspot::classify::classify;
 use chrono::{DateTime, Utc};
 
-use crate::model::Backoff;
+use crate::model::{Backoff, OnConflict};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -24,6 +24,8 @@ fn row(id: i64, trace: &str, email: &str, firstname: &str) -> BatchRow {
         ]
         .into_iter()
         .collect(),
+        split_to: None,
+        last_error: None,
     }
 }
 
@@ -234,12 +236,13 @@ fn inputs_missing_from_a_2xx_are_ambiguous() {
     assert!(
         plan.updates.iter().all(|u| matches!(
             u,
-            RowUpdate::Retry {
+            RowUpdate::Verify {
                 count_attempt: true,
+                read_by,
                 ..
-            }
+            } if read_by == "email"
         )),
-        "a unique property makes resending safe: {:?}",
+        "a unique value is read back before anything is resent: {:?}",
         plan.updates
     );
 }
@@ -275,10 +278,76 @@ fn a_whole_batch_400_splits_until_the_bad_input_is_alone() {
 }
 
 #[test]
-fn a_409_adopts_the_identified_write_and_requeues_the_rest_uncounted() {
-    let rows = [row(1, "t-1", "a@example.com", "Ann")];
+fn a_409_is_resolved_by_reading_back_and_only_a_write_alone_is_adopted_or_failed() {
+    // A batch that conflicts: every write with a unique value is read back, none is
+    // charged an attempt, and none is bisected beyond half in case the read explains
+    // nothing.
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+        row(3, "t-3", "", "Cid"),
+    ];
+    let body = br#"{"status":"error","message":"A contact with email b@example.com already exists. Existing ID: 77","category":"OBJECT_ALREADY_EXISTS"}"#;
     let plan = run(
         &rows,
+        409,
+        body,
+        &policy(Some("email"), OnAmbiguous::Resend),
+    );
+    assert_eq!(
+        plan.updates,
+        [
+            RowUpdate::Verify {
+                id: 1,
+                read_by: "email".into(),
+                after: Duration::ZERO,
+                count_attempt: false,
+                error: Some(last_error(&match classify(409, None, body) {
+                    Answer::Conflict { detail, .. } => detail,
+                    other => panic!("{other:?}"),
+                })),
+                split_to: Some(2),
+            },
+            match &plan.updates[1] {
+                u @ RowUpdate::Verify { id: 2, .. } => u.clone(),
+                other => panic!("{other:?}"),
+            },
+            RowUpdate::Retry {
+                id: 3,
+                after: Duration::ZERO,
+                count_attempt: false,
+                error: None,
+                split_to: Some(2),
+            },
+        ]
+    );
+    // The trace property makes every write readable.
+    let mut traced = policy(Some("email"), OnAmbiguous::Resend);
+    traced.trace_property = Some("hubspot_outbox_trace_id".into());
+    let plan = run(&rows, 409, body, &traced);
+    assert!(
+        matches!(&plan.updates[2], RowUpdate::Verify { id: 3, read_by, .. } if read_by == "hubspot_outbox_trace_id")
+    );
+
+    // HubSpot's 400 for a custom unique property is the same conflict.
+    let plan = run(
+        &rows,
+        400,
+        br#"{"status":"error","message":"Property \"domain_key\" already has that value: x","category":"VALIDATION_ERROR"}"#,
+        &traced,
+    );
+    assert!(
+        plan.updates
+            .iter()
+            .all(|u| matches!(u, RowUpdate::Verify { .. })),
+        "{plan:?}"
+    );
+
+    // A write alone after the conflict was narrowed down to it: adopted or failed.
+    let mut alone = [row(1, "t-1", "a@example.com", "Ann")];
+    alone[0].split_to = Some(1);
+    let plan = run(
+        &alone,
         409,
         fixture!("409_object_already_exists.json"),
         &policy(Some("email"), OnAmbiguous::Resend),
@@ -289,56 +358,26 @@ fn a_409_adopts_the_identified_write_and_requeues_the_rest_uncounted() {
         ..
     } = &plan.updates[0]
     else {
-        panic!()
+        panic!("{plan:?}")
     };
     assert_eq!(hubspot_id, "12345");
     assert!(note.contains("already existed"));
-
     let mut fail = policy(Some("email"), OnAmbiguous::Resend);
     fail.on_conflict = OnConflict::Fail;
     let plan = run(
-        &rows,
+        &alone,
         409,
         fixture!("409_object_already_exists.json"),
         &fail,
     );
     assert!(matches!(plan.updates[0], RowUpdate::Failed { .. }));
 
-    // Named by value in the message: identified inside a larger batch.
-    let rows = [
-        row(1, "t-1", "a@example.com", "Ann"),
-        row(2, "t-2", "b@example.com", "Bea"),
-    ];
-    let body = br#"{"status":"error","message":"A contact with email b@example.com already exists. Existing ID: 77","category":"OBJECT_ALREADY_EXISTS"}"#;
-    let plan = run(
-        &rows,
-        409,
-        body,
-        &policy(Some("email"), OnAmbiguous::Resend),
-    );
-    assert!(
-        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 2, hubspot_id, note: Some(_) } if hubspot_id == "77")
-    );
-    assert!(matches!(
-        plan.updates[1],
-        RowUpdate::Retry {
-            id: 1,
-            count_attempt: false,
-            ..
-        }
-    ));
-
-    // Not identifiable: split.
-    let plan = run(
-        &rows,
-        409,
-        fixture!("409_object_already_exists.json"),
-        &policy(Some("email"), OnAmbiguous::Resend),
-    );
+    // Nothing can be read back: halved as before.
+    let plan = run(&rows, 409, body, &policy(None, OnAmbiguous::Resend));
     assert!(plan.updates.iter().all(|u| matches!(
         u,
         RowUpdate::Retry {
-            split_to: Some(1),
+            split_to: Some(2),
             ..
         }
     )));
@@ -503,6 +542,8 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
         attempts: 3,
         split_to,
         first_failed_at: None,
+        read_by: None,
+        last_error: None,
     };
     let plan = unsent(
         &[claimed(1, None), claimed(2, Some(25))],
@@ -532,7 +573,8 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
 
 #[test]
 fn a_transient_failure_gives_up_only_after_both_max_attempts_and_give_up_after() {
-    let mut p = policy(Some("email"), OnAmbiguous::Resend);
+    // Writes that cannot be read back, resent by choice.
+    let mut p = policy(None, OnAmbiguous::Resend);
     p.give_up_after = Duration::from_secs(24 * 3600);
     let mut rows = [
         row(1, "t-1", "a@example.com", "Ann"),
@@ -643,4 +685,178 @@ fn results_carrying_the_trace_property_are_credited_by_it() {
         .collect();
     ids.sort();
     assert_eq!(ids, [(1, "81".to_owned()), (2, "82".to_owned())]);
+}
+
+/// A read-back answered with this status and body.
+fn read(rows: &[BatchRow], read_by: &str, status: u16, body: &str, p: &Policy) -> Plan {
+    reconcile_read(
+        rows,
+        read_by,
+        &classify(status, None, body.as_bytes()),
+        p,
+        TEN,
+        at(now()),
+    )
+}
+
+fn traced(on_ambiguous: OnAmbiguous) -> Policy {
+    let mut p = policy(Some("email"), on_ambiguous);
+    p.trace_property = Some("trace".into());
+    p
+}
+
+#[test]
+fn a_read_back_adopts_what_exists_resends_what_is_missing_and_asks_again_about_the_rest() {
+    let rows = [
+        row(1, "t-1", "", "Ann"),
+        row(2, "t-2", "", "Bea"),
+        row(3, "t-3", "", "Cid"),
+    ];
+    let body = r#"{"status":"COMPLETE","results":[{"id":"901","properties":{"trace":"t-1"}}],
+        "numErrors":1,"errors":[{"status":"error","category":"OBJECT_NOT_FOUND",
+        "message":"Could not get some objects","context":{"ids":["t-2"]}}]}"#;
+    let plan = read(&rows, "trace", 207, body, &traced(OnAmbiguous::Hold));
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, note: Some(note) }
+            if hubspot_id == "901" && note.contains("found in HubSpot by trace = t-1")),
+        "{plan:?}"
+    );
+    assert_eq!(
+        plan.updates[1],
+        RowUpdate::Retry {
+            id: 2,
+            after: Duration::ZERO,
+            count_attempt: false,
+            error: None,
+            split_to: None
+        }
+    );
+    // Named neither found nor missing: still unknown, read again after a back-off.
+    assert!(
+        matches!(&plan.updates[2], RowUpdate::Verify { id: 3, read_by, count_attempt: false, after, .. }
+            if read_by == "trace" && !after.is_zero()),
+        "{plan:?}"
+    );
+    assert!(plan.pause.is_none());
+}
+
+#[test]
+fn a_record_found_by_its_unique_value_that_is_not_this_writes_follows_on_conflict() {
+    let rows = [
+        row(1, "t-1", "A@Example.com", "Ann"),
+        row(2, "t-2", "b@example.com", "Bea"),
+    ];
+    // HubSpot lowercases emails; the first record holds this write's trace id, the second
+    // someone else's.
+    let body = r#"{"status":"COMPLETE","results":[
+        {"id":"5","properties":{"email":"b@example.com","trace":"elsewhere"}},
+        {"id":"4","properties":{"email":"a@example.com","trace":"t-1"}}]}"#;
+    let plan = read(&rows, "email", 200, body, &traced(OnAmbiguous::Hold));
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, note: Some(n) } if hubspot_id == "4" && n.starts_with("found")),
+        "{plan:?}"
+    );
+    assert!(
+        matches!(&plan.updates[1], RowUpdate::Succeeded { id: 2, hubspot_id, note: Some(n) } if hubspot_id == "5" && n.starts_with("already existed")),
+        "{plan:?}"
+    );
+    let mut fail = traced(OnAmbiguous::Hold);
+    fail.on_conflict = OnConflict::Fail;
+    let plan = read(&rows, "email", 200, body, &fail);
+    assert!(
+        matches!(&plan.updates[1], RowUpdate::Failed { id: 2, error, count_attempt: false } if error.contains("record 5")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn a_read_after_a_conflict_that_finds_nothing_keeps_the_halved_batch_size() {
+    let mut rows = [row(1, "t-1", "", "Ann"), row(2, "t-2", "", "Bea")];
+    for r in &mut rows {
+        r.split_to = Some(50);
+    }
+    let none = r#"{"status":"COMPLETE","results":[],"errors":[{"status":"error","category":"OBJECT_NOT_FOUND","context":{"ids":["t-1","t-2"]}}]}"#;
+    let plan = read(&rows, "trace", 207, none, &traced(OnAmbiguous::Hold));
+    assert!(
+        plan.updates.iter().all(|u| matches!(
+            u,
+            RowUpdate::Retry {
+                split_to: Some(50),
+                ..
+            }
+        )),
+        "{plan:?}"
+    );
+    let one = r#"{"status":"COMPLETE","results":[{"id":"9","properties":{"trace":"t-1"}}],"errors":[{"status":"error","category":"OBJECT_NOT_FOUND","context":{"ids":["t-2"]}}]}"#;
+    let plan = read(&rows, "trace", 207, one, &traced(OnAmbiguous::Hold));
+    assert!(matches!(
+        plan.updates[1],
+        RowUpdate::Retry {
+            id: 2,
+            split_to: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_read_that_fails_is_read_again_and_one_refused_follows_on_ambiguous() {
+    let rows = [row(1, "t-1", "", "Ann")];
+    let plan = read(
+        &rows,
+        "trace",
+        503,
+        r#"{"message":"down"}"#,
+        &traced(OnAmbiguous::Hold),
+    );
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Verify { count_attempt: false, after, .. } if *after == Duration::from_secs(1)),
+        "{plan:?}"
+    );
+    let plan = read(
+        &rows,
+        "trace",
+        429,
+        r#"{"status":"error","message":"limit","errorType":"RATE_LIMIT","policyName":"TEN_SECONDLY_ROLLING"}"#,
+        &traced(OnAmbiguous::Hold),
+    );
+    assert!(matches!(plan.updates[0], RowUpdate::Verify { .. }));
+    assert!(matches!(plan.pause, Some(Pause::All { .. })));
+    // The property is not unique (or gone): the write cannot be read back.
+    let refused = r#"{"status":"error","message":"Unable to perform a read by non-unique property trace","category":"VALIDATION_ERROR"}"#;
+    let plan = read(&rows, "trace", 400, refused, &traced(OnAmbiguous::Hold));
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Hold { error, .. } if error.contains("reading it back by trace failed")),
+        "{plan:?}"
+    );
+    let plan = read(&rows, "trace", 400, refused, &traced(OnAmbiguous::Resend));
+    assert!(matches!(plan.updates[0], RowUpdate::Retry { .. }));
+}
+
+#[test]
+fn an_ambiguous_answer_reads_back_what_it_can_and_holds_the_rest_by_default() {
+    let rows = [
+        row(1, "t-1", "a@example.com", "Ann"),
+        row(2, "t-2", "", "Bea"),
+    ];
+    let plan = run(
+        &rows,
+        502,
+        fixture!("500_internal.json"),
+        &policy(Some("email"), OnAmbiguous::Hold),
+    );
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Verify { read_by, count_attempt: true, .. } if read_by == "email")
+    );
+    assert!(
+        matches!(&plan.updates[1], RowUpdate::Hold { error, .. } if error.contains("cannot be read back")),
+        "{plan:?}"
+    );
+    let plan = run(
+        &rows,
+        502,
+        fixture!("500_internal.json"),
+        &traced(OnAmbiguous::Hold),
+    );
+    assert!(matches!(&plan.updates[1], RowUpdate::Verify { read_by, .. } if read_by == "trace"));
 }
