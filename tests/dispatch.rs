@@ -398,6 +398,163 @@ async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_id
                 "echo={echo}: {line}"
             );
         }
+        // Deals have no unique property and identical names: the trace property's value
+        // is what identifies each result.
+        enqueue(
+            &d,
+            (0..50)
+                .map(|i| {
+                    json!({"objectType": "deals", "objectWriteTraceId": format!("d-{i}"),
+                                "properties": {"dealname": "Same"}})
+                })
+                .collect(),
+        )
+        .await;
+        settled(&d, 150).await;
+        let traces: std::collections::HashMap<String, String> = sim
+            .objects("deals")
+            .await
+            .iter()
+            .map(|o| {
+                (
+                    o["id"].as_str().unwrap().to_owned(),
+                    o["properties"]["hubspot_outbox_trace_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        let rows = sql(
+            &d,
+            "SELECT hubspot_id, trace_id FROM outbox WHERE object_type = 'deals'",
+        )
+        .await;
+        assert_eq!(rows.lines().count(), 50);
+        for line in rows.lines() {
+            let (id, trace) = line.split_once('|').unwrap();
+            assert_eq!(
+                traces.get(id).map(String::as_str),
+                Some(trace),
+                "echo={echo}: {line}"
+            );
+        }
+        d.stop().await;
+    }
+}
+
+/// Creates objects in the simulator directly, as someone else would in HubSpot.
+async fn create_directly(sim: &Simulator, object_type: &str, inputs: Vec<Value>) {
+    let r = sim
+        .http
+        .post(format!(
+            "{}/crm/v3/objects/{object_type}/batch/create",
+            sim.url()
+        ))
+        .bearer_auth("sim-token")
+        .header("content-type", "application/json")
+        .body(json!({"inputs": inputs}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+/// Batch creates the simulator saw: every request but the calls it counts by kind.
+fn creates(stats: &Value) -> u64 {
+    let others: u64 = stats["calls"]
+        .as_object()
+        .map(|c| c.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    stats["requests"].as_u64().unwrap() - others
+}
+
+#[tokio::test]
+async fn forty_conflicts_in_a_batch_of_a_hundred_cost_one_read_and_one_resend() {
+    for custom in [false, true] {
+        // Contacts conflict on email (HubSpot's 409 "Existing ID"); deals on a custom
+        // unique property, which HubSpot answers with a whole-batch 400 "already has that
+        // value".
+        let sim = Simulator::start(SimOptions {
+            faults: SimFaults {
+                custom_conflict_400: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+        let (object_type, key) = if custom {
+            ("deals", "deal_key")
+        } else {
+            ("contacts", "email")
+        };
+        if custom {
+            let r = sim
+                .http
+                .post(format!("{}/crm/v3/properties/deals", sim.url()))
+                .bearer_auth("sim-token")
+                .header("content-type", "application/json")
+                .body(json!({"name": "deal_key", "label": "Deal key", "type": "string", "fieldType": "text",
+                             "groupName": "dealinformation", "hasUniqueValue": true}).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        let value = |i: usize| format!("k{i}@example.com");
+        create_directly(
+            &sim,
+            object_type,
+            (0..40)
+                .map(|i| json!({"properties": {key: value(i * 2)}, "associations": []}))
+                .collect(),
+        )
+        .await;
+        let before = sim.stats().await;
+        let unique_env = if custom {
+            "HUBSPOT_OUTBOX__OBJECTS__DEALS__UNIQUE_PROPERTY"
+        } else {
+            "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY"
+        };
+        let d = start_daemon(&fast(
+            &sim,
+            &[
+                (unique_env, key),
+                ("HUBSPOT_OUTBOX__BATCHING__LINGER", "300ms"),
+            ],
+        ))
+        .await;
+        // One batch of 100, every other one of the first 80 already in HubSpot.
+        enqueue(
+            &d,
+            (0..100)
+                .map(|i| {
+                    json!({"objectType": object_type, "objectWriteTraceId": format!("w-{i}"),
+                                "properties": {key: value(i)}})
+                })
+                .collect(),
+        )
+        .await;
+        settled(&d, 100).await;
+        let after = sim.stats().await;
+        assert_eq!(
+            sql_count(
+                &d,
+                "state = 'succeeded' AND note LIKE 'already existed in HubSpot (found by%'"
+            )
+            .await,
+            40,
+            "custom={custom}"
+        );
+        assert_eq!(sql_count(&d, "state = 'succeeded'").await, 100);
+        assert_eq!(sim.objects(object_type).await.len(), 100, "no duplicate");
+        let reads = after["calls"]["read"].as_u64().unwrap_or(0);
+        assert_eq!(reads, 1, "custom={custom}: one read: {after}");
+        assert_eq!(
+            creates(&after) - creates(&before),
+            2,
+            "custom={custom}: the conflicting batch and one resend: {after}"
+        );
         d.stop().await;
     }
 }
@@ -798,5 +955,56 @@ async fn a_settle_that_meets_a_locked_database_is_retried_and_the_answer_kept() 
         1,
         "the answer was kept, not resent for"
     );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_duplicated() {
+    // The token may not create properties, and every create is answered 500 after
+    // HubSpot made the records.
+    let sim = Simulator::start(SimOptions {
+        faults: SimFaults {
+            schema_write_forbidden: true,
+            fail_after_create_rate: 1.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    enqueue(
+        &d,
+        (0..5)
+            .map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}}))
+            .collect(),
+    )
+    .await;
+    eventually("held, not resent", || async {
+        sql_count(&d, "state = 'unconfirmed'").await == 5
+    })
+    .await;
+    assert_eq!(sim.objects("deals").await.len(), 5, "nothing duplicated");
+    let stats = sim.stats().await;
+    assert_eq!(stats["calls"]["property_create"], 1, "{stats}");
+    assert_eq!(creates(&stats), 1, "sent once: {stats}");
+    let mut c = d.client().await;
+    let status: Value = serde_json::from_slice(&c.get("/v1/status").await.unwrap().body).unwrap();
+    let trace = &status["traceProperty"][0];
+    assert_eq!(trace["objectType"], "deals");
+    assert_eq!(trace["state"], "unavailable");
+    assert!(
+        trace["reason"]
+            .as_str()
+            .unwrap()
+            .contains("crm.schemas.deals.write"),
+        "the fix is named: {trace}"
+    );
+    let metrics = String::from_utf8_lossy(&c.get("/metrics").await.unwrap().body).into_owned();
+    assert!(
+        metrics.contains("hubspot_outbox_trace_property_ready{object_type=\"deals\"} 0"),
+        "{metrics}"
+    );
+    let held = sql(&d, "SELECT last_error FROM outbox LIMIT 1").await;
+    assert!(held.contains("cannot be read back"), "{held}");
     d.stop().await;
 }

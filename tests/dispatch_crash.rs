@@ -13,16 +13,20 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 async fn simulator(latency: Duration) -> (String, tokio_util::sync::DropGuard) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let options = SimOptions {
+    simulator_with(SimOptions {
         faults: SimFaults {
             latency,
             ..Default::default()
         },
         ..Default::default()
-    };
+    })
+    .await
+}
+
+async fn simulator_with(options: SimOptions) -> (String, tokio_util::sync::DropGuard) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
     tokio::spawn(hubspot_outbox::simulator::serve(
         listener,
         options,
@@ -135,35 +139,130 @@ async fn with_a_unique_property_a_kill_while_sending_creates_no_duplicate() {
     );
 }
 
+/// The torture test of issue 8: 20 SIGKILLs while sending, connections dropped after
+/// HubSpot created the objects and 5% of creates answered 503, across a type with a unique
+/// property and two without. Every write ends `succeeded` with the id of the one record
+/// HubSpot holds for it; none fails, none is held, nothing is created twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_unique_property_duplicates_come_only_from_writes_in_flight_at_the_kill() {
-    let (url, _sim) = simulator(Duration::from_millis(300)).await;
+async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once() {
+    let (url, _sim) = simulator_with(SimOptions {
+        requests_per_interval: 200,
+        interval: Duration::from_secs(1),
+        faults: SimFaults {
+            latency: Duration::from_millis(50),
+            fail_rate: 0.05,
+            close_after_create_rate: 0.05,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
         ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__HUBSPOT__REQUEST_TIMEOUT", "2s"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL", "150"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__INTERVAL", "1s"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
         ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
         ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
-        ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
         ("HUBSPOT_OUTBOX__RETRY__INITIAL_BACKOFF", "50ms"),
+        ("HUBSPOT_OUTBOX__RETRY__MAX_BACKOFF", "200ms"),
+        ("HUBSPOT_OUTBOX__RETRY__MAX_PROBE_INTERVAL", "200ms"),
+        (
+            "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
+            "email",
+        ),
     ];
-    let writes: Vec<Value> = (0..200)
-        .map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}, "objectWriteTraceId": format!("d{i}")}))
-        .collect();
-    let in_flight = kill_while_sending(dir.path(), &env, writes).await;
-    let mut per_name: HashMap<String, usize> = HashMap::new();
-    for o in created(&url, "deals").await {
-        *per_name
-            .entry(o["properties"]["dealname"].as_str().unwrap().to_owned())
-            .or_default() += 1;
+    let per_type = 300;
+    let mut writes = Vec::new();
+    for i in 0..per_type {
+        writes.push(json!({"objectType": "contacts", "properties": {"email": format!("k{i}@example.com")}, "objectWriteTraceId": format!("contact-{i}")}));
+        writes.push(json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}, "objectWriteTraceId": format!("deal-{i}")}));
+        writes.push(json!({"objectType": "companies", "properties": {"name": format!("c{i}")}, "objectWriteTraceId": format!("company-{i}")}));
     }
-    assert_eq!(per_name.len(), 200, "every write was created");
-    for (name, n) in per_name {
-        assert!(n <= 2, "{name} created {n} times");
-        if n == 2 {
-            assert!(
-                in_flight.contains(&name),
-                "{name} was duplicated but was not in flight at the kill"
+    let total = writes.len();
+    let db = dir.path().join("outbox.db");
+    let mut daemon = Daemon::start_with(dir.path(), &env).await;
+    let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
+    assert_eq!(
+        c.post_json(Value::Array(writes).to_string())
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    let mut kills_in_flight = 0;
+    for _ in 0..20 {
+        let before = count(&daemon.database, "state = 'succeeded'");
+        let database = daemon.database.clone();
+        eventually("batches in flight after progress", || async {
+            count(&database, "state = 'in_flight'") > 0
+                && count(&database, "state = 'succeeded'") > before
+        })
+        .await;
+        kills_in_flight += count(&db, "state = 'in_flight'");
+        daemon.kill();
+        daemon = Daemon::start_with(dir.path(), &env).await;
+    }
+    eventually("every write settled after the last restart", || async {
+        count(&db, "state IN ('succeeded', 'failed', 'unconfirmed')") == total
+    })
+    .await;
+    assert!(daemon.terminate().success());
+    assert!(kills_in_flight >= 20, "each kill met requests in flight");
+    let stats: Value = serde_json::from_slice(
+        &reqwest::get(format!("{url}/_sim/stats"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        stats["calls"]["read"].as_u64().unwrap_or(0) > 0,
+        "doubts were resolved by reading: {stats}"
+    );
+    assert_eq!(
+        stats["calls"]["property_create"], 3,
+        "the trace property was created once per type, whatever the restarts: {stats}"
+    );
+    assert_eq!(
+        lines(
+            &db,
+            "SELECT state || ' ' || coalesce(last_error, '') FROM outbox WHERE state != 'succeeded' LIMIT 5"
+        ),
+        Vec::<String>::new(),
+        "none failed or held"
+    );
+    // Each write's id is the one record HubSpot holds with its trace id.
+    let ids: HashMap<String, String> =
+        lines(&db, "SELECT trace_id || ' ' || hubspot_id FROM outbox")
+            .iter()
+            .map(|l| {
+                let (t, id) = l.split_once(' ').unwrap();
+                (t.to_owned(), id.to_owned())
+            })
+            .collect();
+    for object_type in ["contacts", "deals", "companies"] {
+        let objects = created(&url, object_type).await;
+        assert_eq!(
+            objects.len(),
+            per_type,
+            "{object_type}: one record per write"
+        );
+        let mut traces = HashSet::new();
+        for o in &objects {
+            let trace = o["properties"]["hubspot_outbox_trace_id"]
+                .as_str()
+                .expect("every create carries the trace property");
+            assert!(traces.insert(trace.to_owned()), "{trace} twice");
+            assert_eq!(
+                ids.get(trace).map(String::as_str),
+                o["id"].as_str(),
+                "{trace} credited with its own record"
             );
         }
     }

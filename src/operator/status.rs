@@ -39,6 +39,12 @@ pub async fn status_value(store: &Store, config: &Config) -> Result<Value, Store
         .filter(|p| p.until.as_deref().is_none_or(|u| u > now_text.as_str()))
         .map(|p| json!({"scope": p.scope, "kind": p.kind, "reason": p.reason, "until": p.until}))
         .collect();
+    let trace: Vec<Value> = store
+        .trace_states()
+        .await?
+        .iter()
+        .map(|t| json!({"objectType": t.object_type, "property": t.property, "state": t.state, "reason": t.reason}))
+        .collect();
     Ok(json!({
         "writes": depth,
         "oldestPendingAgeSeconds": oldest_age,
@@ -49,6 +55,7 @@ pub async fn status_value(store: &Store, config: &Config) -> Result<Value, Store
             "today": today, "dailyLimit": rl.daily_limit, "day": day, "timezone": rl.timezone.name(),
         },
         "paused": paused,
+        "traceProperty": trace,
     }))
 }
 
@@ -66,6 +73,12 @@ pub async fn gauges(store: &Store) -> Result<Gauges, StoreError> {
         .collect();
     let paused = !in_force.is_empty();
     let unreachable = in_force.iter().any(|p| p.kind == "unreachable");
+    let trace_ready = store
+        .trace_states()
+        .await?
+        .into_iter()
+        .map(|t| (t.object_type, t.state == "ready"))
+        .collect();
     Ok(Gauges {
         depth: depth
             .into_iter()
@@ -76,6 +89,7 @@ pub async fn gauges(store: &Store) -> Result<Gauges, StoreError> {
             .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
         paused,
         unreachable,
+        trace_ready,
     })
 }
 
@@ -144,6 +158,17 @@ pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsEr
                 .unwrap_or_default()
         ));
     }
+    for t in v["traceProperty"].as_array().cloned().unwrap_or_default() {
+        let object_type = t["objectType"].as_str().unwrap_or("");
+        let property = t["property"].as_str().unwrap_or("");
+        out.push(match t["reason"].as_str() {
+            None => format!("trace property: {object_type} {property} ready"),
+            Some(reason) => format!(
+                "trace property: {object_type} {property} UNAVAILABLE (a write of this type \
+                 without a unique value is held, not resent, after a timeout or 5xx): {reason}"
+            ),
+        });
+    }
     Ok(out)
 }
 
@@ -161,7 +186,8 @@ pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
         "limits": {"maxRequestBytes": config.limits.max_request_bytes, "maxWritesPerRequest": config.limits.max_writes_per_request},
         "hubspot": {"baseUrl": config.hubspot.base_url, "apiVersion": config.hubspot.api_version,
                     "requestTimeout": format!("{:?}", config.hubspot.request_timeout),
-                    "authRetryInterval": format!("{:?}", config.hubspot.auth_retry_interval), "accessToken": token},
+                    "authRetryInterval": format!("{:?}", config.hubspot.auth_retry_interval), "accessToken": token,
+                    "traceProperty": config.hubspot.trace_property, "createTraceProperty": config.hubspot.create_trace_property},
         "rateLimit": {"requestsPerInterval": config.rate_limit.requests_per_interval,
                       "interval": format!("{:?}", config.rate_limit.interval), "dailyLimit": config.rate_limit.daily_limit,
                       "timezone": config.rate_limit.timezone.name(), "maxInFlight": config.rate_limit.max_in_flight},
@@ -169,7 +195,7 @@ pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
         "retry": {"maxAttempts": config.retry.max_attempts, "giveUpAfter": format!("{:?}", config.retry.give_up_after),
                   "unreachableAfter": config.retry.unreachable_after, "maxProbeInterval": format!("{:?}", config.retry.max_probe_interval), "initialBackoff": format!("{:?}", config.retry.backoff.initial),
                   "maxBackoff": format!("{:?}", config.retry.backoff.max), "onAmbiguous": config.retry.on_ambiguous},
-        "objects": config.objects.iter().map(|(k, o)| (k.clone(), json!({"uniqueProperty": o.unique_property, "onConflict": o.on_conflict}))).collect::<serde_json::Map<_, _>>(),
+        "objects": config.objects.iter().map(|(k, o)| (k.clone(), json!({"uniqueProperty": o.unique_property, "onConflict": o.on_conflict, "traceProperty": config.trace_property(k)}))).collect::<serde_json::Map<_, _>>(),
         "log": {"level": config.log.level, "format": format!("{:?}", config.log.format).to_lowercase()},
     });
     if as_json {

@@ -39,6 +39,8 @@ pub struct Gauges {
     pub paused: bool,
     /// Whether requests in a row have found HubSpot unreachable (probes only).
     pub unreachable: bool,
+    /// (object type, whether its trace property is ready) for every type checked.
+    pub trace_ready: Vec<(String, bool)>,
 }
 
 impl Metrics {
@@ -204,6 +206,20 @@ impl Metrics {
             "hubspot_outbox_hubspot_unreachable {}",
             u8::from(gauges.unreachable)
         );
+        head(
+            &mut out,
+            "hubspot_outbox_trace_property_ready",
+            "gauge",
+            "1 when the object type's creates carry the trace property; 0 when it could not be had (see status).",
+        );
+        for (object_type, ready) in &gauges.trace_ready {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_trace_property_ready{{object_type=\"{}\"}} {}",
+                esc(object_type),
+                u8::from(*ready)
+            );
+        }
         out
     }
 }
@@ -231,6 +247,7 @@ mod tests {
             oldest_pending_seconds: Some(1.5),
             paused: true,
             unreachable: false,
+            trace_ready: vec![("deals".into(), false)],
         });
         for line in [
             "hubspot_outbox_queue_writes{object_type=\"contacts\",state=\"pending\"} 5",
@@ -243,6 +260,7 @@ mod tests {
             "hubspot_outbox_rate_limit_remaining 42",
             "hubspot_outbox_paused 1",
             "hubspot_outbox_hubspot_unreachable 0",
+            "hubspot_outbox_trace_property_ready{object_type=\"deals\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
