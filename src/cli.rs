@@ -95,6 +95,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check each object type's trace property in HubSpot and create it where missing.
+    Setup {
+        /// The object type to set up; repeatable. Default: every type in [objects], in the
+        /// outbox, and checked before.
+        #[arg(long = "object-type", value_name = "TYPE")]
+        object_types: Vec<String>,
+        /// Only look: create nothing, record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         /// One JSON object instead of text.

@@ -97,20 +97,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?,
         ),
         Command::Migrate { json } => {
-            if let Some(dir) = config
-                .database
-                .path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            }
-            let store = hubspot_outbox::store::Store::open(
-                &config.database.path,
-                config.database.busy_timeout,
-            )
-            .await?;
+            let store = open_creating(&config).await?;
             store.close().await;
             let path = config.database.path.display().to_string();
             print(vec![if json {
@@ -119,11 +106,45 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 format!("database `{path}` is up to date")
             }])
         }
+        Command::Setup {
+            object_types,
+            dry_run,
+            json,
+        } => {
+            let store = open_creating(&config).await?;
+            let report =
+                operator::setup(&config, store.clone(), &object_types, dry_run, json).await;
+            store.close().await;
+            let report = report?;
+            print(report.lines)?;
+            Ok(if report.all_ready || dry_run {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::CheckConfig { json } => print(operator::check_config(&config, json)),
     }
 }
 
 /// Prints a command's output lines to stdout.
+/// Opens the outbox, creating its directory and schema when they do not exist yet.
+async fn open_creating(config: &Config) -> anyhow::Result<hubspot_outbox::store::Store> {
+    if let Some(dir) = config
+        .database
+        .path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    Ok(
+        hubspot_outbox::store::Store::open(&config.database.path, config.database.busy_timeout)
+            .await?,
+    )
+}
+
 fn print(lines: Vec<String>) -> anyhow::Result<ExitCode> {
     for line in lines {
         println!("{line}");

@@ -1008,3 +1008,69 @@ async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_dupl
     assert!(held.contains("cannot be read back"), "{held}");
     d.stop().await;
 }
+
+/// Runs the binary's `setup` against `sim`; returns (exit success, stdout); the log
+/// (stderr) is shown when an assertion fails.
+async fn setup(sim: &Simulator, dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut cmd = common::daemon_command(dir, &[&["setup"], args].concat());
+    cmd.env("HUBSPOT_ACCESS_TOKEN", "sim-token")
+        .env("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", sim.url());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    eprintln!("setup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_checks_and_creates_the_trace_property_and_says_what_it_did() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = setup(&sim, dir.path(), &["--object-type", "deals", "--dry-run"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.trim(),
+        "deals: hubspot_outbox_trace_id is missing; would be created in group dealinformation (dry run)"
+    );
+    assert_eq!(sim.stats().await["calls"].get("property_create"), None);
+
+    let (ok, out) = setup(
+        &sim,
+        dir.path(),
+        &["--object-type", "deals", "--object-type", "contacts"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "contacts: hubspot_outbox_trace_id was missing; created in group contactinformation: ready",
+            "deals: hubspot_outbox_trace_id was missing; created in group dealinformation: ready",
+        ]
+    );
+    let (ok, out) = setup(&sim, dir.path(), &["--object-type", "deals", "--json"]).await;
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["outcome"], "ready");
+    assert_eq!(sim.stats().await["calls"]["property_create"], 2);
+
+    // Without the scope to create properties: the type is named with the fix, exit 1.
+    sim.control("/_sim/faults", json!({"schema_write_forbidden": true}))
+        .await;
+    let (ok, out) = setup(&sim, dir.path(), &["--object-type", "tickets"]).await;
+    assert!(!ok);
+    assert!(
+        out.starts_with("tickets: hubspot_outbox_trace_id UNAVAILABLE: ")
+            && out.contains("crm.schemas.tickets.write"),
+        "{out}"
+    );
+    let (ok, out) = setup(&sim, dir.path(), &[]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("deals:") && out.contains("tickets:"),
+        "every type checked before: {out}"
+    );
+}

@@ -113,6 +113,16 @@ impl<S: BatchSender> Dispatcher<S> {
         self.shared.recover().await
     }
 
+    /// `hubspot-outbox setup`: checks (and unless `dry_run` creates) `object_type`'s
+    /// trace property now; see [`Shared::setup_trace`].
+    pub async fn setup_trace(
+        &self,
+        object_type: &str,
+        dry_run: bool,
+    ) -> Result<Option<(String, super::trace::Found)>, StoreError> {
+        self.shared.setup_trace(object_type, dry_run).await
+    }
+
     /// Repeats [`Dispatcher::tick`] until `shutdown`, then waits up to `drain` for requests
     /// in flight to settle.
     pub async fn run(

@@ -71,8 +71,9 @@ pub struct Paused {
 pub enum TraceState {
     /// It exists with unique values: creates carry it.
     Ready(String),
-    /// It cannot be had: creates go without it.
-    Unavailable,
+    /// It cannot be had: creates go without it until this time, when it is checked again
+    /// (a scope granted or a unique property freed meanwhile is found then).
+    Unavailable(DateTime<Utc>),
     /// Not known yet: ask again at this time.
     RetryAt(DateTime<Utc>),
 }

@@ -3,8 +3,9 @@
 //! allowed), and remember the outcome. Ready: every create of that type carries its
 //! write's trace id in it, and results are matched by it. Unavailable (no scope, HubSpot's
 //! limit of unique properties, creating turned off): the type is sent without it, and the
-//! reason with its fix is recorded for `status` and `/metrics`. Not known yet (no answer,
-//! a 5xx): the type waits and the check is tried again.
+//! reason with its fix is recorded for `status` and `/metrics`, and the check is repeated
+//! hourly ([`RECHECK_UNAVAILABLE`]). Not known yet (no answer, a 5xx): the type waits and
+//! the check is tried again.
 
 use tracing::{info, warn};
 
@@ -13,12 +14,23 @@ use super::sender::{BatchSender, Request, Sent};
 use super::shared::{Shared, TraceState};
 use crate::hubspot::classify::{classify, not_sent, transport_failure};
 use crate::hubspot::properties::{PropertyAnswer, create_body, pick_group, property_answer};
-use crate::model::{Pause, day_key};
+use crate::model::{Pause, day_key, later};
 use crate::store::StoreError;
 
+/// How long a type whose trace property could not be had is sent without it before the
+/// property is checked again.
+pub const RECHECK_UNAVAILABLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The outcome of one check.
-enum Found {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// It exists with unique values.
     Ready,
+    /// It was missing and has been created in this group.
+    Created(String),
+    /// It is missing and would be created in this group (a dry run).
+    WouldCreate(String),
+    /// It cannot be had: why, and the fix.
     Unavailable(String),
     /// Ask again later: a refused token (after the auth retry interval).
     Later,
@@ -43,14 +55,14 @@ impl<S: BatchSender> Shared<S> {
         let known = self.trace.lock().expect("lock").get(object_type).cloned();
         match known {
             Some(TraceState::Ready(name)) => return Ok(Ok(Some(name))),
-            Some(TraceState::Unavailable) => return Ok(Ok(None)),
+            Some(TraceState::Unavailable(until)) if until > now => return Ok(Ok(None)),
             Some(TraceState::RetryAt(at)) if at > now => return Ok(Err(())),
             _ => {}
         }
-        let found = self.check_trace_property(object_type, &name).await;
+        let found = self.check_trace_property(object_type, &name, true).await;
         let now = self.clock.now();
         let (state, result) = match found {
-            Found::Ready => {
+            Found::Ready | Found::Created(_) | Found::WouldCreate(_) => {
                 info!(object_type, property = %name, "trace property ready: creates carry each write's trace id");
                 self.store
                     .set_trace_state(object_type, &name, None, now)
@@ -63,7 +75,10 @@ impl<S: BatchSender> Shared<S> {
                 self.store
                     .set_trace_state(object_type, &name, Some(&reason), now)
                     .await?;
-                (TraceState::Unavailable, Ok(None))
+                (
+                    TraceState::Unavailable(later(now, RECHECK_UNAVAILABLE)),
+                    Ok(None),
+                )
             }
             Found::Later => {
                 let at = now
@@ -80,8 +95,43 @@ impl<S: BatchSender> Shared<S> {
         Ok(result)
     }
 
-    /// Reads the property; creates it when it is missing and creating is allowed.
-    async fn check_trace_property(&self, object_type: &str, name: &str) -> Found {
+    /// `hubspot-outbox setup`: checks `object_type`'s trace property now, creating it when
+    /// it is missing and allowed (unless `dry_run`), records what was found (unless
+    /// `dry_run`), and returns it with the property's name; `None` when the type has the
+    /// trace property turned off.
+    pub async fn setup_trace(
+        &self,
+        object_type: &str,
+        dry_run: bool,
+    ) -> Result<Option<(String, Found)>, StoreError> {
+        let Some(name) = self.config.trace_property(object_type) else {
+            return Ok(None);
+        };
+        let found = self
+            .check_trace_property(object_type, &name, !dry_run)
+            .await;
+        if !dry_run {
+            let now = self.clock.now();
+            match &found {
+                Found::Ready | Found::Created(_) => {
+                    self.store
+                        .set_trace_state(object_type, &name, None, now)
+                        .await?
+                }
+                Found::Unavailable(reason) => {
+                    self.store
+                        .set_trace_state(object_type, &name, Some(reason), now)
+                        .await?
+                }
+                _ => {}
+            }
+        }
+        Ok(Some((name, found)))
+    }
+
+    /// Reads the property; when it is missing and creating is allowed, creates it (or,
+    /// when `!create`, finds the group it would go in).
+    async fn check_trace_property(&self, object_type: &str, name: &str, create: bool) -> Found {
         let hubspot = &self.config.hubspot;
         let read = self
             .call(Request::get(hubspot.property_url(object_type, name)))
@@ -98,7 +148,7 @@ impl<S: BatchSender> Shared<S> {
                      is false; create it (text, unique values) or set it to true"
                 ))
             }
-            PropertyAnswer::Missing => self.create_trace_property(object_type, name).await,
+            PropertyAnswer::Missing => self.create_trace_property(object_type, name, create).await,
             PropertyAnswer::Forbidden(m) => Found::Unavailable(format!(
                 "the token may not read {object_type}'s properties (scope crm.schemas.{object_type}.read): {m}"
             )),
@@ -110,7 +160,7 @@ impl<S: BatchSender> Shared<S> {
         }
     }
 
-    async fn create_trace_property(&self, object_type: &str, name: &str) -> Found {
+    async fn create_trace_property(&self, object_type: &str, name: &str, create: bool) -> Found {
         let hubspot = &self.config.hubspot;
         let groups = self
             .call(Request::get(hubspot.groups_url(object_type)))
@@ -136,6 +186,9 @@ impl<S: BatchSender> Shared<S> {
                 "{object_type} has no property group to create `{name}` in"
             ));
         };
+        if !create {
+            return Found::WouldCreate(group);
+        }
         let created = self
             .call(Request::post(
                 hubspot.properties_url(object_type),
@@ -150,7 +203,7 @@ impl<S: BatchSender> Shared<S> {
                     group,
                     "created the trace property"
                 );
-                Found::Ready
+                Found::Created(group)
             }
             PropertyAnswer::Forbidden(m) => Found::Unavailable(format!(
                 "creating `{name}` on {object_type} needs the crm.schemas.{object_type}.write scope \

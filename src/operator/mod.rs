@@ -1,5 +1,5 @@
 //! The operator's side: commands that look at and change the outbox (`status`, `failed`,
-//! `show`, `retry`, `discard`, `purge`, `check-config`) and the `enqueue` client. Each
+//! `show`, `retry`, `discard`, `purge`, `check-config`, `setup`) and the `enqueue` client. Each
 //! command opens the database itself, read-only where it only reads, so it works whether
 //! or not the daemon runs, and returns the lines to print. With `--json`, every line is
 //! one JSON object. The socket's operator endpoints call the same functions.
@@ -9,6 +9,7 @@
 //! - [`mod@change`]: `retry` (with `--edit`) and `discard`.
 //! - [`mod@purge`]: deleting old succeeded or discarded writes.
 //! - [`render`]: a stored write as the API and `show --json` print it.
+//! - [`mod@setup`]: checking and creating the trace property in HubSpot.
 //! - [`enqueue`] and [`client`]: sending NDJSON to a running daemon over its socket.
 
 pub mod change;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod enqueue;
 pub mod purge;
 pub mod render;
+pub mod setup;
 pub mod status;
 pub mod writes;
 
@@ -27,6 +29,7 @@ use crate::store::{Store, StoreError};
 
 pub use change::{change, edit};
 pub use purge::purge;
+pub use setup::setup;
 pub use status::{check_config, status};
 pub use writes::{failed, show};
 
