@@ -70,7 +70,7 @@ pub fn ready_types(
 /// cap of the first candidate, and never two writes with the same value of the unique
 /// property (HubSpot would reject the whole batch); the second waits for the next batch.
 /// Candidates to be read back (the store offers them first) make a read batch instead:
-/// see [`choose_reads`].
+/// one property per read, each value once.
 pub fn choose_rows(candidates: &[ClaimedRow], max_size: usize, unique: Option<&str>) -> Vec<usize> {
     if let Some(read_by) = candidates.first().and_then(|r| r.read_by.as_deref()) {
         return choose_reads(candidates, max_size, read_by);
