@@ -161,17 +161,31 @@ pub fn pause_for(answer: &Answer, interval: Duration) -> Option<Pause> {
 
 /// A claimed batch that never left (a pause began before its slot): every row goes back
 /// to the queue as it was, due when the pause ends, with no attempt counted and its split
-/// cap kept.
+/// cap kept; a row that was to be read back still is (sending it instead could create it
+/// twice).
 pub fn unsent(rows: &[ClaimedRow], wait: Duration) -> Plan {
     Plan {
         updates: rows
             .iter()
-            .map(|r| RowUpdate::Retry {
-                id: r.id,
-                after: wait,
-                count_attempt: false,
-                error: None,
-                split_to: r.split_to.map(|s| s.max(1) as usize),
+            .map(|r| {
+                let split_to = r.split_to.map(|s| s.max(1) as usize);
+                match &r.read_by {
+                    Some(read_by) => RowUpdate::Verify {
+                        id: r.id,
+                        read_by: read_by.clone(),
+                        after: wait,
+                        count_attempt: false,
+                        error: None,
+                        split_to,
+                    },
+                    None => RowUpdate::Retry {
+                        id: r.id,
+                        after: wait,
+                        count_attempt: false,
+                        error: None,
+                        split_to,
+                    },
+                }
             })
             .collect(),
         ..Plan::default()

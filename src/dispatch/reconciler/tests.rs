@@ -545,6 +545,13 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
         read_by: None,
         last_error: None,
     };
+    let mut reading = claimed(3, None);
+    reading.read_by = Some("hubspot_outbox_trace_id".into());
+    let plan = unsent(&[reading], Duration::from_secs(7));
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Verify { id: 3, read_by, count_attempt: false, .. } if read_by == "hubspot_outbox_trace_id"),
+        "a read-back that never left is still a read-back: {plan:?}"
+    );
     let plan = unsent(
         &[claimed(1, None), claimed(2, Some(25))],
         Duration::from_secs(7),
