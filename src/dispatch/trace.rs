@@ -226,13 +226,19 @@ impl<S: BatchSender> Shared<S> {
     /// is reported to the circuit breaker like a batch's: a check that finds HubSpot
     /// unreachable opens it, and while it is open the check is its probe.
     async fn call(&self, request: Request) -> Sent {
-        let slot = self.limiter.reserve();
-        self.clock.sleep_until(slot).await;
+        // Counted before its slot (a write that may wait for an fsync), and the slot moved
+        // to the moment it really leaves: the limiter must know when HubSpot will count it.
         let day = day_key(self.clock.now(), &self.config.rate_limit.timezone);
         if let Err(e) = self.store.count_request(&day).await {
             warn!(error = %e, "counting a properties request against the day failed");
         }
         self.counted(&day);
+        let slot = self.limiter.reserve();
+        self.clock.sleep_until(slot).await;
+        let departed = self.clock.elapsed();
+        if departed != slot {
+            self.limiter.moved(slot, departed);
+        }
         let probe = {
             let mut breaker = self.breaker.lock().expect("lock");
             let due = breaker.probe_due(self.clock.now());
@@ -246,7 +252,7 @@ impl<S: BatchSender> Shared<S> {
             Sent::Answered {
                 status, rate, body, ..
             } => {
-                self.limiter.observe(rate, slot);
+                self.limiter.observe(rate, departed);
                 classify(*status, None, body)
             }
             Sent::NoAnswer { error, .. } => transport_failure(error.clone()),
