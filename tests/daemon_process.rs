@@ -169,6 +169,68 @@ async fn the_table_itself_refuses_rows_that_are_not_json() {
     assert!(daemon.terminate().success());
 }
 
+/// Whatever a careless INSERT says about the daemon's own columns, the row enters as a new
+/// pending write that the intake validates: nothing skips validation, nothing is taken
+/// as already sent, in flight, or scheduled for next year.
+#[tokio::test]
+async fn careless_inserts_enter_as_new_pending_writes_and_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    let db = daemon.database.clone();
+    let out = sqlite3(
+        &db,
+        r#"INSERT INTO outbox (trace_id, object_type, properties, state, hubspot_id, attempts, validated)
+               VALUES ('claims-success', 'contacts', '{"email":"a@example.com"}', 'succeeded', '123', 5, 1);
+           INSERT INTO outbox (trace_id, object_type, properties, state, batch_id)
+               VALUES ('claims-in-flight', 'contacts', '{"email":"b@example.com"}', 'in_flight', NULL);
+           INSERT INTO outbox (trace_id, object_type, properties, state, last_error)
+               VALUES ('claims-failed', 'deals', '{"dealname":"x"}', 'failed', 'no');
+           INSERT INTO outbox (trace_id, object_type, properties, associations, validated)
+               VALUES ('skips-validation', 'contacts', '{"email":"c@example.com"}', '[{"to":"nope"}]', 1);
+           INSERT INTO outbox (trace_id, object_type, properties, read_by, sent_with, split_to, next_attempt_at)
+               VALUES ('claims-internals', 'contacts', '{"email":"d@example.com"}', 'email', 'x', 1, '2999-01-01T00:00:00.000Z');
+           INSERT INTO outbox (trace_id, object_type, properties, state)
+               VALUES ('claims-unconfirmed', 'contacts', '{"email":"e@example.com"}', 'unconfirmed');"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Wrong types are refused by the table itself (STRICT).
+    let out = sqlite3(
+        &db,
+        r#"INSERT INTO outbox (object_type, properties, attempts) VALUES ('contacts', '{}', 'many');"#,
+    );
+    assert!(!out.status.success());
+    eventually("the intake validated every row", || async {
+        let out = sqlite3(&db, "SELECT count(*) FROM outbox WHERE validated = 0");
+        String::from_utf8_lossy(&out.stdout).trim() == "0"
+    })
+    .await;
+    let out = sqlite3(
+        &db,
+        "SELECT trace_id, state, attempts, coalesce(hubspot_id, '-'), coalesce(batch_id, '-'),
+                coalesce(read_by, '-'), next_attempt_at < '2100' FROM outbox ORDER BY id",
+    );
+    let rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "claims-success|pending|0|-|-|-|1",
+            "claims-in-flight|pending|0|-|-|-|1",
+            "claims-failed|pending|0|-|-|-|1",
+            "skips-validation|failed|0|-|-|-|1",
+            "claims-internals|pending|0|-|-|-|1",
+            "claims-unconfirmed|pending|0|-|-|-|1",
+        ]
+    );
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test]
 async fn a_second_daemon_on_the_same_database_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,13 +20,17 @@ fn prepared() -> tempfile::TempDir {
     );
     let out = sqlite3(
         &dir.path().join("outbox.db"),
+        // The rows as the daemon would have left them: the marker admits an insert as it
+        // claims to be (any other is made a new pending write, migration 0007).
         r#"
+        INSERT INTO ingest_marker (id) VALUES (1);
         INSERT INTO outbox (trace_id, object_type, properties, state, attempts, last_error, validated, updated_at) VALUES
           ('f-contact', 'contacts', '{"email":"a@example.com","age":"x"}', 'failed', 1, 'VALIDATION_ERROR: age is not a number', 1, '2026-11-29T10:00:00.000Z'),
           ('f-deal', 'deals', '{"dealname":"d"}', 'failed', 8, 'gave up after 8 attempts: HTTP 503', 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
           ('u-deal', 'deals', '{"dealname":"u"}', 'unconfirmed', 1, 'unconfirmed: HubSpot may have created it', 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
           ('s-old', 'contacts', '{"email":"old@example.com"}', 'succeeded', 1, NULL, 1, '2020-01-01T00:00:00.000Z'),
           ('p-new', 'contacts', '{"email":"new@example.com"}', 'pending', 0, NULL, 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+        DELETE FROM ingest_marker;
         UPDATE outbox SET hubspot_id = '77' WHERE trace_id = 's-old';
         INSERT INTO error_history (trace_id, attempt, http_status, category, message, correlation_id) VALUES
           ('f-contact', 1, 207, 'VALIDATION_ERROR', 'age: 12x was not a valid number', 'corr-1'),

@@ -71,6 +71,11 @@ impl IngestTx {
             return Ok(());
         }
         let payload = rows_as_json(rows);
+        // Marks these inserts as the daemon's own, validated on the way in (migration 0007:
+        // any other insert is made an unvalidated pending write); gone before the commit.
+        sqlx::query("INSERT INTO ingest_marker (id) VALUES (1)")
+            .execute(&mut *self.tx)
+            .await?;
         let done = sqlx::query(
             "INSERT INTO outbox (trace_id, object_type, properties, associations, validated)
              SELECT value ->> 0, value ->> 1, value -> 2, value -> 3, 1
@@ -79,6 +84,9 @@ impl IngestTx {
         .bind(payload)
         .execute(&mut *self.tx)
         .await?;
+        sqlx::query("DELETE FROM ingest_marker")
+            .execute(&mut *self.tx)
+            .await?;
         if done.rows_affected() != rows.len() as u64 {
             return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
                 "inserted {} rows, expected {}",
