@@ -131,6 +131,28 @@ pub async fn serve(
         }
         None => None,
     };
+    if let Some(interval) = systemd::watchdog_interval() {
+        let beats = if dispatcher_task.is_some() {
+            vec![intake_beat, dispatch_beat]
+        } else {
+            vec![intake_beat]
+        };
+        // The committer is idle between requests, so it has no heartbeat: the watchdog
+        // has it store an empty group instead. (This handle goes with the watchdog at
+        // `shutdown`, before the committer is waited for.)
+        let pinged = committer.clone();
+        let committer_alive: watchdog::Check = Box::new(move || {
+            let committer = pinged.clone();
+            Box::pin(async move { committer.ping().await.is_ok() })
+        });
+        tokio::spawn(watchdog::run(
+            store.clone(),
+            interval,
+            beats,
+            vec![committer_alive],
+            shutdown.clone(),
+        ));
+    }
     let app = router(ApiState {
         store: store.clone(),
         committer,
@@ -138,19 +160,6 @@ pub async fn serve(
         config: Arc::new(config.clone()),
         metrics,
     });
-    if let Some(interval) = systemd::watchdog_interval() {
-        let beats = if dispatcher_task.is_some() {
-            vec![intake_beat, dispatch_beat]
-        } else {
-            vec![intake_beat]
-        };
-        tokio::spawn(watchdog::run(
-            store.clone(),
-            interval,
-            beats,
-            shutdown.clone(),
-        ));
-    }
     // The socket is bound: connections queue from here on, so systemd may start producers.
     systemd::notify("READY=1");
     // Stop accepting first; requests already read finish and get their answer.
