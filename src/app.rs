@@ -14,6 +14,7 @@ use crate::dispatch::sender::{HttpSender, SenderError};
 use crate::ingest::committer::Committer;
 use crate::ingest::intake;
 use crate::ingest::socket::listener::{SocketError, SocketFile, bind};
+use crate::ingest::socket::peer::{Operators, OperatorsError, Peer};
 use crate::ingest::socket::routes::{ApiState, router};
 use crate::runtime::lock::{LockError, OwnerLock};
 use crate::runtime::metrics::Metrics;
@@ -38,6 +39,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error(transparent)]
     Sender(#[from] SenderError),
+    #[error(transparent)]
+    Operators(#[from] OperatorsError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -156,6 +159,7 @@ pub async fn serve(
     let app = router(ApiState {
         store: store.clone(),
         committer,
+        operators: Arc::new(Operators::resolve(&config.socket.operators)?),
         limits: config.limits.clone(),
         config: Arc::new(config.clone()),
         metrics,
@@ -164,7 +168,8 @@ pub async fn serve(
     systemd::notify("READY=1");
     // Stop accepting first; requests already read finish and get their answer.
     let stopping = shutdown.clone();
-    let served = axum::serve(listener, app)
+    // Each connection carries its peer's credentials, for the operator endpoints.
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move {
             stopping.cancelled().await;
             systemd::notify("STOPPING=1");

@@ -351,3 +351,94 @@ async fn concurrent_clients_are_committed_together_and_all_acknowledged() {
     assert_eq!(d.rows().await, 16 * 25);
     d.stop().await;
 }
+
+/// `POST /v1/retry` from a user who is neither the daemon's nor root nor listed in
+/// `socket.operators` is refused with 403 and changes nothing; reading and enqueueing stay
+/// open to anyone who may connect. Needs root (to connect as another user); skipped
+/// otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_actions_are_refused_to_users_who_are_not_operators() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to connect as another user");
+        return;
+    }
+    let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__SOCKET__MODE", "0666")]).await;
+    // The socket's directory must be reachable by the other user.
+    std::fs::set_permissions(
+        d.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let socket = d.config.socket.path.clone();
+    // As `nobody` (uid 65534): one request over the socket, the status line and body back.
+    let as_nobody = |method: &'static str, path: &'static str, body: &'static str| {
+        let socket = socket.clone();
+        let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+body = sys.argv[4].encode()
+s.sendall(f"{sys.argv[2]} {sys.argv[3]} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+out = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+print(out.decode())
+"#;
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = std::os::unix::process::CommandExt::uid(
+                    // The system's python (a per-user one under /root is out of reach).
+                    std::process::Command::new(
+                        ["/usr/bin/python3", "/usr/local/bin/python3"]
+                            .into_iter()
+                            .find(|p| std::path::Path::new(p).exists())
+                            .unwrap_or("python3"),
+                    )
+                    .args(["-c", script])
+                    .arg(&socket)
+                    .args([method, path, body]),
+                    65534,
+                )
+                .output()
+                .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let enqueued = as_nobody(
+        "POST",
+        "/v1/writes",
+        r#"{"objectType":"contacts","properties":{"email":"a@example.com"},"objectWriteTraceId":"n-1"}"#,
+    )
+    .await;
+    assert!(enqueued.starts_with("HTTP/1.1 202"), "{enqueued}");
+    let refused = as_nobody("POST", "/v1/retry", r#"{"traceIds":["n-1"]}"#).await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(
+        refused.contains("not_an_operator") && refused.contains("uid 65534 is not among them"),
+        "{refused}"
+    );
+    // The daemon's own user (this test runs as it) may.
+    let mut c = d.client().await;
+    let a = c
+        .send(
+            hyper::Method::POST,
+            "/v1/retry",
+            Some("application/json"),
+            r#"{"traceIds":["n-1"],"dryRun":true}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    d.stop().await;
+}

@@ -11,7 +11,7 @@ use super::raw::{RawHubSpot, RawObject, RawRateLimit, RawRetry, RawSettings};
 use super::token::load_token;
 use super::{
     Backoff, Config, ConfigError, DatabaseConfig, HUBSPOT_MAX_BATCH, HubSpotConfig, ObjectConfig,
-    OnConflict, RateLimitConfig, RetryConfig, SocketConfig, invalid,
+    OnConflict, Operator, OperatorKind, RateLimitConfig, RetryConfig, SocketConfig, invalid,
 };
 use crate::model::ObjectType;
 
@@ -103,6 +103,7 @@ impl Config {
             socket: SocketConfig {
                 path: socket_path,
                 mode: raw.socket.mode,
+                operators: operators(raw.socket.operators)?,
             },
             limits: raw.limits,
             log: raw.log,
@@ -315,4 +316,34 @@ fn default_socket_path(env: &dyn Env, db_path: &Path) -> PathBuf {
         .parent()
         .unwrap_or(Path::new("."))
         .join("outbox.sock")
+}
+
+/// `socket.operators`: `"user:NAME"`, `"group:NAME"`, or a bare user name. The names are
+/// looked up when the daemon starts.
+fn operators(raw: Vec<String>) -> Result<Vec<Operator>, ConfigError> {
+    raw.into_iter()
+        .map(|entry| {
+            let (kind, name) = match entry.split_once(':') {
+                Some(("user", name)) => (OperatorKind::User, name),
+                Some(("group", name)) => (OperatorKind::Group, name),
+                Some(_) => {
+                    return Err(invalid(
+                        "socket.operators",
+                        format!("`{entry}`: write \"user:NAME\", \"group:NAME\" or a user name"),
+                    ));
+                }
+                None => (OperatorKind::User, entry.as_str()),
+            };
+            if name.is_empty() {
+                return Err(invalid(
+                    "socket.operators",
+                    format!("`{entry}` names no one"),
+                ));
+            }
+            Ok(Operator {
+                kind,
+                name: name.to_owned(),
+            })
+        })
+        .collect()
 }

@@ -292,6 +292,22 @@ pub struct SocketConfig {
     pub path: PathBuf,
     /// File mode of the socket file; connecting needs write permission.
     pub mode: u32,
+    /// Who may change writes over the socket (`POST /v1/retry`) besides the daemon's own
+    /// user and root.
+    pub operators: Vec<Operator>,
+}
+
+/// One entry of `socket.operators`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub kind: OperatorKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorKind {
+    User,
+    Group,
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ pub struct RawSocket {
     pub path: Option<PathBuf>,
     #[serde(deserialize_with = "file_mode")]
     pub mode: u32,
+    pub operators: Vec<String>,
 }
 
 impl Default for RawSocket {
@@ -60,6 +61,7 @@ impl Default for RawSocket {
         Self {
             path: None,
             mode: 0o660,
+            operators: Vec::new(),
         }
     }
 }

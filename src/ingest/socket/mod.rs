@@ -9,4 +9,5 @@
 
 pub mod body;
 pub mod listener;
+pub mod peer;
 pub mod routes;

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 
 use crate::config::{Config, Limits};
 use crate::ingest::committer::Committer;
+use crate::ingest::socket::peer::Operators;
 use crate::runtime::metrics::Metrics;
 use crate::store::Store;
 use error::ApiError;
@@ -33,6 +34,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// Counted by the dispatcher, rendered by `GET /metrics`.
     pub metrics: Arc<Metrics>,
+    /// Who may change writes over the socket.
+    pub operators: Arc<Operators>,
 }
 
 pub fn router(state: ApiState) -> Router {

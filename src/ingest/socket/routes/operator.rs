@@ -2,14 +2,16 @@
 //! (`GET /v1/status`), metrics (`GET /metrics`) and health (`GET /healthz`). Each is a thin
 //! HTTP shell over the same function the `hubspot-outbox` command runs.
 
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::ingest::socket::peer::Peer;
 use crate::operator::{self, FilterArgs, SelectArgs};
 
 /// Body of `POST /v1/retry`: `{"traceIds": [...]}` or `{"failed": true, ...filters}` or
@@ -30,8 +32,13 @@ pub struct RetryBody {
 /// `POST /v1/retry`: put failed or unconfirmed writes back in the queue.
 pub async fn post_retry(
     State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     body: Result<axum::Json<RetryBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    state
+        .operators
+        .may_operate(peer)
+        .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "not_an_operator", m))?;
     let b = body
         .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?
         .0;
