@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config};
 use crate::dispatch::Dispatcher;
 use crate::dispatch::sender::{HttpSender, SenderError};
+use crate::ingest::capacity;
 use crate::ingest::committer::Committer;
 use crate::ingest::intake;
 use crate::ingest::socket::listener::{SocketError, SocketFile, bind};
@@ -105,6 +106,24 @@ pub async fn serve(
     // Each loop beats its heart; the watchdog pings systemd only while both are fresh.
     let intake_beat = Arc::new(Heartbeat::default());
     let dispatch_beat = Arc::new(Heartbeat::default());
+    // The cap SQL producers' inserts are checked against, and the disk's state beside it.
+    store
+        .set_max_queued(config.queue.max_queued)
+        .await
+        .map_err(|source| AppError::Store {
+            path: config.database.path.display().to_string(),
+            source,
+        })?;
+    let capacity_task = tokio::spawn(capacity::monitor(
+        store.clone(),
+        config.queue.clone(),
+        config.database.path.clone(),
+        config
+            .database
+            .poll_interval
+            .max(std::time::Duration::from_secs(1)),
+        intake_stop.clone(),
+    ));
     let intake_task = tokio::spawn(intake::run(
         store.clone(),
         config.database.poll_interval,
@@ -184,5 +203,6 @@ pub async fn serve(
     }
     intake_stop.cancel();
     let _ = intake_task.await;
+    let _ = capacity_task.await;
     served.map_err(AppError::Serve)
 }

@@ -442,3 +442,79 @@ print(out.decode())
     assert_eq!(a.status, 200, "{:?}", a.body);
     d.stop().await;
 }
+
+/// Past `queue.max_queued` new writes are refused, by the socket (503 with Retry-After,
+/// nothing stored) and by the database for SQL producers; once writes finish, there is room
+/// again. A disk short of `queue.min_free_disk` refuses them the same way.
+#[tokio::test]
+async fn a_full_queue_refuses_new_writes_until_there_is_room() {
+    let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__QUEUE__MAX_QUEUED", "5")]).await;
+    let mut c = d.client().await;
+    let writes: Vec<Value> = (0..5)
+        .map(|i| json!({"objectType": "contacts", "properties": {"email": format!("q{i}@example.com")}}))
+        .collect();
+    assert_eq!(post(&mut c, &Value::Array(writes)).await.0, 202);
+    let one = json!({"objectType": "contacts", "properties": {"email": "late@example.com"}});
+    let a = c.post_json(one.to_string()).await.unwrap();
+    assert_eq!(a.status, 503);
+    assert_eq!(a.retry_after, Some(30));
+    let body = a.json();
+    assert_eq!(body["error"], "queue_full");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue.max_queued (5)"),
+        "{body}"
+    );
+    assert_eq!(
+        d.rows().await,
+        5,
+        "nothing of the refused request was stored"
+    );
+    let out = common::sqlite3(
+        &d.db_path(),
+        r#"INSERT INTO outbox (object_type, properties) VALUES ('contacts', '{"email":"sql@example.com"}');"#,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the queue is full"),
+        "a producer's insert is refused by the database: {out:?}"
+    );
+    let status = c.get("/v1/status").await.unwrap().json();
+    assert_eq!(status["queue"]["queued"], 5);
+    assert_eq!(status["queue"]["maxQueued"], 5);
+    assert!(status["queue"]["full"].is_string());
+    let metrics = String::from_utf8_lossy(&c.get("/metrics").await.unwrap().body).into_owned();
+    assert!(metrics.contains("hubspot_outbox_queue_full 1"), "{metrics}");
+    // One write finishes: there is room for one more.
+    common::sqlite3(
+        &d.db_path(),
+        "UPDATE outbox SET state = 'failed' WHERE id = (SELECT min(id) FROM outbox)",
+    );
+    let a = c.post_json(one.to_string()).await.unwrap();
+    assert_eq!(a.status, 202, "{:?}", a.json());
+    d.stop().await;
+
+    let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__QUEUE__MIN_FREE_DISK", "1000000TiB")]).await;
+    let mut c = d.client().await;
+    let a = c.post_json(one.to_string()).await.unwrap();
+    assert_eq!(a.status, 503);
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue.min_free_disk"),
+        "{:?}",
+        a.json()
+    );
+    common::eventually("SQL producers see the disk's state", || async {
+        let out = common::sqlite3(
+            &d.db_path(),
+            r#"INSERT INTO outbox (object_type, properties) VALUES ('contacts', '{}');"#,
+        );
+        String::from_utf8_lossy(&out.stderr).contains("the queue is full")
+    })
+    .await;
+    assert_eq!(d.rows().await, 0);
+    d.stop().await;
+}

@@ -106,6 +106,7 @@ impl Config {
                 operators: operators(raw.socket.operators)?,
             },
             limits: raw.limits,
+            queue: raw.queue,
             log: raw.log,
             access_token,
             hubspot,

@@ -76,6 +76,28 @@ impl Default for Batching {
     }
 }
 
+/// How much the queue may hold (issue 9). Past either bound new writes are refused (the
+/// socket answers 503, a producer's INSERT fails); writes already accepted keep flowing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most writes not yet finished (pending or in flight); 0: no cap.
+    pub max_queued: u64,
+    /// Least free space on the database's filesystem, in bytes (`"1GiB"`, `"500MB"` or a
+    /// number); 0: not checked.
+    #[serde(deserialize_with = "raw::byte_size")]
+    pub min_free_disk: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_queued: 5_000_000,
+            min_free_disk: 1024 * 1024 * 1024,
+        }
+    }
+}
+
 /// Limits on what one request to the socket API may carry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +166,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub socket: SocketConfig,
     pub limits: Limits,
+    pub queue: QueueConfig,
     pub log: LogSettings,
     /// `None` when no token is configured: writes are accepted and kept, none are sent.
     pub access_token: Option<AccessToken>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Batching, Limits, LogSettings, Shutdown};
+use super::{Batching, Limits, LogSettings, QueueConfig, Shutdown};
 use crate::model::{OnAmbiguous, OnConflict};
 
 /// The file's shape. Every section and key is optional; unknown keys are refused so a typo
@@ -18,6 +18,7 @@ pub struct RawSettings {
     pub database: RawDatabase,
     pub socket: RawSocket,
     pub limits: Limits,
+    pub queue: QueueConfig,
     pub hubspot: RawHubSpot,
     pub rate_limit: RawRateLimit,
     pub batching: Batching,
@@ -169,4 +170,43 @@ pub fn file_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             serde::de::Error::custom(format!("`{s}` is not an octal file mode such as \"0660\""))
         }),
     }
+}
+
+/// A size in bytes: a number, or text with a unit (`"1GiB"`, `"500MB"`, `"64KiB"`, `"0"`).
+pub fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Number(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Number(n) => Ok(n),
+        Size::Text(s) => parse_byte_size(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a size such as \"1GiB\", \"500MB\" or a number of bytes"
+            ))
+        }),
+    }
+}
+
+fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }

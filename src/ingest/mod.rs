@@ -9,6 +9,7 @@
 //! What a valid write is, is a rule the operator's `retry --edit` applies too, so it lives
 //! in [`crate::model::validate`].
 
+pub mod capacity;
 pub mod committer;
 pub mod group;
 pub mod intake;

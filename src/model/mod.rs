@@ -5,6 +5,7 @@
 //! Every stage speaks these types; none of them knows how they are stored or sent.
 
 pub mod batch;
+pub mod capacity;
 pub mod day;
 pub mod plan;
 pub mod policy;

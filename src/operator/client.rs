@@ -33,6 +33,8 @@ pub struct SocketClient {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
+    /// `Retry-After` in seconds, when the daemon sent one (every 503 has it).
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -78,8 +80,17 @@ impl SocketClient {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let body = response.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     pub async fn get(&mut self, path: &str) -> Result<Answer, ClientError> {

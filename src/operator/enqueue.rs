@@ -146,6 +146,21 @@ async fn send_chunk(
                 todo.push(second);
                 todo.push(first);
             }
+            // The queue is full: wait as the daemon asks (at most 30 s at a time) and send
+            // again, in halves, in case the chunk is larger than the room left.
+            503 if json["error"] == "queue_full" => {
+                let wait = answer.retry_after.unwrap_or(5).clamp(1, 30);
+                tracing::warn!(
+                    wait_s = wait,
+                    message = json["message"].as_str().unwrap_or(""),
+                    "the daemon's queue is full; waiting"
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                let mut first = chunk;
+                let second = first.split_off(first.len() / 2);
+                todo.push(second);
+                todo.push(first);
+            }
             413 => summary.rejected.push(Rejected {
                 line: chunk[0].0,
                 message: json["message"].as_str().unwrap_or("too large").to_owned(),

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{OpsError, open_read};
 use crate::config::Config;
+use crate::model::capacity::refusal;
 use crate::model::day_key;
 use crate::runtime::metrics::Gauges;
 use crate::store::{Store, StoreError, timestamp};
@@ -45,8 +46,16 @@ pub async fn status_value(store: &Store, config: &Config) -> Result<Value, Store
         .iter()
         .map(|t| json!({"objectType": t.object_type, "property": t.property, "state": t.state, "reason": t.reason}))
         .collect();
+    let queue = store.queue_state().await?;
+    let full = refusal(
+        queue.queued,
+        queue.max_queued,
+        1,
+        queue.full_reason.as_deref(),
+    );
     Ok(json!({
         "writes": depth,
+        "queue": {"queued": queue.queued, "maxQueued": queue.max_queued, "full": full},
         "oldestPendingAgeSeconds": oldest_age,
         "sent": {"lastMinute": minute, "lastHour": hour},
         "rateLimit": {
@@ -73,6 +82,14 @@ pub async fn gauges(store: &Store) -> Result<Gauges, StoreError> {
         .collect();
     let paused = !in_force.is_empty();
     let unreachable = in_force.iter().any(|p| p.kind == "unreachable");
+    let queue = store.queue_state().await?;
+    let queue_full = refusal(
+        queue.queued,
+        queue.max_queued,
+        1,
+        queue.full_reason.as_deref(),
+    )
+    .is_some();
     let trace_ready = store
         .trace_states()
         .await?
@@ -90,6 +107,9 @@ pub async fn gauges(store: &Store) -> Result<Gauges, StoreError> {
         paused,
         unreachable,
         trace_ready,
+        queued: queue.queued,
+        max_queued: queue.max_queued,
+        queue_full,
     })
 }
 
@@ -113,6 +133,20 @@ pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsEr
             d["state"].as_str().unwrap_or(""),
             d["writes"]
         ));
+    }
+    let queue = &v["queue"];
+    let max = queue["maxQueued"].as_i64().unwrap_or(0);
+    out.push(format!(
+        "queue: {} writes not yet sent, of {}",
+        queue["queued"],
+        if max == 0 {
+            "no cap".to_owned()
+        } else {
+            format!("at most {max} (queue.max_queued)")
+        }
+    ));
+    if let Some(full) = queue["full"].as_str() {
+        out.push(format!("NEW WRITES REFUSED: {full}"));
     }
     out.push(match v["oldestPendingAgeSeconds"].as_f64() {
         Some(age) => format!(

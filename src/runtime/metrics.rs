@@ -41,6 +41,10 @@ pub struct Gauges {
     pub unreachable: bool,
     /// (object type, whether its trace property is ready) for every type checked.
     pub trace_ready: Vec<(String, bool)>,
+    /// Writes not yet finished, the cap (0: none), and whether new writes are refused.
+    pub queued: i64,
+    pub max_queued: i64,
+    pub queue_full: bool,
 }
 
 impl Metrics {
@@ -208,6 +212,31 @@ impl Metrics {
         );
         head(
             &mut out,
+            "hubspot_outbox_queue_queued",
+            "gauge",
+            "Writes not yet finished (pending or in flight), counted against queue.max_queued.",
+        );
+        let _ = writeln!(out, "hubspot_outbox_queue_queued {}", gauges.queued);
+        head(
+            &mut out,
+            "hubspot_outbox_queue_max_queued",
+            "gauge",
+            "queue.max_queued (0: no cap).",
+        );
+        let _ = writeln!(out, "hubspot_outbox_queue_max_queued {}", gauges.max_queued);
+        head(
+            &mut out,
+            "hubspot_outbox_queue_full",
+            "gauge",
+            "1 while new writes are refused (queue.max_queued reached, or queue.min_free_disk).",
+        );
+        let _ = writeln!(
+            out,
+            "hubspot_outbox_queue_full {}",
+            u8::from(gauges.queue_full)
+        );
+        head(
+            &mut out,
             "hubspot_outbox_trace_property_ready",
             "gauge",
             "1 when the object type's creates carry the trace property; 0 when it could not be had (see status).",
@@ -248,6 +277,9 @@ mod tests {
             paused: true,
             unreachable: false,
             trace_ready: vec![("deals".into(), false)],
+            queued: 5,
+            max_queued: 10,
+            queue_full: false,
         });
         for line in [
             "hubspot_outbox_queue_writes{object_type=\"contacts\",state=\"pending\"} 5",
@@ -261,6 +293,8 @@ mod tests {
             "hubspot_outbox_paused 1",
             "hubspot_outbox_hubspot_unreachable 0",
             "hubspot_outbox_trace_property_ready{object_type=\"deals\"} 0",
+            "hubspot_outbox_queue_queued 5",
+            "hubspot_outbox_queue_full 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

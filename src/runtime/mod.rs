@@ -6,6 +6,7 @@
 //! - [`watchdog`]: pings systemd only while the loops go round and the database answers.
 //! - [`metrics`]: counters for `GET /metrics`.
 
+pub mod disk;
 pub mod lock;
 pub mod metrics;
 pub mod systemd;

@@ -87,6 +87,11 @@ impl IngestTx {
         sqlx::query("DELETE FROM ingest_marker")
             .execute(&mut *self.tx)
             .await?;
+        // The queue's count (migration 0008), once for the group rather than per row.
+        sqlx::query("UPDATE queue_state SET queued = queued + ?1")
+            .bind(done.rows_affected() as i64)
+            .execute(&mut *self.tx)
+            .await?;
         if done.rows_affected() != rows.len() as u64 {
             return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
                 "inserted {} rows, expected {}",

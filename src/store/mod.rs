@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod intake;
 pub mod ops;
 pub mod pauses;
+pub mod queue;
 pub mod read;
 pub mod settle;
 pub mod trace;

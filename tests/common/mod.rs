@@ -33,6 +33,8 @@ pub fn config_in(dir: &Path, extra: &[(&str, &str)]) -> Config {
         "HUBSPOT_OUTBOX__DATABASE__POLL_INTERVAL".into(),
         "50ms".into(),
     );
+    // Tests must not depend on the free space of the machine's disk.
+    env.insert("HUBSPOT_OUTBOX__QUEUE__MIN_FREE_DISK".into(), "0".into());
     for (k, v) in extra {
         env.insert((*k).into(), (*v).into());
     }
@@ -130,6 +132,7 @@ pub fn daemon_command(dir: &Path, args: &[&str]) -> Command {
         .env("HUBSPOT_OUTBOX__DATABASE__PATH", dir.join("outbox.db"))
         .env("HUBSPOT_OUTBOX__SOCKET__PATH", dir.join("outbox.sock"))
         .env("HUBSPOT_OUTBOX__DATABASE__POLL_INTERVAL", "50ms")
+        .env("HUBSPOT_OUTBOX__QUEUE__MIN_FREE_DISK", "0")
         .stdin(Stdio::null());
     cmd
 }

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub errors: Option<Value>,
+    /// Seconds for `Retry-After`; every 503 carries one (5 unless set).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,7 +30,14 @@ impl ApiError {
             code,
             message: message.into(),
             errors: None,
+            retry_after: None,
         }
+    }
+
+    /// Says when to try again (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds the per-write details (`errors`).
@@ -56,7 +65,16 @@ impl IntoResponse for ApiError {
         if let Some(errors) = self.errors {
             body["errors"] = errors;
         }
-        (self.status, axum::Json(body)).into_response()
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(5));
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

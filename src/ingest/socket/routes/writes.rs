@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::ingest::capacity;
 use crate::ingest::committer::CommitError;
 use crate::ingest::group::{Accepted, WriteResult, prepare};
 use crate::ingest::socket::body::{BodyFormat, WriteError, parse_body};
@@ -76,6 +77,18 @@ pub async fn post_writes(
         })?
     };
     let (writes, lines) = parsed?;
+    if let Some(reason) = capacity::check(
+        &state.store,
+        &state.config.queue,
+        &state.config.database.path,
+        writes.len() as u64,
+    )
+    .await?
+    {
+        return Err(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", reason).retry_after(30),
+        );
+    }
     match state.committer.submit(writes).await {
         Ok(accepted) => {
             let new = accepted
