@@ -752,7 +752,7 @@ async fn a_connection_lost_after_creating_is_read_back_and_never_resent() {
     assert_eq!(
         sql_count(
             &d,
-            "state = 'succeeded' AND note LIKE 'found in HubSpot by email%'"
+            "state = 'succeeded' AND note LIKE 'found in HubSpot by hubspot_outbox_trace_id%'"
         )
         .await,
         10

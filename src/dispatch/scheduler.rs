@@ -149,6 +149,7 @@ mod tests {
             split_to,
             first_failed_at: None,
             read_by: None,
+            sent_with: None,
             last_error: None,
         }
     }

@@ -267,6 +267,7 @@ mod tests {
             split_to: None,
             first_failed_at: None,
             read_by: None,
+            sent_with: None,
             last_error: None,
         }];
         assert_eq!(
@@ -290,6 +291,7 @@ mod tests {
             split_to: None,
             first_failed_at: None,
             read_by: Some("email".into()),
+            sent_with: None,
             last_error: None,
         };
         let rows = [
@@ -299,6 +301,14 @@ mod tests {
         assert_eq!(
             String::from_utf8(read_body(&rows, "email", &["email", "trace"])).unwrap(),
             r#"{"idProperty":"email","inputs":[{"id":"a@example.com"},{"id":"t-2"}],"properties":["email","trace"]}"#
+        );
+        // Read by the trace property its create carried: its trace id, whatever value the
+        // producer put in that property (the create replaced it).
+        let mut traced = row(3, r#"{"trace":"the producer's own"}"#);
+        traced.sent_with = Some("trace".into());
+        assert_eq!(
+            String::from_utf8(read_body(&[traced], "trace", &["trace"])).unwrap(),
+            r#"{"idProperty":"trace","inputs":[{"id":"t-3"}],"properties":["trace"]}"#
         );
     }
 

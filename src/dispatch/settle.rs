@@ -105,11 +105,15 @@ impl<S: BatchSender> Shared<S> {
         let read_by = rows.first().and_then(|r| r.read_by.clone());
         let request = match &read_by {
             Some(read_by) => {
+                // The property read by, and the trace properties the writes' creates carried
+                // (whose values tell a write's own record from someone else's).
                 let mut wanted = vec![read_by.as_str()];
                 let policy = self.config.policy(object_type);
+                let sent: Vec<&str> = rows.iter().filter_map(|r| r.sent_with.as_deref()).collect();
                 for p in [trace.as_deref(), policy.unique_property.as_deref()]
                     .into_iter()
                     .flatten()
+                    .chain(sent)
                 {
                     if !wanted.contains(&p) {
                         wanted.push(p);

@@ -686,8 +686,15 @@ async fn a_type_whose_trace_property_cannot_be_checked_waits_and_is_checked_agai
         h.hubspot.requests().is_empty(),
         "nothing sent without knowing"
     );
-    // A 5xx is HubSpot failing, not an answer: asked again at the next tick (the circuit
-    // breaker spaces the checks once several in a row have failed).
+    // A 5xx is HubSpot failing, not an answer: asked again a second later (the circuit
+    // breaker spaces the checks further once several in a row have failed).
+    assert!(matches!(h.tick().await, Tick::Idle(_)));
+    assert_eq!(
+        h.hubspot.calls().len(),
+        1,
+        "not asked again within the second"
+    );
+    h.clock.advance(Duration::from_secs(1));
     assert_eq!(h.tick().await, Tick::Sent(2));
     assert_eq!(h.hubspot.calls().len(), 2);
 }

@@ -86,7 +86,12 @@ impl<S: BatchSender> Shared<S> {
                         .unwrap_or_default();
                 (TraceState::RetryAt(at), Err(()))
             }
-            Found::Again => (TraceState::RetryAt(now), Err(())),
+            // At most one check a second per type, whatever the answer; the circuit
+            // breaker spaces them further while HubSpot is unreachable.
+            Found::Again => (
+                TraceState::RetryAt(later(now, std::time::Duration::from_secs(1))),
+                Err(()),
+            ),
         };
         self.trace
             .lock()
@@ -177,7 +182,13 @@ impl<S: BatchSender> Shared<S> {
                         ))
                     }
                     PropertyAnswer::Unauthorized => Found::Later,
-                    _ => Found::Again,
+                    PropertyAnswer::Transient(_) => Found::Again,
+                    // A 404 (no such object type) or an odd 2xx: asking again at once
+                    // would repeat it forever; checked again within the hour.
+                    other => Found::Unavailable(format!(
+                        "cannot list {object_type}'s property groups to create `{name}` in \
+                         ({other:?})"
+                    )),
                 };
             }
         };

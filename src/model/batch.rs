@@ -20,6 +20,8 @@ pub struct ClaimedRow {
     pub first_failed_at: Option<String>,
     /// Set when the row is to be read back by this property rather than created.
     pub read_by: Option<String>,
+    /// The trace property its last create carried, if any.
+    pub sent_with: Option<String>,
     /// The error it last met, if any.
     pub last_error: Option<String>,
 }
@@ -36,6 +38,8 @@ pub struct BatchRow {
     pub properties: BTreeMap<String, String>,
     /// The largest batch the row was allowed in (set after an unexplained conflict).
     pub split_to: Option<i64>,
+    /// The trace property its last create carried (its value: the trace id), if any.
+    pub sent_with: Option<String>,
     /// The error it last met, if any.
     pub last_error: Option<String>,
 }
@@ -51,15 +55,20 @@ impl BatchRow {
             first_failed_at: row.first_failed_at.as_deref().and_then(|t| t.parse().ok()),
             properties: serde_json::from_str(&row.properties).unwrap_or_default(),
             split_to: row.split_to,
+            sent_with: row.sent_with.clone(),
             last_error: row.last_error.clone(),
         }
     }
 }
 
 impl BatchRow {
-    /// The value this write is read back by with `read_by`: its own value of that
-    /// property, else its trace id (the value of the trace property it was sent with).
+    /// The value this write is read back by with `read_by`: its trace id when `read_by`
+    /// is the trace property it was sent with (the create put the trace id there, whatever
+    /// the producer's value), else its own value of that property, else its trace id.
     pub fn read_value(&self, read_by: &str) -> &str {
+        if self.sent_with.as_deref() == Some(read_by) {
+            return &self.trace_id;
+        }
         self.properties
             .get(read_by)
             .map(String::as_str)

@@ -18,6 +18,7 @@ struct ClaimedRecord {
     split_to: Option<i64>,
     first_failed_at: Option<String>,
     read_by: Option<String>,
+    sent_with: Option<String>,
     last_error: Option<String>,
 }
 
@@ -32,6 +33,7 @@ impl From<ClaimedRecord> for ClaimedRow {
             split_to: r.split_to,
             first_failed_at: r.first_failed_at,
             read_by: r.read_by,
+            sent_with: r.sent_with,
             last_error: r.last_error,
         }
     }
@@ -112,7 +114,7 @@ impl Store {
         // to read back (30 ms on a 100,000-row backlog, every claim).
         let mut candidates: Vec<ClaimedRecord> = sqlx::query_as(
             "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
-                    last_error
+                    sent_with, last_error
              FROM outbox INDEXED BY outbox_read_due
              WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NOT NULL
                AND next_attempt_at <= ?2
@@ -127,7 +129,7 @@ impl Store {
         if !read {
             candidates = sqlx::query_as(
                 "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
-                        last_error
+                        sent_with, last_error
                  FROM outbox
                  WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NULL
                    AND next_attempt_at <= ?2

@@ -390,15 +390,18 @@ fn ambiguous_all(
     }
 }
 
-/// The property a write is read back by when its fate is unknown: its type's unique
-/// property when it has a value for it (that also finds a record someone else made), else
-/// the trace property it was sent with; `None` when neither: it cannot be read back.
+/// The property a write is read back by when its fate is unknown: the trace property it
+/// was sent with (it names this write's own record and nothing else), else its type's
+/// unique property when it has a value for it; `None` when neither: it cannot be read
+/// back.
 pub fn read_by(row: &BatchRow, policy: &Policy) -> Option<String> {
     policy
-        .unique_property
+        .trace_property
         .as_ref()
-        .filter(|u| row.properties.get(*u).is_some_and(|v| !v.is_empty()))
-        .or(policy.trace_property.as_ref())
+        .or(policy
+            .unique_property
+            .as_ref()
+            .filter(|u| row.properties.get(*u).is_some_and(|v| !v.is_empty())))
         .cloned()
 }
 

@@ -26,26 +26,27 @@ pub fn reconcile_read(
     let mut plan = Plan::default();
     match answer {
         Answer::Created(response) => found(rows, read_by, response, policy, at, &mut plan),
-        // The read was not answered, or not now: read again later (a pause, if any, is
-        // applied as for a create). Reading creates nothing, so no attempt is counted.
+        // The read failed (5xx, no answer): read again after a back-off that grows with
+        // each failure, counted like a create's; past `max_attempts` and
+        // `give_up_after` the write is held, never failed (it may exist).
         Answer::Transient {
             detail,
             retry_after,
-        } => read_again(
-            rows,
-            read_by,
-            detail,
-            retry_after.unwrap_or(policy.backoff.delay(1, at.jitter)),
-            &mut plan,
-        ),
+        } => read_later(rows, read_by, detail, *retry_after, policy, at, &mut plan),
+        // Not now (a pause is applied as for a create): read again when it ends, uncounted.
         Answer::Unreachable(d)
         | Answer::Unauthorized(d)
-        | Answer::Forbidden(d)
         | Answer::RateLimited { detail: d, .. } => {
             read_again(rows, read_by, d, Duration::ZERO, &mut plan)
         }
         Answer::Rejected(d) if d.status != 413 => {
             read_again(rows, read_by, d, Duration::ZERO, &mut plan)
+        }
+        // The token may not read these records (no crm.objects.<type>.read scope): they
+        // cannot be read back; the type's creates are not held for it.
+        Answer::Forbidden(d) => {
+            unreadable(rows, read_by, d, policy, &mut plan);
+            return plan;
         }
         Answer::UnknownObjectType(d) => {
             record_all(rows, d, &mut plan);
@@ -87,17 +88,28 @@ fn found(
     let mut any_found = false;
     for row in rows {
         let value = row.read_value(read_by);
+        // By the trace property a value is a trace id, compared exactly; a unique value
+        // without case (HubSpot lowercases emails).
+        let by_trace = row.sent_with.as_deref() == Some(read_by);
         let record = response.results.iter().find(|r| {
             r.id.is_some()
                 && r.properties
                     .get(read_by)
                     .and_then(|v| v.as_str())
-                    .is_some_and(|v| v.eq_ignore_ascii_case(value))
+                    .is_some_and(|v| {
+                        if by_trace {
+                            v == value
+                        } else {
+                            v.eq_ignore_ascii_case(value)
+                        }
+                    })
         });
         if let Some(record) = record {
             any_found = true;
             let id = record.id.clone().expect("filtered on an id");
-            let ours = policy.trace_property.as_deref().is_some_and(|trace| {
+            // This write's own record holds its trace id in the trace property its create
+            // carried; anything else is someone else's.
+            let ours = row.sent_with.as_deref().is_some_and(|trace| {
                 trace == read_by
                     || record.properties.get(trace).and_then(|v| v.as_str())
                         == Some(row.trace_id.as_str())
@@ -126,11 +138,13 @@ fn found(
                 correlation_id: None,
                 raw: String::new(),
             };
-            read_again(
+            read_later(
                 std::slice::from_ref(row),
                 read_by,
                 &detail,
-                policy.backoff.delay(1, at.jitter),
+                None,
+                policy,
+                at,
                 plan,
             );
         }
@@ -195,6 +209,54 @@ fn not_found(row: &BatchRow, policy: &Policy, at: Moment) -> RowUpdate {
         count_attempt: false,
         error: None,
         split_to: row.split_to.map(|s| s.max(1) as usize),
+    }
+}
+
+/// Still unknown after a failed read: read again after a back-off that grows with the
+/// write's attempts (each failed read counts one), or, once it has had `max_attempts` and
+/// been failing for `give_up_after`, hold it for an operator (it may exist; never failed).
+#[allow(clippy::too_many_arguments)]
+fn read_later(
+    rows: &[BatchRow],
+    read_by: &str,
+    d: &Detail,
+    retry_after: Option<Duration>,
+    policy: &Policy,
+    at: Moment,
+    plan: &mut Plan,
+) {
+    record_all(rows, d, plan);
+    for r in rows {
+        let attempts = r.attempts + 1;
+        let failing_for = r
+            .first_failed_at
+            .map(|first| (at.now - first).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        plan.updates.push(
+            if attempts >= policy.max_attempts && failing_for >= policy.give_up_after {
+                RowUpdate::Hold {
+                    id: r.id,
+                    error: format!(
+                        "unconfirmed: HubSpot may have created it, and reading it back by \
+                         {read_by} failed {attempts} times over {} ({}); find it in HubSpot, \
+                         then `retry` or `discard` it",
+                        humantime::format_duration(Duration::from_secs(failing_for.as_secs())),
+                        last_error(d)
+                    ),
+                }
+            } else {
+                RowUpdate::Verify {
+                    id: r.id,
+                    read_by: read_by.to_owned(),
+                    after: retry_after
+                        .unwrap_or_default()
+                        .max(policy.backoff.delay(attempts, at.jitter)),
+                    count_attempt: true,
+                    error: Some(format!("reading it back: {}", last_error(d))),
+                    split_to: r.split_to.map(|s| s.max(1) as usize),
+                }
+            },
+        );
     }
 }
 

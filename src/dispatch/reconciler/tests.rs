@@ -25,6 +25,7 @@ fn row(id: i64, trace: &str, email: &str, firstname: &str) -> BatchRow {
         .into_iter()
         .collect(),
         split_to: None,
+        sent_with: None,
         last_error: None,
     }
 }
@@ -321,12 +322,22 @@ fn a_409_is_resolved_by_reading_back_and_only_a_write_alone_is_adopted_or_failed
             },
         ]
     );
-    // The trace property makes every write readable.
+    // A conflict on the trace property: a record of this batch exists already, and every
+    // write is read back by the trace property.
     let mut traced = policy(Some("email"), OnAmbiguous::Resend);
     traced.trace_property = Some("hubspot_outbox_trace_id".into());
+    let on_trace = br#"{"status":"error","message":"Property \"hubspot_outbox_trace_id\" already has that value: t-2","category":"VALIDATION_ERROR"}"#;
+    let plan = run(&rows, 400, on_trace, &traced);
+    assert!(
+        plan.updates.iter().all(|u| matches!(u, RowUpdate::Verify { read_by, .. } if read_by == "hubspot_outbox_trace_id")),
+        "{plan:?}"
+    );
+    // Any other conflict is read back by the unique values; a write without one is not
+    // read (a read by trace ids cannot find what the rejected batch did not create).
     let plan = run(&rows, 409, body, &traced);
     assert!(
-        matches!(&plan.updates[2], RowUpdate::Verify { id: 3, read_by, .. } if read_by == "hubspot_outbox_trace_id")
+        matches!(&plan.updates[2], RowUpdate::Retry { id: 3, .. }),
+        "{plan:?}"
     );
 
     // HubSpot's 400 for a custom unique property is the same conflict.
@@ -337,7 +348,7 @@ fn a_409_is_resolved_by_reading_back_and_only_a_write_alone_is_adopted_or_failed
         &traced,
     );
     assert!(
-        plan.updates
+        plan.updates[..2]
             .iter()
             .all(|u| matches!(u, RowUpdate::Verify { .. })),
         "{plan:?}"
@@ -543,6 +554,7 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
         split_to,
         first_failed_at: None,
         read_by: None,
+        sent_with: None,
         last_error: None,
     };
     let mut reading = claimed(3, None);
@@ -706,6 +718,14 @@ fn read(rows: &[BatchRow], read_by: &str, status: u16, body: &str, p: &Policy) -
     )
 }
 
+/// A row whose create carried the trace property `trace`.
+fn sent(id: i64, trace: &str, email: &str) -> BatchRow {
+    BatchRow {
+        sent_with: Some("trace".into()),
+        ..row(id, trace, email, "x")
+    }
+}
+
 fn traced(on_ambiguous: OnAmbiguous) -> Policy {
     let mut p = policy(Some("email"), on_ambiguous);
     p.trace_property = Some("trace".into());
@@ -714,11 +734,7 @@ fn traced(on_ambiguous: OnAmbiguous) -> Policy {
 
 #[test]
 fn a_read_back_adopts_what_exists_resends_what_is_missing_and_asks_again_about_the_rest() {
-    let rows = [
-        row(1, "t-1", "", "Ann"),
-        row(2, "t-2", "", "Bea"),
-        row(3, "t-3", "", "Cid"),
-    ];
+    let rows = [sent(1, "t-1", ""), sent(2, "t-2", ""), sent(3, "t-3", "")];
     let body = r#"{"status":"COMPLETE","results":[{"id":"901","properties":{"trace":"t-1"}}],
         "numErrors":1,"errors":[{"status":"error","category":"OBJECT_NOT_FOUND",
         "message":"Could not get some objects","context":{"ids":["t-2"]}}]}"#;
@@ -740,7 +756,7 @@ fn a_read_back_adopts_what_exists_resends_what_is_missing_and_asks_again_about_t
     );
     // Named neither found nor missing: still unknown, read again after a back-off.
     assert!(
-        matches!(&plan.updates[2], RowUpdate::Verify { id: 3, read_by, count_attempt: false, after, .. }
+        matches!(&plan.updates[2], RowUpdate::Verify { id: 3, read_by, count_attempt: true, after, .. }
             if read_by == "trace" && !after.is_zero()),
         "{plan:?}"
     );
@@ -750,8 +766,8 @@ fn a_read_back_adopts_what_exists_resends_what_is_missing_and_asks_again_about_t
 #[test]
 fn a_record_found_by_its_unique_value_that_is_not_this_writes_follows_on_conflict() {
     let rows = [
-        row(1, "t-1", "A@Example.com", "Ann"),
-        row(2, "t-2", "b@example.com", "Bea"),
+        sent(1, "t-1", "A@Example.com"),
+        sent(2, "t-2", "b@example.com"),
     ];
     // HubSpot lowercases emails; the first record holds this write's trace id, the second
     // someone else's.
@@ -778,7 +794,7 @@ fn a_record_found_by_its_unique_value_that_is_not_this_writes_follows_on_conflic
 
 #[test]
 fn a_read_after_a_conflict_that_finds_nothing_keeps_the_halved_batch_size() {
-    let mut rows = [row(1, "t-1", "", "Ann"), row(2, "t-2", "", "Bea")];
+    let mut rows = [sent(1, "t-1", ""), sent(2, "t-2", "")];
     for r in &mut rows {
         r.split_to = Some(50);
     }
@@ -817,9 +833,47 @@ fn a_read_that_fails_is_read_again_and_one_refused_follows_on_ambiguous() {
         &traced(OnAmbiguous::Hold),
     );
     assert!(
-        matches!(&plan.updates[0], RowUpdate::Verify { count_attempt: false, after, .. } if *after == Duration::from_secs(1)),
+        matches!(&plan.updates[0], RowUpdate::Verify { count_attempt: true, after, .. } if *after == Duration::from_secs(1)),
         "{plan:?}"
     );
+    // Reads that keep failing back off, and past both bounds the write is held, never
+    // failed: it may exist.
+    let mut patient = traced(OnAmbiguous::Hold);
+    patient.give_up_after = Duration::from_secs(24 * 3600);
+    let mut tired = sent(1, "t-1", "");
+    tired.attempts = 50;
+    tired.first_failed_at = Some(now() - chrono::Duration::hours(1));
+    let plan = read(
+        &[tired.clone()],
+        "trace",
+        503,
+        r#"{"message":"down"}"#,
+        &patient,
+    );
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Verify { after, .. } if *after == Duration::from_secs(300)),
+        "{plan:?}"
+    );
+    tired.first_failed_at = Some(now() - chrono::Duration::hours(25));
+    let plan = read(&[tired], "trace", 503, r#"{"message":"down"}"#, &patient);
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Hold { error, .. } if error.contains("failed 51 times")),
+        "{plan:?}"
+    );
+    // A token that may not read the records: they cannot be read back; the type is not
+    // paused for it.
+    let plan = read(
+        &[sent(1, "t-1", "")],
+        "trace",
+        403,
+        r#"{"status":"error","category":"MISSING_SCOPES","message":"missing scopes"}"#,
+        &traced(OnAmbiguous::Hold),
+    );
+    assert!(
+        matches!(plan.updates[0], RowUpdate::Hold { .. }),
+        "{plan:?}"
+    );
+    assert!(plan.pause.is_none());
     let plan = read(
         &rows,
         "trace",
