@@ -19,6 +19,7 @@ use crate::ingest::socket::peer::{Operators, OperatorsError, Peer};
 use crate::ingest::socket::routes::{ApiState, router};
 use crate::runtime::lock::{LockError, OwnerLock};
 use crate::runtime::metrics::Metrics;
+use crate::runtime::retention;
 use crate::runtime::systemd::{self, Heartbeat};
 use crate::runtime::watchdog;
 use crate::store::{Store, StoreError};
@@ -124,6 +125,11 @@ pub async fn serve(
             .max(std::time::Duration::from_secs(1)),
         intake_stop.clone(),
     ));
+    let retention_task = tokio::spawn(retention::run(
+        store.clone(),
+        config.retention.clone(),
+        intake_stop.clone(),
+    ));
     let intake_task = tokio::spawn(intake::run(
         store.clone(),
         config.database.poll_interval,
@@ -204,5 +210,6 @@ pub async fn serve(
     intake_stop.cancel();
     let _ = intake_task.await;
     let _ = capacity_task.await;
+    let _ = retention_task.await;
     served.map_err(AppError::Serve)
 }

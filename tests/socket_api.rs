@@ -446,7 +446,9 @@ print(out.decode())
 /// Past `queue.max_queued` new writes are refused, by the socket (503 with Retry-After,
 /// nothing stored) and by the database for SQL producers; once writes finish, there is room
 /// again. A disk short of `queue.min_free_disk` refuses them the same way.
-#[tokio::test]
+// Multi-threaded: the test blocks its thread in the sqlite3 shell while the daemon (in
+// this process) must keep committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_new_writes_until_there_is_room() {
     let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__QUEUE__MAX_QUEUED", "5")]).await;
     let mut c = d.client().await;
@@ -516,5 +518,68 @@ async fn a_full_queue_refuses_new_writes_until_there_is_room() {
     })
     .await;
     assert_eq!(d.rows().await, 0);
+    d.stop().await;
+}
+
+/// Succeeded writes past `retention.succeeded` are purged with their history; their trace
+/// ids are remembered, so a producer retrying one (socket or SQL) still gets "duplicate",
+/// until `retention.trace_ids` has passed. Failed writes are never purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
+    use hubspot_outbox::runtime::retention;
+    let d = InProcess::start().await;
+    let mut c = d.client().await;
+    let write = |trace: &str| {
+        json!({"objectType": "contacts", "properties": {"email": format!("{trace}@example.com")},
+               "objectWriteTraceId": trace})
+    };
+    let both = json!([write("r-1"), write("r-2")]);
+    assert_eq!(post(&mut c, &both).await.0, 202);
+    let sql = |q: &str| {
+        let out = common::sqlite3(&d.db_path(), q);
+        assert!(
+            out.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    sql("UPDATE outbox SET state = 'succeeded', hubspot_id = '1', updated_at = '2020-01-01T00:00:00.000Z' WHERE trace_id = 'r-1';
+         UPDATE outbox SET state = 'failed', updated_at = '2020-01-01T00:00:00.000Z' WHERE trace_id = 'r-2';
+         INSERT INTO error_history (trace_id, attempt, http_status, message) VALUES ('r-1', 1, 503, 'x');");
+    let config = d.config.retention.clone();
+    let never = tokio_util::sync::CancellationToken::new();
+    let (purged, forgotten) = retention::pass(&d.store, &config, &never).await.unwrap();
+    assert_eq!((purged, forgotten), (1, 0));
+    assert_eq!(
+        sql("SELECT group_concat(trace_id) FROM outbox"),
+        "r-2",
+        "failed writes stay"
+    );
+    assert_eq!(
+        sql("SELECT count(*) FROM error_history WHERE trace_id = 'r-1'"),
+        "0"
+    );
+    // A retry of the purged write is a duplicate, by the socket and by SQL.
+    let (status, body) = post(&mut c, &write("r-1")).await;
+    assert_eq!(status, 202);
+    assert_eq!(body["writes"][0]["result"], "duplicate", "{body}");
+    let out = common::sqlite3(
+        &d.db_path(),
+        r#"INSERT INTO outbox (trace_id, object_type, properties) VALUES ('r-1', 'contacts', '{}');"#,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has since been purged"),
+        "{out:?}"
+    );
+    assert_eq!(sql("SELECT count(*) FROM outbox"), "1");
+    // Once retention.trace_ids has passed, the id is forgotten and new again.
+    sql("UPDATE purged_traces SET purged_at = '2020-01-01T00:00:00.000Z'");
+    assert_eq!(
+        retention::pass(&d.store, &config, &never).await.unwrap(),
+        (0, 1)
+    );
+    let (_, body) = post(&mut c, &write("r-1")).await;
+    assert_eq!(body["writes"][0]["result"], "new", "{body}");
     d.stop().await;
 }

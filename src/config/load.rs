@@ -11,7 +11,8 @@ use super::raw::{RawHubSpot, RawObject, RawRateLimit, RawRetry, RawSettings};
 use super::token::load_token;
 use super::{
     Backoff, Config, ConfigError, DatabaseConfig, HUBSPOT_MAX_BATCH, HubSpotConfig, ObjectConfig,
-    OnConflict, Operator, OperatorKind, RateLimitConfig, RetryConfig, SocketConfig, invalid,
+    OnConflict, Operator, OperatorKind, RateLimitConfig, RetentionConfig, RetryConfig,
+    SocketConfig, invalid,
 };
 use crate::model::ObjectType;
 
@@ -107,6 +108,7 @@ impl Config {
             },
             limits: raw.limits,
             queue: raw.queue,
+            retention: retention(raw.retention)?,
             log: raw.log,
             access_token,
             hubspot,
@@ -347,4 +349,22 @@ fn operators(raw: Vec<String>) -> Result<Vec<Operator>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// The trace ids of purged writes must be remembered at least as long as the writes are
+/// kept, or a retry between the two would be taken as new.
+fn retention(r: RetentionConfig) -> Result<RetentionConfig, ConfigError> {
+    for (name, kept) in [("succeeded", r.succeeded), ("discarded", r.discarded)] {
+        if !kept.is_zero() && r.trace_ids < kept {
+            return Err(invalid(
+                "retention.trace_ids",
+                format!(
+                    "must be at least retention.{name} ({}), so a retry of a purged write is \
+                     still a duplicate",
+                    humantime::format_duration(kept)
+                ),
+            ));
+        }
+    }
+    Ok(r)
 }

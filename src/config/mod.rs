@@ -76,6 +76,34 @@ impl Default for Batching {
     }
 }
 
+/// How long finished writes are kept (issue 9). Failed and unconfirmed writes are never
+/// purged automatically.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Succeeded writes are purged this long after they succeeded; 0: kept.
+    #[serde(with = "humantime_serde")]
+    pub succeeded: Duration,
+    /// Discarded writes are purged this long after they were discarded; 0: kept.
+    #[serde(with = "humantime_serde")]
+    pub discarded: Duration,
+    /// A purged write's trace id is remembered this long (a retry of it is a duplicate);
+    /// at least as long as the others.
+    #[serde(with = "humantime_serde")]
+    pub trace_ids: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let day = Duration::from_secs(24 * 3600);
+        Self {
+            succeeded: 30 * day,
+            discarded: 90 * day,
+            trace_ids: 90 * day,
+        }
+    }
+}
+
 /// How much the queue may hold (issue 9). Past either bound new writes are refused (the
 /// socket answers 503, a producer's INSERT fails); writes already accepted keep flowing.
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +195,7 @@ pub struct Config {
     pub socket: SocketConfig,
     pub limits: Limits,
     pub queue: QueueConfig,
+    pub retention: RetentionConfig,
     pub log: LogSettings,
     /// `None` when no token is configured: writes are accepted and kept, none are sent.
     pub access_token: Option<AccessToken>,

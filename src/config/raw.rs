@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Batching, Limits, LogSettings, QueueConfig, Shutdown};
+use super::{Batching, Limits, LogSettings, QueueConfig, RetentionConfig, Shutdown};
 use crate::model::{OnAmbiguous, OnConflict};
 
 /// The file's shape. Every section and key is optional; unknown keys are refused so a typo
@@ -19,6 +19,7 @@ pub struct RawSettings {
     pub socket: RawSocket,
     pub limits: Limits,
     pub queue: QueueConfig,
+    pub retention: RetentionConfig,
     pub hubspot: RawHubSpot,
     pub rate_limit: RawRateLimit,
     pub batching: Batching,

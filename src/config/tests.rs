@@ -199,3 +199,34 @@ fn token_comes_from_env_or_file_and_never_prints() {
         .to_string();
     assert!(e.contains("hubspot.access_token_file"), "{e}");
 }
+
+#[test]
+fn purged_trace_ids_are_remembered_at_least_as_long_as_writes_are_kept() {
+    let err = Config::load(
+        None,
+        &MapEnv::new(&[
+            ("HOME", "/home/x"),
+            ("HUBSPOT_OUTBOX__RETENTION__TRACE_IDS", "7d"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("retention.trace_ids") && err.contains("retention.succeeded"),
+        "{err}"
+    );
+    let c = Config::load(
+        None,
+        &MapEnv::new(&[
+            ("HOME", "/home/x"),
+            ("HUBSPOT_OUTBOX__RETENTION__TRACE_IDS", "7d"),
+            ("HUBSPOT_OUTBOX__RETENTION__SUCCEEDED", "7d"),
+            ("HUBSPOT_OUTBOX__RETENTION__DISCARDED", "0s"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.retention.trace_ids,
+        std::time::Duration::from_secs(7 * 86400)
+    );
+}

@@ -50,8 +50,11 @@ pub async fn monitor(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut last: Option<String> = None;
+    // What the database holds: written at start and on every change only (each write
+    // takes SQLite's write lock and an fsync).
+    let mut stored: Option<Option<String>> = None;
     loop {
+        let last = stored.clone().flatten();
         let reason = match config.min_free_disk {
             0 => None,
             min => match free_bytes(&database) {
@@ -62,15 +65,18 @@ pub async fn monitor(
                 }
             },
         };
-        if reason != last {
+        if stored.as_ref() != Some(&reason) {
             match &reason {
                 Some(r) => warn!(reason = %r, "new writes are refused until space is freed"),
-                None => info!("the database's filesystem has room again; new writes are accepted"),
+                None if last.is_some() => {
+                    info!("the database's filesystem has room again; new writes are accepted")
+                }
+                None => {}
             }
-        }
-        match store.set_full_reason(reason.as_deref()).await {
-            Ok(()) => last = reason,
-            Err(e) => warn!(error = %e, "recording the disk's state for SQL producers failed"),
+            match store.set_full_reason(reason.as_deref()).await {
+                Ok(()) => stored = Some(reason),
+                Err(e) => warn!(error = %e, "recording the disk's state for SQL producers failed"),
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

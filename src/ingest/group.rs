@@ -95,6 +95,14 @@ fn canonical(e: &ExistingWrite) -> Option<RowToStore> {
     })
 }
 
+/// A trace id already taken: a stored write (its canonical form; `None` when it cannot be
+/// read, which makes any repeat a conflict), or a purged one whose content is gone (any
+/// repeat is a duplicate: it was sent).
+enum Stored {
+    Row(Option<RowToStore>),
+    Purged,
+}
+
 /// What the plan does with one write.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Decision {
@@ -106,9 +114,16 @@ enum Decision {
 /// Plans a group: requests are decided in order, each against the stored rows and the
 /// requests before it in the group. A request with any conflict stores nothing.
 pub fn plan_group(requests: Vec<Vec<PreparedWrite>>, existing: &[ExistingWrite]) -> GroupPlan {
-    let stored: HashMap<&str, Option<RowToStore>> = existing
+    let stored: HashMap<&str, Stored> = existing
         .iter()
-        .map(|e| (e.trace_id.as_str(), canonical(e)))
+        .map(|e| {
+            let known = if e.purged {
+                Stored::Purged
+            } else {
+                Stored::Row(canonical(e))
+            };
+            (e.trace_id.as_str(), known)
+        })
         .collect();
     // Explicit trace ids stored by earlier requests of this group, with their index in `rows`.
     let mut grouped: HashMap<String, usize> = HashMap::new();
@@ -155,7 +170,7 @@ pub fn plan_group(requests: Vec<Vec<PreparedWrite>>, existing: &[ExistingWrite])
 /// Decides each write of one request without changing anything.
 fn decide(
     request: &[PreparedWrite],
-    stored: &HashMap<&str, Option<RowToStore>>,
+    stored: &HashMap<&str, Stored>,
     grouped: &HashMap<String, usize>,
     rows: &[RowToStore],
 ) -> Vec<Decision> {
@@ -169,11 +184,17 @@ fn decide(
                 return Decision::New;
             }
             let id = write.row.trace_id.as_str();
+            if let Some(Stored::Purged) = stored.get(id) {
+                return Decision::Duplicate;
+            }
             let earlier: Option<Option<&RowToStore>> = local
                 .get(id)
                 .map(|&j| Some(&request[j].row))
                 .or_else(|| grouped.get(id).map(|&k| Some(&rows[k])))
-                .or_else(|| stored.get(id).map(Option::as_ref));
+                .or_else(|| match stored.get(id) {
+                    Some(Stored::Row(row)) => Some(row.as_ref()),
+                    _ => None,
+                });
             match earlier {
                 None => {
                     local.insert(id, i);
@@ -206,6 +227,7 @@ mod tests {
             object_type: "contacts".into(),
             properties: props.into(),
             associations: "[]".into(),
+            purged: false,
         }
     }
 

@@ -9,5 +9,6 @@
 pub mod disk;
 pub mod lock;
 pub mod metrics;
+pub mod retention;
 pub mod systemd;
 pub mod watchdog;

@@ -147,6 +147,9 @@ impl Store {
             .map(|i| candidates[i].clone())
             .collect();
         if chosen.is_empty() {
+            // Ended here, not left to the drop: a dropped transaction's rollback waits for
+            // the connection's next use, and SQLite's write lock with it.
+            tx.rollback().await?;
             return Ok(chosen);
         }
         let ids = serde_json::to_string(&chosen.iter().map(|r| r.id).collect::<Vec<_>>())

@@ -14,6 +14,8 @@ pub struct ExistingWrite {
     pub object_type: String,
     pub properties: String,
     pub associations: String,
+    /// The write was sent and purged; only its trace id is remembered.
+    pub purged: bool,
 }
 
 /// A validated write ready to insert, in stored form.
@@ -44,7 +46,8 @@ impl Store {
 }
 
 impl IngestTx {
-    /// The stored writes whose trace id is among `trace_ids`.
+    /// The stored writes whose trace id is among `trace_ids`, and the purged writes whose
+    /// trace id is remembered (`purged`, the other fields empty).
     pub async fn find_existing(
         &mut self,
         trace_ids: &[&str],
@@ -54,7 +57,10 @@ impl IngestTx {
         }
         let ids = serde_json::to_string(trace_ids).expect("strings serialize");
         let rows = sqlx::query_as(
-            "SELECT trace_id, object_type, properties, associations FROM outbox
+            "SELECT trace_id, object_type, properties, associations, 0 AS purged FROM outbox
+             WHERE trace_id IN (SELECT value FROM json_each(?1))
+             UNION ALL
+             SELECT trace_id, '', '{}', '[]', 1 FROM purged_traces
              WHERE trace_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(ids)

@@ -171,35 +171,118 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
-    /// Deletes writes in `state` last changed before `before`, with their error history.
-    /// Purging succeeded writes also drops batch-log lines older than `before`. Failed and
-    /// unconfirmed writes are never purged: discard them first.
+    /// Deletes `state` writes last changed before `before`, with their error history, and
+    /// remembers their trace ids (a producer retrying one gets "duplicate"), in batches
+    /// of [`PURGE_BATCH`] rows, each its own short transaction so producers are never held
+    /// for long. A succeeded purge also deletes the batch log from before `before`.
+    /// Returns the writes deleted.
     pub async fn purge(&self, state: Purgeable, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let before = timestamp(before);
+        let mut total = 0;
+        loop {
+            let n = self.purge_batch(state, before, PURGE_BATCH).await?;
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if state == Purgeable::Succeeded {
+            while self.purge_batch_log(before, PURGE_BATCH).await? == PURGE_BATCH as u64 {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(total)
+    }
+
+    /// One batch of [`Store::purge`]: at most `limit` writes.
+    pub async fn purge_batch(
+        &self,
+        state: Purgeable,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let now = timestamp(Utc::now());
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM error_history WHERE trace_id IN
-               (SELECT trace_id FROM outbox WHERE state = ?1 AND updated_at < ?2)",
+        let doomed: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, trace_id FROM outbox WHERE state = ?1 AND updated_at < ?2 ORDER BY updated_at LIMIT ?3",
         )
         .bind(state.as_str())
-        .bind(&before)
+        .bind(timestamp(before))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if doomed.is_empty() {
+            // Ended here, not left to the drop: the write lock goes at once.
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let ids = serde_json::to_string(&doomed.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .expect("ids serialize");
+        let traces = serde_json::to_string(&doomed.iter().map(|(_, t)| t).collect::<Vec<_>>())
+            .expect("trace ids serialize");
+        sqlx::query(
+            "INSERT OR IGNORE INTO purged_traces (trace_id, purged_at)
+             SELECT value, ?2 FROM json_each(?1)",
+        )
+        .bind(&traces)
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query("DELETE FROM outbox WHERE state = ?1 AND updated_at < ?2")
-            .bind(state.as_str())
-            .bind(&before)
+        sqlx::query(
+            "DELETE FROM error_history WHERE trace_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(&traces)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?1))")
+            .bind(&ids)
             .execute(&mut *tx)
             .await?;
-        if state == Purgeable::Succeeded {
-            sqlx::query("DELETE FROM batch_log WHERE sent_at < ?1")
-                .bind(&before)
-                .execute(&mut *tx)
-                .await?;
-        }
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes at most `limit` batch-log lines sent before `before`.
+    pub async fn purge_batch_log(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "DELETE FROM batch_log WHERE rowid IN
+               (SELECT rowid FROM batch_log WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)",
+        )
+        .bind(timestamp(before))
+        .bind(limit as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Forgets at most `limit` purged trace ids remembered since before `before`.
+    pub async fn forget_traces(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "DELETE FROM purged_traces WHERE trace_id IN
+               (SELECT trace_id FROM purged_traces WHERE purged_at < ?1 ORDER BY purged_at LIMIT ?2)",
+        )
+        .bind(timestamp(before))
+        .bind(limit as i64)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
 }
+
+/// Rows one purge transaction deletes at most: a few milliseconds of the write lock.
+pub const PURGE_BATCH: usize = 500;
 
 /// The states whose writes may be deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
