@@ -56,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     }
     // The lock comes first: a second daemon must not touch the database or the socket.
     let _owner = OwnerLock::acquire(db)?;
-    let store = Store::open(db, config.database.busy_timeout)
+    let store = Store::open_limited(db, config.database.busy_timeout, config.database.max_size)
         .await
         .map_err(|source| AppError::Store {
             path: db.display().to_string(),

@@ -583,3 +583,44 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     assert_eq!(body["writes"][0]["result"], "new", "{body}");
     d.stop().await;
 }
+
+/// A full disk in the middle of a request (made reproducible with `database.max_size`,
+/// SQLite's `max_page_count`): the client gets 507 naming it, nothing of the request is
+/// stored, the daemon stays up, and it takes writes again once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_the_request_whole_and_the_daemon_recovers_when_space_is_freed() {
+    let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__DATABASE__MAX_SIZE", "512KiB")]).await;
+    let mut c = d.client().await;
+    let big = "x".repeat(2000);
+    let mut stored = 0;
+    let full = loop {
+        let batch: Vec<Value> = (0..20)
+            .map(|i| json!({"objectType": "contacts", "properties": {"email": format!("f{stored}-{i}@example.com"), "note": big}}))
+            .collect();
+        let a = c.post_json(Value::Array(batch).to_string()).await.unwrap();
+        if a.status != 202 {
+            break a;
+        }
+        stored += 20;
+        assert!(stored < 10_000, "the database never filled");
+    };
+    assert_eq!(full.status, 507, "{:?}", full.json());
+    assert_eq!(full.json()["error"], "database_full");
+    assert_eq!(full.retry_after, Some(30));
+    assert_eq!(
+        d.rows().await,
+        stored as i64,
+        "nothing of the refused request was stored"
+    );
+    assert_eq!(
+        c.get("/healthz").await.unwrap().status,
+        200,
+        "the daemon is up"
+    );
+    // Space is freed (the operator discards and purges, or the disk is cleaned).
+    common::sqlite3(&d.db_path(), "DELETE FROM outbox WHERE id % 2 = 0");
+    let one = json!({"objectType": "contacts", "properties": {"email": "after@example.com"}});
+    let a = c.post_json(one.to_string()).await.unwrap();
+    assert_eq!(a.status, 202, "{:?}", a.json());
+    d.stop().await;
+}

@@ -100,6 +100,7 @@ impl Config {
                 path: db_path,
                 poll_interval: raw.database.poll_interval,
                 busy_timeout: raw.database.busy_timeout,
+                max_size: raw.database.max_size,
             },
             socket: SocketConfig {
                 path: socket_path,

@@ -337,6 +337,10 @@ pub struct DatabaseConfig {
     pub poll_interval: Duration,
     /// How long a connection waits for SQLite's write lock before failing.
     pub busy_timeout: Duration,
+    /// The largest the database file may grow to, in bytes (SQLite's `max_page_count` on
+    /// the daemon's connections); 0: no limit but the disk's. Past it, as on a full disk,
+    /// new writes get 507 and nothing of them is stored.
+    pub max_size: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -37,6 +37,8 @@ pub struct RawDatabase {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
+    #[serde(deserialize_with = "byte_size")]
+    pub max_size: u64,
 }
 
 impl Default for RawDatabase {
@@ -45,6 +47,7 @@ impl Default for RawDatabase {
             path: None,
             poll_interval: Duration::from_millis(250),
             busy_timeout: Duration::from_secs(5),
+            max_size: 0,
         }
     }
 }

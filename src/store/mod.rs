@@ -52,6 +52,24 @@ pub enum StoreError {
 }
 
 /// The migrations, embedded at build time (see `build.rs`).
+impl StoreError {
+    /// Whether SQLite found no room: the disk is full, or `database.max_size` is reached
+    /// (`SQLITE_FULL`). The statement changed nothing.
+    pub fn is_full(&self) -> bool {
+        match self {
+            Self::Sqlx(sqlx::Error::Database(e)) => {
+                e.code()
+                    .as_deref()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .map(|c| c & 0xff)
+                    == Some(13)
+            }
+            Self::Sync { source, .. } => source.raw_os_error() == Some(28),
+            _ => false,
+        }
+    }
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A handle on the outbox database. Cloning shares the pools.
@@ -72,13 +90,30 @@ impl Store {
     /// lock SQLite shares with SQL producers, foreign keys, and pending migrations run.
     /// See the field docs for the two durability settings.
     pub async fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
+        Self::open_limited(path, busy_timeout, 0).await
+    }
+
+    /// [`Store::open`], with the database file capped at `max_size` bytes (0: no cap):
+    /// SQLite's `max_page_count` on every connection, so a write past it fails as on a
+    /// full disk ([`StoreError::is_full`]) and changes nothing.
+    pub async fn open_limited(
+        path: &Path,
+        busy_timeout: Duration,
+        max_size: u64,
+    ) -> Result<Self, StoreError> {
+        let mut options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout)
             .foreign_keys(true);
+        if max_size > 0 {
+            // SQLite's default page size; a database made with another keeps the cap in
+            // pages of this size, close enough for a quota.
+            let pages = max_size.div_ceil(4096).max(1);
+            options = options.pragma("max_page_count", pages.to_string());
+        }
         // A few connections: writers queue on SQLite's single write lock anyway, readers
         // (GET requests, health checks) proceed beside them in WAL mode.
         let pool = SqlitePoolOptions::new()

@@ -70,9 +70,13 @@ impl InProcess {
     }
 
     async fn start_on(dir: TempDir, config: Config) -> Self {
-        let store = Store::open(&config.database.path, config.database.busy_timeout)
-            .await
-            .unwrap();
+        let store = Store::open_limited(
+            &config.database.path,
+            config.database.busy_timeout,
+            config.database.max_size,
+        )
+        .await
+        .unwrap();
         let (listener, file) = bind(&config.socket.path, config.socket.mode).unwrap();
         let shutdown = CancellationToken::new();
         let task = {

@@ -128,6 +128,17 @@ pub async fn post_writes(
                     .with_errors(errors),
             )
         }
+        // No room on the disk (or database.max_size reached): nothing of the request was
+        // stored, and the daemon goes on; writes are taken again once there is room.
+        Err(CommitError::Store(e)) if e.is_full() => Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "database_full",
+            format!(
+                "the outbox has no room (the disk is full, or database.max_size is reached): \
+                 nothing of this request was stored; try again once space is freed ({e})"
+            ),
+        )
+        .retry_after(30)),
         Err(e @ CommitError::Store(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
