@@ -23,13 +23,18 @@ impl Store {
         )
     }
 
-    /// Writes `queue.max_queued` where SQL producers' inserts are checked against it.
+    /// At start: writes `queue.max_queued` where SQL producers' inserts are checked
+    /// against it, and counts the writes not yet finished afresh, so a count that drifted
+    /// (a producer who edited `queue_state` or dropped a trigger) heals at every start.
     pub async fn set_max_queued(&self, max: u64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE queue_state SET max_queued = ?1 WHERE max_queued IS NOT ?1")
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE queue_state SET max_queued = ?1,
+                    queued = (SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight'))",
+        )
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
