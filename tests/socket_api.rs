@@ -617,8 +617,10 @@ async fn a_full_disk_refuses_the_request_whole_and_the_daemon_recovers_when_spac
         200,
         "the daemon is up"
     );
-    // Space is freed (the operator discards and purges, or the disk is cleaned).
-    common::sqlite3(&d.db_path(), "DELETE FROM outbox WHERE id % 2 = 0");
+    // Space is freed (the operator discards and purges, or the disk is cleaned); the
+    // failed request left SQLite's write lock free for it.
+    let out = common::sqlite3(&d.db_path(), "DELETE FROM outbox WHERE id % 2 = 0");
+    assert!(out.status.success(), "{out:?}");
     let one = json!({"objectType": "contacts", "properties": {"email": "after@example.com"}});
     let a = c.post_json(one.to_string()).await.unwrap();
     assert_eq!(a.status, 202, "{:?}", a.json());

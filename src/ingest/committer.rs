@@ -181,9 +181,19 @@ async fn store_group(
         .filter(|w| w.explicit_id)
         .map(|w| w.row.trace_id.as_str())
         .collect();
-    let existing = tx.find_existing(&explicit).await?;
+    let existing = match tx.find_existing(&explicit).await {
+        Ok(existing) => existing,
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+    };
     let plan = plan_group(writes, &existing);
-    tx.insert_validated(&plan.rows).await?;
+    // A failed insert (a full disk) is rolled back at once, releasing the write lock.
+    if let Err(e) = tx.insert_validated(&plan.rows).await {
+        let _ = tx.rollback().await;
+        return Err(e);
+    }
     tx.commit().await?;
     Ok((plan.outcomes, !plan.rows.is_empty()))
 }

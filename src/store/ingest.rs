@@ -108,6 +108,12 @@ impl IngestTx {
         Ok(())
     }
 
+    /// Rolls back now: a dropped transaction's rollback would wait for the connection's
+    /// next use, and SQLite's write lock with it (producers would wait meanwhile).
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        Ok(self.tx.rollback().await?)
+    }
+
     /// Commits. The rows are visible at once and durable after the next
     /// [`Store::sync_wal`].
     pub async fn commit(self) -> Result<(), StoreError> {
