@@ -1,4 +1,9 @@
 #!/usr/bin/env python3
+# Run by bash too (`bash .ci/walls.py`): the next three lines are a no-op and an exec of
+# python3 for bash, and one string for Python.
+""":"
+exec python3 "$0" "$@"
+":"""
 """The walls between the daemon's stages, checked from the source (stdlib only).
 
     .ci/walls [SRC_DIR]     check the tree (default: src/ beside this script's parent)
