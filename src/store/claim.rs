@@ -174,13 +174,7 @@ impl Store {
                 chosen.len()
             ))));
         }
-        sqlx::query(
-            "INSERT INTO daily_usage (day, requests) VALUES (?1, 1)
-             ON CONFLICT (day) DO UPDATE SET requests = requests + 1",
-        )
-        .bind(day)
-        .execute(&mut *tx)
-        .await?;
+        super::pauses::count_request_in(&mut tx, day).await?;
         tx.commit().await?;
         Ok(chosen)
     }

@@ -248,17 +248,13 @@ impl Store {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        self.delete_older(
             "DELETE FROM batch_log WHERE rowid IN
                (SELECT rowid FROM batch_log WHERE sent_at < ?1 ORDER BY sent_at LIMIT ?2)",
+            before,
+            limit,
         )
-        .bind(timestamp(before))
-        .bind(limit as i64)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        .await
     }
 
     /// Forgets at most `limit` purged trace ids remembered since before `before`.
@@ -267,15 +263,29 @@ impl Store {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        self.delete_older(
             "DELETE FROM purged_traces WHERE trace_id IN
                (SELECT trace_id FROM purged_traces WHERE purged_at < ?1 ORDER BY purged_at LIMIT ?2)",
+            before,
+            limit,
         )
-        .bind(timestamp(before))
-        .bind(limit as i64)
-        .execute(&mut *tx)
-        .await?;
+        .await
+    }
+
+    /// One short transaction of a bounded delete: `sql` takes the cut-off time (?1) and
+    /// the most rows (?2).
+    async fn delete_older(
+        &self,
+        sql: &'static str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(sql)
+            .bind(timestamp(before))
+            .bind(limit as i64)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

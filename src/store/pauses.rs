@@ -79,3 +79,19 @@ impl Store {
         )
     }
 }
+
+/// One more request counted against `day`, inside the caller's transaction (a claim
+/// counts its batch in the same step, a properties call on its own).
+pub(super) async fn count_request_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    day: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO daily_usage (day, requests) VALUES (?1, 1)
+         ON CONFLICT (day) DO UPDATE SET requests = requests + 1",
+    )
+    .bind(day)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

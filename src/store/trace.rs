@@ -58,13 +58,7 @@ impl Store {
     /// Counts one request against `day` (the claim of a batch counts its own).
     pub async fn count_request(&self, day: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO daily_usage (day, requests) VALUES (?1, 1)
-             ON CONFLICT (day) DO UPDATE SET requests = requests + 1",
-        )
-        .bind(day)
-        .execute(&mut *tx)
-        .await?;
+        super::pauses::count_request_in(&mut tx, day).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -418,10 +418,7 @@ fn retry_or_fail(
     plan: &mut Plan,
 ) {
     let attempts = row.attempts + 1;
-    let failing_for = row
-        .first_failed_at
-        .map(|first| (at.now - first).to_std().unwrap_or_default())
-        .unwrap_or_default();
+    let failing_for = failing_for(row, at);
     plan.updates.push(
         if attempts >= policy.max_attempts && failing_for >= policy.give_up_after {
             RowUpdate::Failed {
@@ -444,6 +441,13 @@ fn retry_or_fail(
             }
         },
     );
+}
+
+/// How long the write has been failing transiently (zero if it has not).
+fn failing_for(row: &BatchRow, at: Moment) -> Duration {
+    row.first_failed_at
+        .map(|first| (at.now - first).to_std().unwrap_or_default())
+        .unwrap_or_default()
 }
 
 fn record_all(rows: &[BatchRow], d: &Detail, plan: &mut Plan) {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{Moment, last_error, pause_for, record_all};
+use super::{Moment, failing_for, last_error, pause_for, record_all};
 use crate::hubspot::classify::{Answer, Detail};
 use crate::hubspot::wire::BatchResponse;
 use crate::model::{BatchRow, OnAmbiguous, OnConflict, Plan, Policy, RowUpdate};
@@ -187,10 +187,7 @@ fn existing(row: &BatchRow, read_by: &str, value: &str, id: String, policy: &Pol
 /// counted). A write that has been failing for `give_up_after` and `max_attempts` gives
 /// up here, where it is known not to exist.
 fn not_found(row: &BatchRow, policy: &Policy, at: Moment) -> RowUpdate {
-    let failing_for = row
-        .first_failed_at
-        .map(|first| (at.now - first).to_std().unwrap_or_default())
-        .unwrap_or_default();
+    let failing_for = failing_for(row, at);
     if row.attempts >= policy.max_attempts && failing_for >= policy.give_up_after {
         return RowUpdate::Failed {
             id: row.id,
@@ -228,10 +225,7 @@ fn read_later(
     record_all(rows, d, plan);
     for r in rows {
         let attempts = r.attempts + 1;
-        let failing_for = r
-            .first_failed_at
-            .map(|first| (at.now - first).to_std().unwrap_or_default())
-            .unwrap_or_default();
+        let failing_for = failing_for(r, at);
         plan.updates.push(
             if attempts >= policy.max_attempts && failing_for >= policy.give_up_after {
                 RowUpdate::Hold {
