@@ -14,9 +14,12 @@ use crate::dispatch::sender::{HttpSender, SenderError};
 use crate::ingest::capacity;
 use crate::ingest::committer::Committer;
 use crate::ingest::intake;
+use crate::ingest::socket::budget::BodyBudget;
+use crate::ingest::socket::conn::Timeouts;
 use crate::ingest::socket::listener::{SocketError, SocketFile, bind};
-use crate::ingest::socket::peer::{Operators, OperatorsError, Peer};
+use crate::ingest::socket::peer::{Operators, OperatorsError};
 use crate::ingest::socket::routes::{ApiState, router};
+use crate::ingest::socket::server::{self, ServerLimits};
 use crate::runtime::lock::{LockError, OwnerLock};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::retention;
@@ -37,8 +40,6 @@ pub enum AppError {
         path: String,
         source: std::io::Error,
     },
-    #[error("serving the socket failed: {0}")]
-    Serve(std::io::Error),
     #[error(transparent)]
     Sender(#[from] SenderError),
     #[error(transparent)]
@@ -187,19 +188,26 @@ pub async fn serve(
         operators: Arc::new(Operators::resolve(&config.socket.operators)?),
         limits: config.limits.clone(),
         config: Arc::new(config.clone()),
-        metrics,
+        metrics: metrics.clone(),
+        budget: BodyBudget::new(config.limits.max_buffered_bytes),
     });
     // The socket is bound: connections queue from here on, so systemd may start producers.
     systemd::notify("READY=1");
     // Stop accepting first; requests already read finish and get their answer.
+    let limits = ServerLimits {
+        max_connections: config.socket.max_connections,
+        timeouts: Timeouts {
+            idle: config.socket.idle_timeout,
+            header: config.socket.header_timeout,
+        },
+        shutdown_timeout: config.socket.shutdown_timeout,
+    };
     let stopping = shutdown.clone();
-    // Each connection carries its peer's credentials, for the operator endpoints.
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(async move {
-            stopping.cancelled().await;
-            systemd::notify("STOPPING=1");
-        })
-        .await;
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        systemd::notify("STOPPING=1");
+    });
+    server::serve(listener, app, limits, metrics, shutdown.clone()).await;
     socket_file.remove();
     // The router (and with it the last committer handle) is gone: the committer finishes
     // what was queued and exits.
@@ -211,5 +219,5 @@ pub async fn serve(
     let _ = intake_task.await;
     let _ = capacity_task.await;
     let _ = retention_task.await;
-    served.map_err(AppError::Serve)
+    Ok(())
 }

@@ -70,6 +70,27 @@ impl Config {
                 "must be a permission mode such as \"0660\"",
             ));
         }
+        if raw.socket.max_connections == 0 {
+            return Err(invalid("socket.max_connections", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("socket.idle_timeout", raw.socket.idle_timeout),
+            ("socket.header_timeout", raw.socket.header_timeout),
+            ("socket.body_timeout", raw.socket.body_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be above zero"));
+            }
+        }
+        if raw.limits.max_buffered_bytes < raw.limits.max_request_bytes {
+            return Err(invalid(
+                "limits.max_buffered_bytes",
+                format!(
+                    "must be at least limits.max_request_bytes ({}), or no request of that size could be read",
+                    raw.limits.max_request_bytes
+                ),
+            ));
+        }
         if raw.database.poll_interval.is_zero() {
             return Err(invalid("database.poll_interval", "must be above zero"));
         }
@@ -106,6 +127,11 @@ impl Config {
                 path: socket_path,
                 mode: raw.socket.mode,
                 operators: operators(raw.socket.operators)?,
+                max_connections: raw.socket.max_connections,
+                idle_timeout: raw.socket.idle_timeout,
+                header_timeout: raw.socket.header_timeout,
+                body_timeout: raw.socket.body_timeout,
+                shutdown_timeout: raw.socket.shutdown_timeout,
             },
             limits: raw.limits,
             queue: raw.queue,

@@ -134,6 +134,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Most writes in one request; more get 413.
     pub max_writes_per_request: usize,
+    /// Bytes of request bodies held in memory at once, across all connections; requests
+    /// past it wait for room (at least `max_request_bytes`).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for Limits {
@@ -141,6 +144,7 @@ impl Default for Limits {
         Self {
             max_request_bytes: 16 * 1024 * 1024,
             max_writes_per_request: 10_000,
+            max_buffered_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -351,6 +355,18 @@ pub struct SocketConfig {
     /// Who may change writes over the socket (`POST /v1/retry`) besides the daemon's own
     /// user and root.
     pub operators: Vec<Operator>,
+    /// Most connections open at once; past it the longest-idle one is closed for the new
+    /// one (see `ingest::socket::server`).
+    pub max_connections: usize,
+    /// How long a connection may wait between requests (or before its first).
+    pub idle_timeout: Duration,
+    /// How long a request's headers may take to arrive, from their first byte.
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive (waiting for memory included).
+    pub body_timeout: Duration,
+    /// At shutdown, how long requests being answered may take before their connections
+    /// are dropped; idle connections are closed at once.
+    pub shutdown_timeout: Duration,
 }
 
 /// One entry of `socket.operators`.

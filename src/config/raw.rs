@@ -59,6 +59,15 @@ pub struct RawSocket {
     #[serde(deserialize_with = "file_mode")]
     pub mode: u32,
     pub operators: Vec<String>,
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for RawSocket {
@@ -67,6 +76,11 @@ impl Default for RawSocket {
             path: None,
             mode: 0o660,
             operators: Vec::new(),
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error};
 
@@ -19,6 +19,13 @@ const MAX_GROUP_WRITES: usize = 50_000;
 
 /// How many requests may wait for the committer before senders wait in turn.
 const QUEUE_DEPTH: usize = 1024;
+
+/// How many writes may wait for the committer, all requests together: two full groups.
+/// A request past it waits for room (its client waits for the answer); the memory of the
+/// queue is bounded by this, not by the number of clients. A request of more writes than
+/// this (only possible with `limits.max_writes_per_request` set above it) waits for the
+/// queue to be empty and then goes alone.
+const MAX_QUEUED_WRITES: usize = 2 * MAX_GROUP_WRITES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -36,6 +43,8 @@ pub enum CommitError {
 /// One request waiting to be committed.
 struct Job {
     writes: Vec<PreparedWrite>,
+    /// Its room in the queue, given back when its group is committed.
+    room: OwnedSemaphorePermit,
     /// Answered after the commit (or its failure). The request handler holds the other end;
     /// if the client went away it is dropped, and the answer is discarded.
     reply: oneshot::Sender<Result<Vec<Accepted>, CommitError>>,
@@ -46,6 +55,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Committer {
     jobs: mpsc::Sender<Job>,
+    room: Arc<Semaphore>,
 }
 
 impl Committer {
@@ -54,15 +64,28 @@ impl Committer {
     pub fn spawn(store: Store, stored: Arc<Notify>) -> (Self, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(run(store, rx, stored));
-        (Self { jobs }, task)
+        let room = Arc::new(Semaphore::new(MAX_QUEUED_WRITES));
+        (Self { jobs, room }, task)
     }
 
     /// Stores the writes of one request, all or nothing, and returns once they are durable
     /// (committed and fsync'd).
     pub async fn submit(&self, writes: Vec<PreparedWrite>) -> Result<Vec<Accepted>, CommitError> {
         let (reply, answer) = oneshot::channel();
+        // An empty group (a ping) takes one place too.
+        let places = writes.len().clamp(1, MAX_QUEUED_WRITES) as u32;
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(places)
+            .await
+            .map_err(|_| CommitError::ShuttingDown)?;
         self.jobs
-            .send(Job { writes, reply })
+            .send(Job {
+                writes,
+                room,
+                reply,
+            })
             .await
             .map_err(|_| CommitError::ShuttingDown)?;
         answer.await.unwrap_or(Err(CommitError::ShuttingDown))
@@ -113,9 +136,18 @@ type Reply = oneshot::Sender<Result<Vec<Accepted>, CommitError>>;
 /// Commits one group. On success its answers go to the syncer; on failure every request
 /// is answered with the error here (nothing of the group was stored).
 async fn commit_group(store: &Store, group: Vec<Job>) -> Option<Committed> {
-    let (writes, replies): (Vec<_>, Vec<_>) =
-        group.into_iter().map(|j| (j.writes, j.reply)).unzip();
-    match store_group(store, writes).await {
+    let mut writes = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    // The group's room in the queue is given back once it is stored (or refused).
+    let mut rooms = Vec::with_capacity(group.len());
+    for job in group {
+        writes.push(job.writes);
+        replies.push(job.reply);
+        rooms.push(job.room);
+    }
+    let stored = store_group(store, writes).await;
+    drop(rooms);
+    match stored {
         Ok((outcomes, stored_rows)) => Some(Committed {
             answers: replies.into_iter().zip(outcomes).collect(),
             stored_rows,

@@ -23,6 +23,10 @@ struct Inner {
     latency_sum: f64,
     /// The last `X-HubSpot-RateLimit-Remaining` seen.
     rate_limit_remaining: Option<u32>,
+    /// Socket connections open now.
+    connections: i64,
+    /// Socket connections the daemon closed or refused, by reason.
+    connections_closed: BTreeMap<&'static str, u64>,
 }
 
 /// Shared by the dispatcher (which counts) and the socket API (which renders).
@@ -82,6 +86,22 @@ impl Metrics {
         *m.writes
             .entry((object_type.to_owned(), "failed"))
             .or_default() += failed;
+    }
+
+    /// A socket connection was accepted (`+1`) or ended (`-1`).
+    pub fn connections(&self, delta: i64) {
+        self.inner.lock().expect("lock").connections += delta;
+    }
+
+    /// The daemon closed a socket connection, or refused one, for `reason`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        *self
+            .inner
+            .lock()
+            .expect("lock")
+            .connections_closed
+            .entry(reason)
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition of everything.
@@ -235,6 +255,25 @@ impl Metrics {
             "hubspot_outbox_queue_full {}",
             u8::from(gauges.queue_full)
         );
+        head(
+            &mut out,
+            "hubspot_outbox_socket_connections",
+            "gauge",
+            "Connections to the socket open now (at most socket.max_connections).",
+        );
+        let _ = writeln!(out, "hubspot_outbox_socket_connections {}", m.connections);
+        head(
+            &mut out,
+            "hubspot_outbox_socket_connections_closed_total",
+            "counter",
+            "Socket connections the daemon closed or refused, by reason (idle, slow_headers, evicted, refused, shutdown).",
+        );
+        for (reason, n) in &m.connections_closed {
+            let _ = writeln!(
+                out,
+                "hubspot_outbox_socket_connections_closed_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         head(
             &mut out,
             "hubspot_outbox_trace_property_ready",

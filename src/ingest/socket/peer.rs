@@ -4,10 +4,8 @@
 
 use std::collections::HashSet;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use nix::unistd::{Group, Uid, User};
-use tokio::net::UnixListener;
+use tokio::net::UnixStream;
 
 use crate::config::{Operator, OperatorKind};
 
@@ -19,9 +17,10 @@ pub struct Peer {
     pub gid: Option<u32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Peer {
+    /// The credentials of the process that connected `stream`.
+    pub fn of(stream: &UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(cred) => Self {
                 uid: Some(cred.uid()),
                 gid: Some(cred.gid()),

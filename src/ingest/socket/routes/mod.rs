@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 
 use crate::config::{Config, Limits};
 use crate::ingest::committer::Committer;
+use crate::ingest::socket::budget::BodyBudget;
 use crate::ingest::socket::peer::Operators;
 use crate::runtime::metrics::Metrics;
 use crate::store::Store;
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Who may change writes over the socket.
     pub operators: Arc<Operators>,
+    /// The memory all request bodies may take at once.
+    pub budget: BodyBudget,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -1,11 +1,11 @@
 //! The writes resource: enqueue (`POST /v1/writes`), look one up
 //! (`GET /v1/writes/{traceId}`), and list them (`GET /v1/writes`).
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -15,6 +15,7 @@ use crate::ingest::capacity;
 use crate::ingest::committer::CommitError;
 use crate::ingest::group::{Accepted, WriteResult, prepare};
 use crate::ingest::socket::body::{BodyFormat, WriteError, parse_body};
+use crate::ingest::socket::budget::ReadError;
 use crate::model::WriteState;
 use crate::operator::render::write_json;
 
@@ -34,32 +35,45 @@ struct PostAnswer {
 pub async fn post_writes(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = BodyFormat::from_content_type(content_type)?;
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+    let max_bytes = state.limits.max_request_bytes;
+    let held = match state
+        .budget
+        .read(body, max_bytes, state.config.socket.body_timeout)
+        .await
+    {
+        Ok(held) => held,
+        Err(ReadError::TooLarge) => {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!(
-                    "request body is larger than limits.max_request_bytes ({} bytes); send fewer writes per request",
-                    state.limits.max_request_bytes
+                    "request body is larger than limits.max_request_bytes ({max_bytes} bytes); send fewer writes per request"
                 ),
             ));
         }
-        Err(rejection) => {
+        Err(ReadError::TimedOut) => {
             return Err(ApiError::new(
-                rejection.status(),
-                "bad_body",
-                rejection.body_text(),
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within socket.body_timeout ({}); nothing was stored",
+                    humantime::format_duration(state.config.socket.body_timeout)
+                ),
             ));
         }
+        Err(ReadError::Broken(e)) => {
+            return Err(ApiError::bad_body(format!(
+                "the request body could not be read: {e}"
+            )));
+        }
     };
+    let body = held.bytes.clone();
     let body_len = body.len();
     // Parsing and validating a large body is CPU work: keep it off the I/O threads. A small
     // one is parsed in place; the hop to a blocking thread would cost more than the work.
@@ -68,6 +82,9 @@ pub async fn post_writes(
     let parsed = if body_len <= INLINE_PARSE_BYTES {
         parse()
     } else {
+        // One large parse per CPU at a time: the JSON values of a body take several times
+        // its size, and the budget only counts the bytes.
+        let _turn = state.budget.parse_turn().await;
         tokio::task::spawn_blocking(parse).await.map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,0 +1,241 @@
+//! The socket's limits against slow, idle and many clients (issue 9), on the real binary:
+//! a flood of idle and byte-a-second connections does not keep a normal client waiting or
+//! grow the daemon's memory; idle and slow connections are closed on time; a full house of
+//! busy connections gets 503; a slow body gets 408; shutdown does not wait for idle
+//! connections.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+const WRITE: &str = r#"{"objectType":"contacts","properties":{"email":"a@example.com"}}"#;
+
+/// The daemon's resident memory, in KiB.
+fn rss_kib(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// One enqueue on a fresh connection; returns the status and how long the answer took.
+async fn enqueue_once(daemon: &Daemon, n: usize) -> (u16, Duration) {
+    let started = Instant::now();
+    let mut client = daemon.client().await;
+    let body = WRITE.replace("a@example.com", &format!("w{n}@example.com"));
+    let answer = client.post_json(body).await.unwrap();
+    (answer.status.as_u16(), started.elapsed())
+}
+
+/// Reads whatever the daemon sends until it closes the connection (or `within` passes).
+async fn read_until_closed(stream: &mut UnixStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, stream.read_to_end(&mut got)).await;
+    read.ok()
+        .map(|_| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_grow_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path()).await;
+    // Warm up: the first requests size the daemon's pools.
+    for n in 0..20 {
+        assert_eq!(enqueue_once(&daemon, n).await.0, 202);
+    }
+    let before = rss_kib(&daemon);
+
+    // 500 connections that say nothing, and 500 that send a request's headers a byte a
+    // second: four times socket.max_connections (256).
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        idle.push(UnixStream::connect(&daemon.socket).await.unwrap());
+    }
+    let mut trickles = Vec::new();
+    for _ in 0..500 {
+        let path = daemon.socket.clone();
+        trickles.push(tokio::spawn(async move {
+            let mut stream = UnixStream::connect(&path).await.unwrap();
+            for byte in b"POST /v1/writes HTTP/1.1\r\nhost: x\r\n".iter().cycle() {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return; // closed by the daemon: as it should be
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+
+    // While they hold on, a normal client is answered at once, every time.
+    let mut slowest = Duration::ZERO;
+    for n in 100..130 {
+        let (status, took) = enqueue_once(&daemon, n).await;
+        assert_eq!(status, 202);
+        slowest = slowest.max(took);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a normal client waited {slowest:?} behind the flood"
+    );
+    let after = rss_kib(&daemon);
+    eprintln!("daemon RSS: {before} KiB before the flood, {after} KiB during it");
+    assert!(
+        after < before + 16 * 1024,
+        "memory grew from {before} KiB to {after} KiB with 1,000 idle or slow connections"
+    );
+
+    let metrics = daemon.client().await.get("/metrics").await.unwrap().body;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let open: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hubspot_outbox_socket_connections "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(open <= 256, "{open} connections open, past max_connections");
+    assert!(
+        metrics.contains("hubspot_outbox_socket_connections_closed_total{reason=\"evicted\"}"),
+        "{metrics}"
+    );
+    for t in trickles {
+        t.abort();
+    }
+    drop(idle);
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_connections_are_closed_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            ("HUBSPOT_OUTBOX__SOCKET__IDLE_TIMEOUT", "1s"),
+            ("HUBSPOT_OUTBOX__SOCKET__HEADER_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    // Idle from the start.
+    let mut silent = UnixStream::connect(&daemon.socket).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        read_until_closed(&mut silent, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Idle after a request on a kept-alive connection.
+    let mut client = daemon.client().await;
+    assert_eq!(client.get("/healthz").await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        client.get("/healthz").await.is_err(),
+        "an idle keep-alive connection outlived socket.idle_timeout"
+    );
+
+    // Headers that never end: the 1 s header timeout closes it even though bytes keep
+    // coming (every 300 ms, well within the idle timeout).
+    let mut slow = UnixStream::connect(&daemon.socket).await.unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in b"GET /healthz HTTP/1.1\r\nx-a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".iter() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(300), slow.read(&mut probe)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a client trickling headers was never cut off");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            ("HUBSPOT_OUTBOX__SOCKET__MAX_CONNECTIONS", "2"),
+            ("HUBSPOT_OUTBOX__SOCKET__BODY_TIMEOUT", "2s"),
+        ],
+    )
+    .await;
+    // Two requests whose bodies are on their way (headers read: busy).
+    let head = format!(
+        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        WRITE.len()
+    );
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut s = UnixStream::connect(&daemon.socket).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&WRITE.as_bytes()[..5]).await.unwrap();
+        busy.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = UnixStream::connect(&daemon.socket).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut third, Duration::from_secs(2))
+        .await
+        .expect("the refused connection is answered and closed at once");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+
+    // The slow bodies never finish: 408 after socket.body_timeout, nothing stored.
+    for mut s in busy {
+        let mut got = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut got))
+            .await
+            .expect("answered within the body timeout")
+            .unwrap();
+        let text = String::from_utf8_lossy(&got[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("body_timeout"), "{text}");
+    }
+    let rows = common::sqlite3(&daemon.database, "SELECT count(*) FROM outbox");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "0");
+    // And the daemon takes normal requests again.
+    assert_eq!(enqueue_once(&daemon, 1).await.0, 202);
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_or_slow_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[("HUBSPOT_OUTBOX__SOCKET__SHUTDOWN_TIMEOUT", "60s")],
+    )
+    .await;
+    let _idle = UnixStream::connect(&daemon.socket).await.unwrap();
+    let mut half = UnixStream::connect(&daemon.socket).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nhos")
+        .await
+        .unwrap();
+    let mut kept = daemon.client().await;
+    assert_eq!(kept.get("/healthz").await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?} with idle connections open",
+        started.elapsed()
+    );
+}
