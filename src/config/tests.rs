@@ -165,6 +165,30 @@ fn unknown_keys_and_bad_values_name_the_key() {
 }
 
 #[test]
+fn socket_limits_have_defaults_and_refuse_nonsense() {
+    let env = MapEnv::new(&[("HOME", "/h")]);
+    let c = load_toml("", &env).unwrap();
+    assert_eq!(c.socket.max_connections, 256);
+    assert_eq!(c.socket.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.max_buffered_bytes, 64 * 1024 * 1024);
+    for (toml, key) in [
+        ("[socket]\nmax_connections = 0\n", "socket.max_connections"),
+        (
+            "[socket]\nheader_timeout = \"0s\"\n",
+            "socket.header_timeout",
+        ),
+        ("[socket]\nbody_timeout = \"0s\"\n", "socket.body_timeout"),
+        (
+            "[limits]\nmax_request_bytes = 2048\nmax_buffered_bytes = 1024\n",
+            "limits.max_buffered_bytes",
+        ),
+    ] {
+        let e = load_toml(toml, &env).unwrap_err().to_string();
+        assert!(e.contains(key), "{toml}: {e}");
+    }
+}
+
+#[test]
 fn token_comes_from_env_or_file_and_never_prints() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
