@@ -75,3 +75,44 @@ pub struct Plan {
     pub errors: Vec<ErrorRecord>,
     pub pause: Option<Pause>,
 }
+
+impl RowUpdate {
+    /// The row it is for.
+    pub fn id(&self) -> i64 {
+        match self {
+            Self::Succeeded { id, .. }
+            | Self::Failed { id, .. }
+            | Self::Retry { id, .. }
+            | Self::Hold { id, .. }
+            | Self::Verify { id, .. } => *id,
+        }
+    }
+}
+
+impl Plan {
+    /// Whether the plan decides the fate of each of `ids` exactly once and of nothing
+    /// else, and gives no empty HubSpot id: what "nothing is lost" asks of a reconciler.
+    /// The property tests and fuzz targets hold every plan to it.
+    pub fn check_covers(&self, ids: &[i64]) -> Result<(), String> {
+        let mut seen = std::collections::BTreeMap::<i64, usize>::new();
+        for update in &self.updates {
+            *seen.entry(update.id()).or_default() += 1;
+            if let RowUpdate::Succeeded { hubspot_id, .. } = update
+                && hubspot_id.trim().is_empty()
+            {
+                return Err(format!("row {} succeeded with an empty id", update.id()));
+            }
+        }
+        for id in ids {
+            match seen.remove(id) {
+                Some(1) => {}
+                Some(n) => return Err(format!("row {id} has {n} updates")),
+                None => return Err(format!("row {id} has no update")),
+            }
+        }
+        match seen.keys().next() {
+            Some(stray) => Err(format!("an update for row {stray}, not in the batch")),
+            None => Ok(()),
+        }
+    }
+}

@@ -482,4 +482,6 @@ fn last_error(d: &Detail) -> String {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,180 @@
+//! Property test of the front door (issue 9): whatever bytes a client sends to
+//! `POST /v1/writes`, under whatever content type, the answer is a 2xx or a 4xx with a JSON
+//! error, never a 5xx, the daemon keeps answering, and a request is stored whole or not at
+//! all (the rows grow by exactly the answer's `new`, or not at all).
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::InProcess;
+use hubspot_outbox::operator::client::SocketClient;
+use hyper::Method;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+
+/// One daemon for every case: a runtime that outlives them, and the daemon in it.
+fn daemon() -> &'static (Runtime, InProcess) {
+    static DAEMON: OnceLock<(Runtime, InProcess)> = OnceLock::new();
+    DAEMON.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let daemon = rt.block_on(InProcess::start_with(&[
+            // Small limits, so the generated bodies reach them too.
+            ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "4096"),
+            ("HUBSPOT_OUTBOX__LIMITS__MAX_WRITES_PER_REQUEST", "5"),
+        ]));
+        (rt, daemon)
+    })
+}
+
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("contacts".to_owned()),
+        Just("companies".to_owned()),
+        Just("2-12345".to_owned()),
+        Just("p_custom".to_owned()),
+        Just("email".to_owned()),
+        Just("objectWriteTraceId".to_owned()),
+        (0..4u8).prop_map(|i| format!("trace-{i}")),
+        Just(String::new()),
+        "\\PC{0,16}",
+        ".{0,8}",
+    ]
+}
+
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        word().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 16, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(word(), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Something shaped like a write, each field right or wrong at random.
+fn write_like() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![3 => word().prop_map(Value::String), 1 => any_json()],
+        prop_oneof![
+            3 => prop::collection::btree_map(word(), prop_oneof![
+                3 => word().prop_map(Value::String),
+                1 => any_json(),
+            ], 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+            1 => any_json(),
+        ],
+        prop::option::of(prop_oneof![3 => word().prop_map(Value::String), 1 => any_json()]),
+        prop::option::of((word(), any_json())),
+    )
+        .prop_map(|(object_type, properties, trace, extra)| {
+            let mut w = json!({"objectType": object_type, "properties": properties});
+            if let Some(t) = trace {
+                w["objectWriteTraceId"] = t;
+            }
+            if let Some((k, v)) = extra {
+                w[k] = v;
+            }
+            w
+        })
+}
+
+/// A write that validates, its trace id from a small set (so retries and conflicts occur).
+fn valid_write() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["contacts", "companies", "deals"]),
+        "[a-z]{1,8}",
+        prop::option::of(0..40u8),
+    )
+        .prop_map(|(object_type, value, trace)| {
+            let mut w = json!({"objectType": object_type, "properties": {"name": value}});
+            if let Some(t) = trace {
+                w["objectWriteTraceId"] = json!(format!("trace-{t}"));
+            }
+            w
+        })
+}
+
+/// A write, valid more often than not.
+fn a_write() -> impl Strategy<Value = Value> {
+    prop_oneof![2 => valid_write(), 1 => write_like()]
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        3 => a_write().prop_map(|w| w.to_string().into_bytes()),
+        3 => prop::collection::vec(a_write(), 0..7)
+            .prop_map(|ws| Value::Array(ws).to_string().into_bytes()),
+        3 => prop::collection::vec(
+            prop_oneof![
+                4 => a_write().prop_map(|w| w.to_string()),
+                1 => "\\PC{0,20}",
+                1 => Just(String::new()),
+            ],
+            0..7,
+        )
+        .prop_map(|lines| lines.join("\n").into_bytes()),
+        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => prop::collection::vec(any::<u8>(), 0..300),
+        1 => (1usize..3).prop_map(|k| vec![b'['; k * 3000]),
+    ]
+}
+
+fn content_type() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        4 => Just(Some("application/json".to_owned())),
+        4 => Just(Some("application/x-ndjson".to_owned())),
+        1 => Just(None),
+        1 => "\\PC{0,24}".prop_map(Some),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    #[test]
+    fn any_body_is_stored_whole_or_refused_with_a_json_4xx(
+        body in body(),
+        content_type in content_type(),
+    ) {
+        let (rt, daemon) = daemon();
+        rt.block_on(async {
+            let before = daemon.rows().await;
+            let mut client = SocketClient::connect(&daemon.config.socket.path).await.unwrap();
+            let answer = client
+                .send(Method::POST, "/v1/writes", content_type.as_deref(), body.clone())
+                .await
+                .expect("the daemon answers");
+            let after = daemon.rows().await;
+            let status = answer.status.as_u16();
+            let json = answer.json();
+            match status {
+                200..=299 => {
+                    let new = json["new"].as_i64().expect("a 2xx says how many were new");
+                    prop_assert_eq!(after - before, new, "{}", json);
+                }
+                400..=499 => {
+                    prop_assert!(json["error"].is_string(), "{} {:?}", status, answer.body);
+                    prop_assert!(json["message"].is_string(), "{} {:?}", status, answer.body);
+                    prop_assert_eq!(after, before, "a refused request stored rows: {}", json);
+                }
+                _ => prop_assert!(false, "status {} for {:?}: {}", status, String::from_utf8_lossy(&body), json),
+            }
+            // And the daemon is still there.
+            prop_assert_eq!(client.get("/healthz").await.unwrap().status.as_u16(), 200);
+            Ok(())
+        })?;
+    }
+}
