@@ -41,10 +41,12 @@ async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: By
     };
     let (status, value) = decide(&sim, &object_type, &body, &faults);
     if status == HANG {
+        sim.count("hang_after_create");
         // Created, and never answered: the client times out, as after a lost connection.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     if status == CLOSE {
+        sim.count("close_after_create");
         // Created, then the connection breaks: the body fails, and hyper drops the
         // connection instead of finishing the answer.
         return Response::new(axum::body::Body::new(BrokenBody));

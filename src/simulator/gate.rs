@@ -55,6 +55,9 @@ pub async fn admit(
     let now = Instant::now();
     let remaining = {
         let mut window = sim.window.lock().expect("lock");
+        if rand::random::<f64>() < faults.rate_limited_rate {
+            return Err(ten_secondly_429());
+        }
         while window
             .front()
             .is_some_and(|t| now.duration_since(*t) >= sim.options.interval)
@@ -62,13 +65,7 @@ pub async fn admit(
             window.pop_front();
         }
         if window.len() >= sim.options.requests_per_interval as usize {
-            return Err((
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-                       "errorType": "RATE_LIMIT", "correlationId": uuid::Uuid::now_v7().to_string(),
-                       "policyName": "TEN_SECONDLY_ROLLING", "groupName": "simulator"}),
-                Some(0),
-            ));
+            return Err(ten_secondly_429());
         }
         window.push_back(now);
         let mut stats = sim.stats.lock().expect("lock");
@@ -88,6 +85,17 @@ pub async fn admit(
         *used += 1;
     }
     Ok(remaining)
+}
+
+/// HubSpot's 429 for the rolling window.
+fn ten_secondly_429() -> (StatusCode, Value, Option<u64>) {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+               "errorType": "RATE_LIMIT", "correlationId": uuid::Uuid::now_v7().to_string(),
+               "policyName": "TEN_SECONDLY_ROLLING", "groupName": "simulator"}),
+        Some(0),
+    )
 }
 
 /// The answer, counted in the stats, with the rate-limit headers when the request was

@@ -44,6 +44,9 @@ pub struct SimFaults {
     pub hang_after_create_rate: f64,
     /// Share of requests that create the objects and then close the connection.
     pub close_after_create_rate: f64,
+    /// Share of requests answered 429 `TEN_SECONDLY_ROLLING` although the window has room:
+    /// other apps of the account used the shared budget (HubSpot's limits are per account).
+    pub rate_limited_rate: f64,
     /// Added to every request.
     #[serde(with = "humantime_serde")]
     pub latency: Duration,
@@ -106,7 +109,7 @@ pub struct SimStats {
     pub max_in_window: usize,
     pub inputs_created: u64,
     /// Requests by kind beside batch create: `read`, `property_get`, `property_create`,
-    /// `groups`.
+    /// `groups`; and the faults no status tells: `hang_after_create`, `close_after_create`.
     pub calls: BTreeMap<String, u64>,
 }
 
@@ -155,6 +158,17 @@ pub(crate) struct Sim {
 }
 
 impl Sim {
+    /// Counts a call (or a fault) in `stats.calls`.
+    pub(crate) fn count(&self, call: &str) {
+        *self
+            .stats
+            .lock()
+            .expect("lock")
+            .calls
+            .entry(call.to_owned())
+            .or_default() += 1;
+    }
+
     /// The phase of the outage at `now`.
     pub(crate) fn phase(&self, now: Instant) -> Phase {
         let Some((start, o)) = self.outage.lock().expect("lock").clone() else {

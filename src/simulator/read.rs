@@ -32,12 +32,7 @@ pub async fn read_dated(
 }
 
 async fn read(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: Bytes) -> Response {
-    *sim.stats
-        .lock()
-        .expect("lock")
-        .calls
-        .entry("read".into())
-        .or_default() += 1;
+    sim.count("read");
     let faults = sim.faults.lock().expect("lock").clone();
     let remaining = match admit(&sim, &headers, &faults).await {
         Ok(r) => r,

@@ -28,22 +28,13 @@ pub struct SimProperty {
     pub unique: bool,
 }
 
-fn count(sim: &Sim, call: &str) {
-    *sim.stats
-        .lock()
-        .expect("lock")
-        .calls
-        .entry(call.to_owned())
-        .or_default() += 1;
-}
-
 /// `GET /crm/v3/properties/{objectType}/{name}`: 200 with the property, 404 when missing.
 pub async fn get_property(
     State(sim): State<Arc<Sim>>,
     Path((object_type, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    count(&sim, "property_get");
+    sim.count("property_get");
     let faults = sim.faults.lock().expect("lock").clone();
     let remaining = match admit(&sim, &headers, &faults).await {
         Ok(r) => r,
@@ -78,7 +69,7 @@ pub async fn groups(
     Path(object_type): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    count(&sim, "groups");
+    sim.count("groups");
     let faults = sim.faults.lock().expect("lock").clone();
     let remaining = match admit(&sim, &headers, &faults).await {
         Ok(r) => r,
@@ -99,7 +90,7 @@ pub async fn create_property(
     headers: HeaderMap,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    count(&sim, "property_create");
+    sim.count("property_create");
     let faults = sim.faults.lock().expect("lock").clone();
     let remaining = match admit(&sim, &headers, &faults).await {
         Ok(r) => r,
