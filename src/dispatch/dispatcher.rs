@@ -200,7 +200,7 @@ impl<S: BatchSender> Dispatcher<S> {
         }
         let due: Vec<Due> = shared
             .store
-            .due_types(now)
+            .due_types(now, shared.config.batching.max_size)
             .await?
             .into_iter()
             .filter(|d| shared.may_send_type(&d.object_type, now))
