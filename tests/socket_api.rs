@@ -527,7 +527,14 @@ async fn a_full_queue_refuses_new_writes_until_there_is_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     use hubspot_outbox::runtime::retention;
-    let d = InProcess::start().await;
+    // The daemon's own retention loop keeps everything (it would race this test's pass);
+    // the pass below uses the defaults.
+    let d = InProcess::start_with(&[
+        ("HUBSPOT_OUTBOX__RETENTION__SUCCEEDED", "0s"),
+        ("HUBSPOT_OUTBOX__RETENTION__DISCARDED", "0s"),
+        ("HUBSPOT_OUTBOX__RETENTION__TRACE_IDS", "0s"),
+    ])
+    .await;
     let mut c = d.client().await;
     let write = |trace: &str| {
         json!({"objectType": "contacts", "properties": {"email": format!("{trace}@example.com")},
@@ -547,7 +554,7 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     sql("UPDATE outbox SET state = 'succeeded', hubspot_id = '1', updated_at = '2020-01-01T00:00:00.000Z' WHERE trace_id = 'r-1';
          UPDATE outbox SET state = 'failed', updated_at = '2020-01-01T00:00:00.000Z' WHERE trace_id = 'r-2';
          INSERT INTO error_history (trace_id, attempt, http_status, message) VALUES ('r-1', 1, 503, 'x');");
-    let config = d.config.retention.clone();
+    let config = hubspot_outbox::config::RetentionConfig::default();
     let never = tokio_util::sync::CancellationToken::new();
     let (purged, forgotten) = retention::pass(&d.store, &config, &never).await.unwrap();
     assert_eq!((purged, forgotten), (1, 0));
@@ -575,6 +582,15 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     assert_eq!(sql("SELECT count(*) FROM outbox"), "1");
     // Once retention.trace_ids has passed, the id is forgotten and new again.
     sql("UPDATE purged_traces SET purged_at = '2020-01-01T00:00:00.000Z'");
+    // ("0s": remembered for ever.)
+    let for_ever = hubspot_outbox::config::RetentionConfig {
+        trace_ids: std::time::Duration::ZERO,
+        ..config.clone()
+    };
+    assert_eq!(
+        retention::pass(&d.store, &for_ever, &never).await.unwrap(),
+        (0, 0)
+    );
     assert_eq!(
         retention::pass(&d.store, &config, &never).await.unwrap(),
         (0, 1)

@@ -382,7 +382,9 @@ fn operators(raw: Vec<String>) -> Result<Vec<Operator>, ConfigError> {
 /// kept, or a retry between the two would be taken as new.
 fn retention(r: RetentionConfig) -> Result<RetentionConfig, ConfigError> {
     for (name, kept) in [("succeeded", r.succeeded), ("discarded", r.discarded)] {
-        if !kept.is_zero() && r.trace_ids < kept {
+        // 0 keeps for ever: writes never purged need no remembering, and trace ids
+        // remembered for ever outlast any write.
+        if !kept.is_zero() && !r.trace_ids.is_zero() && r.trace_ids < kept {
             return Err(invalid(
                 "retention.trace_ids",
                 format!(

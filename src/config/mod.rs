@@ -88,7 +88,7 @@ pub struct RetentionConfig {
     #[serde(with = "humantime_serde")]
     pub discarded: Duration,
     /// A purged write's trace id is remembered this long (a retry of it is a duplicate);
-    /// at least as long as the others.
+    /// at least as long as the others; 0: for ever.
     #[serde(with = "humantime_serde")]
     pub trace_ids: Duration,
 }

@@ -253,4 +253,10 @@ fn purged_trace_ids_are_remembered_at_least_as_long_as_writes_are_kept() {
         c.retention.trace_ids,
         std::time::Duration::from_secs(7 * 86400)
     );
+    // "0s" remembers them for ever, which outlasts any retention.
+    let env = MapEnv::new(&[
+        ("HOME", "/home/x"),
+        ("HUBSPOT_OUTBOX__RETENTION__TRACE_IDS", "0s"),
+    ]);
+    assert!(Config::load(None, &env).is_ok());
 }

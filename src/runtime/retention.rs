@@ -67,6 +67,10 @@ pub async fn pass(
         }
     }
     let mut forgotten = 0;
+    if config.trace_ids.is_zero() {
+        // "0s": remembered for ever.
+        return Ok((purged, forgotten));
+    }
     let before = earlier(now, config.trace_ids);
     loop {
         let n = store.forget_traces(before, PURGE_BATCH).await?;
