@@ -58,10 +58,13 @@ async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_g
         idle.push(UnixStream::connect(&daemon.socket).await.unwrap());
     }
     let mut trickles = Vec::new();
+    let (connected, mut all_connected) = tokio::sync::mpsc::channel::<()>(500);
     for _ in 0..500 {
         let path = daemon.socket.clone();
+        let connected = connected.clone();
         trickles.push(tokio::spawn(async move {
             let mut stream = UnixStream::connect(&path).await.unwrap();
+            let _ = connected.send(()).await;
             for byte in b"POST /v1/writes HTTP/1.1\r\nhost: x\r\n".iter().cycle() {
                 if stream.write_all(&[*byte]).await.is_err() {
                     return; // closed by the daemon: as it should be
@@ -71,7 +74,13 @@ async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_g
         }));
     }
 
-    // While they hold on, a normal client is answered at once, every time.
+    // Once they are all connected (a client connecting during the burst could be the
+    // oldest idle one when hundreds more arrive), and while they hold on, a normal client
+    // is answered at once, every time.
+    drop(connected);
+    for _ in 0..500 {
+        all_connected.recv().await.unwrap();
+    }
     let mut slowest = Duration::ZERO;
     for n in 100..130 {
         let (status, took) = enqueue_once(&daemon, n).await;
@@ -172,19 +181,25 @@ async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_4
         ],
     )
     .await;
-    // Two requests whose bodies are on their way (headers read: busy).
+    // Two requests whose bodies are on their way: the `100 Continue` says the handler is
+    // reading the body (the connection is busy).
     let head = format!(
-        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
         WRITE.len()
     );
     let mut busy = Vec::new();
     for _ in 0..2 {
         let mut s = UnixStream::connect(&daemon.socket).await.unwrap();
         s.write_all(head.as_bytes()).await.unwrap();
+        let mut cont = [0u8; 25];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut cont))
+            .await
+            .expect("100 Continue")
+            .unwrap();
+        assert!(cont.starts_with(b"HTTP/1.1 100 Continue"), "{cont:?}");
         s.write_all(&WRITE.as_bytes()[..5]).await.unwrap();
         busy.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut third = UnixStream::connect(&daemon.socket).await.unwrap();
     third
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -199,6 +214,7 @@ async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_4
 
     // The slow bodies never finish: 408 after socket.body_timeout, nothing stored.
     for mut s in busy {
+        // Whatever followed the 100 Continue's blank line.
         let mut got = vec![0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut got))
             .await
@@ -238,4 +254,62 @@ async fn shutdown_does_not_wait_for_idle_or_slow_connections() {
         "shutdown took {:?} with idle connections open",
         started.elapsed()
     );
+}
+
+/// Bodies together may hold `limits.max_buffered_bytes`: a request whose bytes find it
+/// spent is refused at once with 503 `server_busy` (it never waits on a slow client), and
+/// the retry endpoint's body is read under the same limits and timeout.
+#[tokio::test]
+async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "1024"),
+            ("HUBSPOT_OUTBOX__LIMITS__MAX_BUFFERED_BYTES", "1024"),
+            ("HUBSPOT_OUTBOX__SOCKET__BODY_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    // A slow client holds 900 of the 1,024 bytes.
+    let mut slow = UnixStream::connect(&daemon.socket).await.unwrap();
+    slow.write_all(
+        b"POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    slow.write_all(&[b' '; 900]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = daemon.client().await;
+    let answer = c
+        .post_json(WRITE.to_owned() + &" ".repeat(200))
+        .await
+        .unwrap();
+    assert_eq!(answer.status.as_u16(), 503);
+    assert_eq!(answer.json()["error"], "server_busy");
+    assert_eq!(answer.retry_after, Some(1));
+    // The slow one times out and gives its share back: the same request goes through.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut c = daemon.client().await;
+    let answer = c
+        .post_json(WRITE.to_owned() + &" ".repeat(200))
+        .await
+        .unwrap();
+    assert_eq!(answer.status.as_u16(), 202);
+
+    // A retry whose body never comes: 408, not a connection held for ever.
+    let mut retry = UnixStream::connect(&daemon.socket).await.unwrap();
+    retry
+        .write_all(
+            b"POST /v1/retry HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), retry.read(&mut got))
+        .await
+        .expect("answered within the body timeout")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
 }

@@ -292,7 +292,10 @@ async fn nothing_acknowledged_is_lost_or_created_twice_under_faults_and_kills() 
         ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
         ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
         ("HUBSPOT_OUTBOX__HUBSPOT__REQUEST_TIMEOUT", "2s"),
-        ("HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL", &daemon_rate),
+        (
+            "HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL",
+            &daemon_rate,
+        ),
         ("HUBSPOT_OUTBOX__RATE_LIMIT__INTERVAL", "1s"),
         ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
         ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", &batch),

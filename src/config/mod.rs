@@ -134,8 +134,8 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Most writes in one request; more get 413.
     pub max_writes_per_request: usize,
-    /// Bytes of request bodies held in memory at once, across all connections; requests
-    /// past it wait for room (at least `max_request_bytes`).
+    /// Bytes of request bodies held in memory at once, across all connections; a request
+    /// past it gets 503 `server_busy` (at least `max_request_bytes`).
     pub max_buffered_bytes: usize,
 }
 
@@ -362,7 +362,7 @@ pub struct SocketConfig {
     pub idle_timeout: Duration,
     /// How long a request's headers may take to arrive, from their first byte.
     pub header_timeout: Duration,
-    /// How long a request's body may take to arrive (waiting for memory included).
+    /// How long a request's body may take to arrive.
     pub body_timeout: Duration,
     /// At shutdown, how long requests being answered may take before their connections
     /// are dropped; idle connections are closed at once.

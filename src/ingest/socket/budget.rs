@@ -1,8 +1,11 @@
 //! How much memory request bodies may take, all together: `limits.max_buffered_bytes` of
 //! body bytes held at once across every connection, and at most one large body being
-//! parsed per CPU. A request waits for its share (its client's sends block, which is the
-//! back-pressure) within `socket.body_timeout`; it never makes the daemon's memory grow
-//! with the number of clients.
+//! parsed per CPU. A body takes its share as its bytes arrive (a client that announces a
+//! large body and sends nothing holds nothing); a request whose next bytes find the budget
+//! spent is refused at once with 503 and `Retry-After` rather than made to wait, so
+//! requests holding part of the budget can never wait on each other. Reading a body is
+//! bounded by `socket.body_timeout`. The daemon's memory never grows with the number of
+//! clients.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,8 @@ pub enum ReadError {
     TooLarge,
     /// Not received in full within `socket.body_timeout`.
     TimedOut,
+    /// The budget is spent by other requests' bodies: try again shortly.
+    Busy,
     /// The client broke the body off (or sent a broken chunked encoding).
     Broken(String),
 }
@@ -48,35 +53,29 @@ impl BodyBudget {
         }
     }
 
-    /// Reads `body` whole, refusing it past `max_bytes` and past `timeout` (waiting for the
-    /// budget included). A body of known length takes its whole share before the first
-    /// byte is read; a chunked one takes it chunk by chunk.
+    /// Reads `body` whole, refusing it past `max_bytes`, past `timeout`, and when its next
+    /// bytes find the budget spent.
     pub async fn read(
         &self,
         body: Body,
         max_bytes: usize,
         timeout: Duration,
     ) -> Result<HeldBody, ReadError> {
-        let known = body.size_hint().exact();
-        if known.is_some_and(|n| n > max_bytes as u64) {
+        if body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n > max_bytes as u64)
+        {
             return Err(ReadError::TooLarge);
         }
-        tokio::time::timeout(timeout, self.read_within(body, known, max_bytes))
+        tokio::time::timeout(timeout, self.read_within(body, max_bytes))
             .await
             .unwrap_or(Err(ReadError::TimedOut))
     }
 
-    async fn read_within(
-        &self,
-        mut body: Body,
-        known: Option<u64>,
-        max_bytes: usize,
-    ) -> Result<HeldBody, ReadError> {
-        let mut share = match known {
-            Some(n) => Some(self.take(n as usize).await),
-            None => None,
-        };
-        let mut buf = BytesMut::with_capacity(known.unwrap_or(0) as usize);
+    async fn read_within(&self, mut body: Body, max_bytes: usize) -> Result<HeldBody, ReadError> {
+        let mut share: Option<OwnedSemaphorePermit> = None;
+        let mut buf = BytesMut::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ReadError::Broken(e.to_string()))?;
             let Ok(data) = frame.into_data() else {
@@ -85,12 +84,15 @@ impl BodyBudget {
             if buf.len() + data.len() > max_bytes {
                 return Err(ReadError::TooLarge);
             }
-            if known.is_none() {
-                let more = self.take(data.len()).await;
-                match &mut share {
-                    Some(s) => s.merge(more),
-                    None => share = Some(more),
-                }
+            let n = u32::try_from(data.len()).map_err(|_| ReadError::TooLarge)?;
+            let more = self
+                .bytes
+                .clone()
+                .try_acquire_many_owned(n)
+                .map_err(|_| ReadError::Busy)?;
+            match &mut share {
+                Some(s) => s.merge(more),
+                None => share = Some(more),
             }
             buf.extend_from_slice(&data);
         }
@@ -98,15 +100,6 @@ impl BodyBudget {
             bytes: buf.freeze(),
             _share: share,
         })
-    }
-
-    async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
-        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.bytes
-            .clone()
-            .acquire_many_owned(n)
-            .await
-            .expect("the budget's semaphore is never closed")
     }
 
     /// A turn to parse a large body on a blocking thread; held while it parses.
@@ -124,25 +117,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_body_holds_its_share_until_dropped_and_others_wait_for_it() {
+    async fn a_body_holds_its_share_until_dropped_and_others_are_refused_meanwhile() {
         let budget = BodyBudget::new(10);
         let held = budget
             .read(Body::from("12345678"), 100, Duration::from_secs(1))
             .await
             .unwrap();
         assert_eq!(&held.bytes[..], b"12345678");
-        // 8 of 10 bytes are held: a 5-byte body waits (and here times out).
+        // 8 of 10 bytes are held: a 5-byte body is refused at once, not made to wait.
         assert_eq!(
             budget
-                .read(Body::from("abcde"), 100, Duration::from_millis(50))
+                .read(Body::from("abcde"), 100, Duration::from_secs(1))
                 .await
                 .err(),
-            Some(ReadError::TimedOut)
+            Some(ReadError::Busy)
         );
         drop(held);
         assert!(
             budget
-                .read(Body::from("abcde"), 100, Duration::from_millis(50))
+                .read(Body::from("abcde"), 100, Duration::from_secs(1))
                 .await
                 .is_ok()
         );

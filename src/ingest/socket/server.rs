@@ -4,13 +4,16 @@
 //! - At most `socket.max_connections` connections. A new one past the cap closes the
 //!   connection that has gone the longest without a request answered (idle since long
 //!   ago, or sending its headers since long ago); a connection answering a request is
-//!   never closed for room. When every connection is
-//!   answering, the new one gets `503 too_many_connections` with `Retry-After` and is
-//!   closed. So a flood of idle or byte-a-second clients costs a bounded number of
+//!   never closed for room (one caught becoming busy as it is chosen finishes its answer
+//!   first). When every connection is answering, the new one gets
+//!   `503 too_many_connections` with `Retry-After` and is closed (at most 64 are being
+//!   answered so at once; past that, closed unanswered). So a flood of idle or byte-a-second clients costs a bounded number of
 //!   connections and never keeps a normal client waiting.
 //! - A connection may be idle for `socket.idle_timeout` and take `socket.header_timeout`
 //!   to send a request's headers (see `conn`); reading the body is bounded by
 //!   `socket.body_timeout` in the handler.
+//! - Closing a connection (idle, slow, evicted, at shutdown) lets hyper finish the answer
+//!   it is writing; one not answering a request is dropped after at most 1 s.
 //! - At shutdown, the listener closes, idle connections close at once, requests being
 //!   answered get their answer (and the connection closes after it), and whatever is
 //!   left after `socket.shutdown_timeout` is dropped.
@@ -42,6 +45,14 @@ use crate::runtime::metrics::Metrics;
 /// The largest request head (start line and headers) read; larger gets 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// How long a connection being closed (idle, evicted, at shutdown) has to flush what it
+/// was sending before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Refused connections being answered at once; past it, more are closed unanswered (each
+/// holds a file descriptor for up to 1.2 s).
+const MAX_REFUSING: usize = 64;
+
 /// How the server treats connections; from `socket.*`.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -53,8 +64,11 @@ pub struct ServerLimits {
 /// One open connection, as the accept loop sees it.
 struct Entry {
     state: ConnState,
-    /// Cancelled to drop the connection at once.
+    /// Cancelled to close the connection: at once when it is idle, after its answer when
+    /// a request is being answered.
     close: CancellationToken,
+    /// Cancelled to drop the connection at once (the shutdown deadline passed).
+    kill: CancellationToken,
 }
 
 type Registry = Arc<Mutex<HashMap<u64, Entry>>>;
@@ -75,6 +89,7 @@ pub async fn serve(
     let tasks = TaskTracker::new();
     // Cancelled at shutdown: each connection finishes the request it is answering.
     let draining = CancellationToken::new();
+    let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     let mut next_id = 0u64;
     loop {
         let stream = tokio::select! {
@@ -93,8 +108,9 @@ pub async fn serve(
         let entry = Entry {
             state: ConnState::new(Instant::now()),
             close: CancellationToken::new(),
+            kill: CancellationToken::new(),
         };
-        let (state, close) = (entry.state.clone(), entry.close.clone());
+        let (state, close, kill) = (entry.state.clone(), entry.close.clone(), entry.kill.clone());
         {
             let mut open = lock(&registry);
             if open.len() >= limits.max_connections {
@@ -108,7 +124,12 @@ pub async fn serve(
                     None => {
                         drop(open);
                         metrics.connection_closed("refused");
-                        tasks.spawn(refuse(stream));
+                        if let Ok(turn) = refusing.clone().try_acquire_owned() {
+                            tasks.spawn(async move {
+                                refuse(stream).await;
+                                drop(turn);
+                            });
+                        }
                         continue;
                     }
                 }
@@ -122,6 +143,7 @@ pub async fn serve(
             peer,
             state,
             close,
+            kill,
             draining: draining.clone(),
             timeouts: limits.timeouts,
             registry: registry.clone(),
@@ -138,13 +160,13 @@ pub async fn serve(
         .is_err()
     {
         let left: Vec<CancellationToken> =
-            lock(&registry).values().map(|e| e.close.clone()).collect();
+            lock(&registry).values().map(|e| e.kill.clone()).collect();
         warn!(
             connections = left.len(),
             "socket.shutdown_timeout passed; dropping the connections still open"
         );
-        for close in left {
-            close.cancel();
+        for kill in left {
+            kill.cancel();
         }
         tasks.wait().await;
     }
@@ -156,10 +178,26 @@ struct Connection {
     peer: Peer,
     state: ConnState,
     close: CancellationToken,
+    kill: CancellationToken,
     draining: CancellationToken,
     timeouts: Timeouts,
     registry: Registry,
     metrics: Arc<Metrics>,
+}
+
+/// Takes a connection out of the registry and the gauge when its task ends, however it
+/// ends (a panic in a handler included).
+struct Deregister {
+    id: u64,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        lock(&self.registry).remove(&self.id);
+        self.metrics.connections(-1);
+    }
 }
 
 impl Connection {
@@ -184,42 +222,58 @@ impl Connection {
         let io = TokioIo::new(Tracked::new(stream, self.state.clone()));
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
+        let _deregister = Deregister {
+            id: self.id,
+            registry: self.registry.clone(),
+            metrics: self.metrics.clone(),
+        };
         let recheck = self.timeouts.idle.min(self.timeouts.header);
-        let mut graceful = false;
-        let reason = loop {
+        // Once closing: hyper finishes the answer in progress (or closes at once when
+        // idle), and a connection that is not answering is dropped after CLOSE_GRACE.
+        let mut closing: Option<Instant> = None;
+        loop {
             let now = Instant::now();
-            let phase = self.state.phase();
-            let deadline = match verdict(phase, now, self.timeouts) {
-                Ok(deadline) => deadline.map_or(now + recheck, |d| d.min(now + recheck)),
-                Err(Expired::Idle) => break Some("idle"),
-                Err(Expired::SlowHeaders) => break Some("slow_headers"),
+            let busy = matches!(self.state.phase(), Phase::Busy(_));
+            let next = match closing {
+                Some(since) if !busy && now >= since + CLOSE_GRACE => break,
+                Some(since) => (since + CLOSE_GRACE).max(now + Duration::from_millis(50)),
+                None => match verdict(self.state.phase(), now, self.timeouts) {
+                    Ok(deadline) => deadline.map_or(now + recheck, |d| d.min(now + recheck)),
+                    Err(expired) => {
+                        let reason = match expired {
+                            Expired::Idle => "idle",
+                            Expired::SlowHeaders => "slow_headers",
+                        };
+                        self.metrics.connection_closed(reason);
+                        debug!(reason, "closing a socket connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                        continue;
+                    }
+                },
             };
             tokio::select! {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         debug!(error = %e, "socket connection ended with an error");
                     }
-                    break None;
+                    break;
                 }
-                // Evicted (already counted) or past the shutdown deadline.
-                _ = self.close.cancelled() => break None,
-                _ = self.draining.cancelled(), if !graceful => {
-                    if !matches!(self.state.phase(), Phase::Busy(_)) {
-                        break Some("shutdown");
-                    }
-                    // Answer the request being handled, then close.
+                // Past the shutdown deadline.
+                _ = self.kill.cancelled() => break,
+                // Evicted for room (already counted): a request being answered still is.
+                _ = self.close.cancelled(), if closing.is_none() => {
                     conn.as_mut().graceful_shutdown();
-                    graceful = true;
+                    closing = Some(Instant::now());
                 }
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.draining.cancelled(), if closing.is_none() => {
+                    self.metrics.connection_closed("shutdown");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now());
+                }
+                _ = tokio::time::sleep_until(next) => {}
             }
-        };
-        if let Some(reason) = reason {
-            debug!(reason, "closing a socket connection");
-            self.metrics.connection_closed(reason);
         }
-        lock(&self.registry).remove(&self.id);
-        self.metrics.connections(-1);
     }
 }
 

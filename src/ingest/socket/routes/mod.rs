@@ -14,12 +14,14 @@ pub mod writes;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::config::{Config, Limits};
 use crate::ingest::committer::Committer;
-use crate::ingest::socket::budget::BodyBudget;
+use crate::ingest::socket::budget::{BodyBudget, HeldBody, ReadError};
 use crate::ingest::socket::peer::Operators;
 use crate::runtime::metrics::Metrics;
 use crate::store::Store;
@@ -57,6 +59,43 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Reads a request body under the socket's limits: `limits.max_request_bytes` (413),
+/// `socket.body_timeout` (408) and the body budget (503 with `Retry-After`).
+pub async fn read_body(state: &ApiState, body: Body) -> Result<HeldBody, ApiError> {
+    let max_bytes = state.limits.max_request_bytes;
+    let timeout = state.config.socket.body_timeout;
+    state
+        .budget
+        .read(body, max_bytes, timeout)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body is larger than limits.max_request_bytes ({max_bytes} bytes); send fewer writes per request"
+                ),
+            ),
+            ReadError::TimedOut => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within socket.body_timeout ({}); nothing was stored",
+                    humantime::format_duration(timeout)
+                ),
+            ),
+            ReadError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_busy",
+                "other requests' bodies fill limits.max_buffered_bytes; nothing was stored, try again shortly",
+            )
+            .retry_after(1),
+            ReadError::Broken(e) => {
+                ApiError::bad_body(format!("the request body could not be read: {e}"))
+            }
+        })
 }
 
 async fn not_found() -> ApiError {

@@ -2,15 +2,15 @@
 //! (`GET /v1/status`), metrics (`GET /metrics`) and health (`GET /healthz`). Each is a thin
 //! HTTP shell over the same function the `hubspot-outbox` command runs.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, read_body};
 use crate::ingest::socket::peer::Peer;
 use crate::operator::{self, FilterArgs, SelectArgs};
 
@@ -33,15 +33,17 @@ pub struct RetryBody {
 pub async fn post_retry(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
-    body: Result<axum::Json<RetryBody>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    // Who asks is checked before a byte of the body is read; the body is read under the
+    // same limits as an enqueue's.
     state
         .operators
         .may_operate(peer)
         .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, "not_an_operator", m))?;
-    let b = body
-        .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?
-        .0;
+    let held = read_body(&state, body).await?;
+    let b: RetryBody = serde_json::from_slice(&held.bytes)
+        .map_err(|e| ApiError::bad_body(format!("body is not a retry request: {e}")))?;
     let args = SelectArgs {
         trace_ids: b.trace_ids,
         failed: b.failed,

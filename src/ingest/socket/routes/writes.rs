@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, read_body};
 use crate::ingest::capacity;
 use crate::ingest::committer::CommitError;
 use crate::ingest::group::{Accepted, WriteResult, prepare};
 use crate::ingest::socket::body::{BodyFormat, WriteError, parse_body};
-use crate::ingest::socket::budget::ReadError;
+use crate::ingest::socket::budget::HeldBody;
 use crate::model::WriteState;
 use crate::operator::render::write_json;
 
@@ -41,51 +41,31 @@ pub async fn post_writes(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = BodyFormat::from_content_type(content_type)?;
-    let max_bytes = state.limits.max_request_bytes;
-    let held = match state
-        .budget
-        .read(body, max_bytes, state.config.socket.body_timeout)
-        .await
-    {
-        Ok(held) => held,
-        Err(ReadError::TooLarge) => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "request body is larger than limits.max_request_bytes ({max_bytes} bytes); send fewer writes per request"
-                ),
-            ));
-        }
-        Err(ReadError::TimedOut) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive within socket.body_timeout ({}); nothing was stored",
-                    humantime::format_duration(state.config.socket.body_timeout)
-                ),
-            ));
-        }
-        Err(ReadError::Broken(e)) => {
-            return Err(ApiError::bad_body(format!(
-                "the request body could not be read: {e}"
-            )));
-        }
-    };
-    let body = held.bytes.clone();
-    let body_len = body.len();
+    let held = read_body(&state, body).await?;
+    let body_len = held.bytes.len();
     // Parsing and validating a large body is CPU work: keep it off the I/O threads. A small
     // one is parsed in place; the hop to a blocking thread would cost more than the work.
     let max = state.limits.max_writes_per_request;
-    let parse = move || parse_body(format, &body, max).map(|p| (prepare(p.writes), p.lines));
-    let parsed = if body_len <= INLINE_PARSE_BYTES {
-        parse()
+    // The body's share of the budget is handed back with the result and held until the
+    // request is answered: the prepared writes take about as much as the body.
+    let parse = move |held: HeldBody| {
+        let parsed = parse_body(format, &held.bytes, max).map(|p| (prepare(p.writes), p.lines));
+        (parsed, held)
+    };
+    let (parsed, _held) = if body_len <= INLINE_PARSE_BYTES {
+        parse(held)
     } else {
         // One large parse per CPU at a time: the JSON values of a body take several times
-        // its size, and the budget only counts the bytes.
-        let _turn = state.budget.parse_turn().await;
-        tokio::task::spawn_blocking(parse).await.map_err(|_| {
+        // its size, and the budget only counts the bytes. The turn and the body's share go
+        // into the blocking task, so a client that hangs up mid-parse frees neither early.
+        let turn = state.budget.parse_turn().await;
+        tokio::task::spawn_blocking(move || {
+            let parsed = parse(held);
+            drop(turn);
+            parsed
+        })
+        .await
+        .map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
