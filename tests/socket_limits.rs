@@ -313,3 +313,38 @@ async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline() {
     let text = String::from_utf8_lossy(&got[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
 }
+
+/// A request being answered when SIGTERM comes gets its answer (and its write is stored)
+/// before the daemon exits, even when its body is still arriving.
+#[tokio::test]
+async fn at_shutdown_a_request_being_answered_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path()).await;
+    let mut s = UnixStream::connect(&daemon.socket).await.unwrap();
+    let head = format!(
+        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        WRITE.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut cont = [0u8; 25];
+    s.read_exact(&mut cont).await.unwrap();
+    s.write_all(&WRITE.as_bytes()[..10]).await.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Longer than the 1 s a closing connection that is not answering is given.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(&WRITE.as_bytes()[10..]).await.unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(5))
+        .await
+        .expect("answered, then closed");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let status = tokio::task::spawn_blocking(move || daemon.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let rows = common::sqlite3(&dir.path().join("outbox.db"), "SELECT count(*) FROM outbox");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
+}

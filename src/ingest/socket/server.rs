@@ -233,11 +233,23 @@ impl Connection {
         let mut closing: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let busy = matches!(self.state.phase(), Phase::Busy(_));
+            let phase = self.state.phase();
             let next = match closing {
-                Some(since) if !busy && now >= since + CLOSE_GRACE => break,
-                Some(since) => (since + CLOSE_GRACE).max(now + Duration::from_millis(50)),
-                None => match verdict(self.state.phase(), now, self.timeouts) {
+                Some(since) => {
+                    // The grace runs from the later of the close and the end of the last
+                    // answer's handler: an answer finished after the close still gets
+                    // CLOSE_GRACE to be written.
+                    let from = match phase {
+                        Phase::Busy(_) => now,
+                        Phase::Idle(answered) => since.max(answered),
+                        Phase::Headers(_) => since,
+                    };
+                    if !matches!(phase, Phase::Busy(_)) && now >= from + CLOSE_GRACE {
+                        break;
+                    }
+                    (from + CLOSE_GRACE).max(now + Duration::from_millis(50))
+                }
+                None => match verdict(phase, now, self.timeouts) {
                     Ok(deadline) => deadline.map_or(now + recheck, |d| d.min(now + recheck)),
                     Err(expired) => {
                         let reason = match expired {
