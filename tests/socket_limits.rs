@@ -41,6 +41,25 @@ async fn read_until_closed(stream: &mut UnixStream, within: Duration) -> Option<
         .map(|_| String::from_utf8_lossy(&got).into_owned())
 }
 
+/// A `POST /v1/writes` whose body is on its way: the head announces `length` bytes with
+/// `Expect: 100-continue`; the `100 Continue` says the handler is reading the body (the
+/// connection is busy); then `first` bytes of the body are sent.
+async fn body_on_its_way(daemon: &Daemon, length: usize, first: &[u8]) -> UnixStream {
+    let mut s = UnixStream::connect(&daemon.socket).await.unwrap();
+    let head = format!(
+        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut cont = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut cont))
+        .await
+        .expect("100 Continue")
+        .unwrap();
+    assert!(cont.starts_with(b"HTTP/1.1 100 Continue"), "{cont:?}");
+    s.write_all(first).await.unwrap();
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_grow_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,24 +200,10 @@ async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_4
         ],
     )
     .await;
-    // Two requests whose bodies are on their way: the `100 Continue` says the handler is
-    // reading the body (the connection is busy).
-    let head = format!(
-        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
-        WRITE.len()
-    );
+    // Two requests whose bodies are on their way (busy).
     let mut busy = Vec::new();
     for _ in 0..2 {
-        let mut s = UnixStream::connect(&daemon.socket).await.unwrap();
-        s.write_all(head.as_bytes()).await.unwrap();
-        let mut cont = [0u8; 25];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut cont))
-            .await
-            .expect("100 Continue")
-            .unwrap();
-        assert!(cont.starts_with(b"HTTP/1.1 100 Continue"), "{cont:?}");
-        s.write_all(&WRITE.as_bytes()[..5]).await.unwrap();
-        busy.push(s);
+        busy.push(body_on_its_way(&daemon, WRITE.len(), &WRITE.as_bytes()[..5]).await);
     }
     let mut third = UnixStream::connect(&daemon.socket).await.unwrap();
     third
@@ -244,8 +249,8 @@ async fn shutdown_does_not_wait_for_idle_or_slow_connections() {
         .await
         .unwrap();
     let mut kept = daemon.client().await;
+    // Answered: the two connections made before it were accepted first.
     assert_eq!(kept.get("/healthz").await.unwrap().status, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}");
@@ -271,25 +276,30 @@ async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline() {
         ],
     )
     .await;
-    // A slow client holds 900 of the 1,024 bytes.
-    let mut slow = UnixStream::connect(&daemon.socket).await.unwrap();
-    slow.write_all(
-        b"POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    slow.write_all(&[b' '; 900]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut c = daemon.client().await;
-    let answer = c
-        .post_json(WRITE.to_owned() + &" ".repeat(200))
+    // A slow client holds 900 of the 1,024 bytes, once the daemon has read them: a
+    // request of 200 more is refused at once.
+    let mut slow = body_on_its_way(&daemon, 1000, &[b' '; 900]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let mut c = daemon.client().await;
+        let answer = c
+            .post_json(WRITE.to_owned() + &" ".repeat(200))
+            .await
+            .unwrap();
+        if answer.status.as_u16() == 503 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.status.as_u16(), 503);
+    assert_eq!(refused.json()["error"], "server_busy");
+    assert_eq!(refused.retry_after, Some(1));
+    // The slow one times out (its 408 says so) and gives its share back: the same request
+    // goes through.
+    let answer = read_until_closed(&mut slow, Duration::from_secs(5))
         .await
-        .unwrap();
-    assert_eq!(answer.status.as_u16(), 503);
-    assert_eq!(answer.json()["error"], "server_busy");
-    assert_eq!(answer.retry_after, Some(1));
-    // The slow one times out and gives its share back: the same request goes through.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+        .expect("the slow body is answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let mut c = daemon.client().await;
     let answer = c
         .post_json(WRITE.to_owned() + &" ".repeat(200))
@@ -320,15 +330,7 @@ async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline() {
 async fn at_shutdown_a_request_being_answered_gets_its_answer() {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(dir.path()).await;
-    let mut s = UnixStream::connect(&daemon.socket).await.unwrap();
-    let head = format!(
-        "POST /v1/writes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
-        WRITE.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut cont = [0u8; 25];
-    s.read_exact(&mut cont).await.unwrap();
-    s.write_all(&WRITE.as_bytes()[..10]).await.unwrap();
+    let mut s = body_on_its_way(&daemon, WRITE.len(), &WRITE.as_bytes()[..10]).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
