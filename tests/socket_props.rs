@@ -8,6 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::InProcess;
+use common::json_gen::any_json;
 use hubspot_outbox::operator::client::SocketClient;
 use hyper::Method;
 use proptest::prelude::*;
@@ -47,37 +48,22 @@ fn word() -> impl Strategy<Value = String> {
     ]
 }
 
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        word().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 16, 5, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::btree_map(word(), inner, 0..5)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
 /// Something shaped like a write, each field right or wrong at random.
 fn write_like() -> impl Strategy<Value = Value> {
     (
-        prop_oneof![3 => word().prop_map(Value::String), 1 => any_json()],
+        prop_oneof![3 => word().prop_map(Value::String), 1 => any_json(word().boxed())],
         prop_oneof![
             3 => prop::collection::btree_map(word(), prop_oneof![
                 3 => word().prop_map(Value::String),
-                1 => any_json(),
+                1 => any_json(word().boxed()),
             ], 0..4)
             .prop_map(|m| Value::Object(m.into_iter().collect())),
-            1 => any_json(),
+            1 => any_json(word().boxed()),
         ],
-        prop::option::of(prop_oneof![3 => word().prop_map(Value::String), 1 => any_json()]),
-        prop::option::of((word(), any_json())),
+        prop::option::of(
+            prop_oneof![3 => word().prop_map(Value::String), 1 => any_json(word().boxed())],
+        ),
+        prop::option::of((word(), any_json(word().boxed()))),
     )
         .prop_map(|(object_type, properties, trace, extra)| {
             let mut w = json!({"objectType": object_type, "properties": properties});
@@ -126,7 +112,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
             0..7,
         )
         .prop_map(|lines| lines.join("\n").into_bytes()),
-        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => any_json(word().boxed()).prop_map(|v| v.to_string().into_bytes()),
         1 => prop::collection::vec(any::<u8>(), 0..300),
         1 => (1usize..3).prop_map(|k| vec![b'['; k * 3000]),
     ]

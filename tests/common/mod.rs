@@ -2,6 +2,8 @@
 //! the real binary run as a child process, plus the socket client.
 #![allow(dead_code)]
 
+pub mod json_gen;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -482,6 +482,4 @@ fn last_error(d: &Detail) -> String {
 }
 
 #[cfg(test)]
-mod props;
-#[cfg(test)]
 mod tests;

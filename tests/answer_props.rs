@@ -3,15 +3,17 @@
 //! random), the answer gets a classification and every write of the batch gets exactly
 //! one fate, for a create and for a read-back; never a panic.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::json_gen::any_json;
+use hubspot_outbox::dispatch::reconciler::{Moment, reconcile, reconcile_read};
+use hubspot_outbox::hubspot::classify::classify;
+use hubspot_outbox::model::{Backoff, BatchRow, OnAmbiguous, OnConflict, Policy};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-use super::{Moment, reconcile, reconcile_read};
-use crate::hubspot::classify::classify;
-use crate::model::{Backoff, BatchRow, OnAmbiguous, OnConflict, Policy};
 
 const TRACE_PROPERTY: &str = "hubspot_outbox_trace_id";
 
@@ -69,29 +71,11 @@ fn word() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Any JSON, a few levels deep.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        word().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(word(), inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
 /// A value where HubSpot puts a string, sometimes of another type.
 fn loose_string() -> impl Strategy<Value = Value> {
     prop_oneof![
         6 => word().prop_map(Value::String),
-        1 => any_json(),
+        1 => any_json(word().boxed()),
     ]
 }
 
@@ -168,7 +152,7 @@ fn status() -> impl Strategy<Value = u16> {
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         3 => batch_shaped().prop_map(|v| v.to_string().into_bytes()),
-        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => any_json(word().boxed()).prop_map(|v| v.to_string().into_bytes()),
         1 => prop::collection::vec(any::<u8>(), 0..256),
     ]
 }
