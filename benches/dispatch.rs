@@ -17,8 +17,10 @@
 //!   same run without any network, claim + reconcile + settle of one batch on a database
 //!   holding the same backlog.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hubspot_outbox::dispatch::reconciler::{Moment, reconcile};
@@ -27,13 +29,11 @@ use hubspot_outbox::hubspot::classify::classify;
 use hubspot_outbox::model::Backoff;
 use hubspot_outbox::model::BatchLogEntry;
 use hubspot_outbox::model::{BatchRow, OnAmbiguous, OnConflict, Policy};
-use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use hubspot_outbox::store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
 const LATENCY: Duration = Duration::from_millis(300);
 
 /// One rate limit to drain a backlog under.
@@ -104,8 +104,6 @@ async fn end_to_end(dir: &Path, scenario: &Scenario) {
         backlog: n,
         target,
     } = *scenario;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     let options = SimOptions {
         requests_per_interval: limit,
@@ -116,21 +114,12 @@ async fn end_to_end(dir: &Path, scenario: &Scenario) {
         },
         ..Default::default()
     };
-    tokio::spawn(hubspot_outbox::simulator::serve(
-        listener,
-        options,
-        stop.clone(),
-    ));
+    let url = common::simulator(options, &stop).await;
 
     let db = dir.join("outbox.db");
     let socket = dir.join("outbox.sock");
     let log = dir.join("daemon.log");
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .env_clear()
-        .env("HOME", dir)
-        .env("HUBSPOT_OUTBOX__DATABASE__PATH", &db)
-        .env("HUBSPOT_OUTBOX__SOCKET__PATH", &socket)
+    let mut child = common::daemon_command(dir)
         .env("HUBSPOT_OUTBOX__LOG__LEVEL", "info")
         .env("HUBSPOT_ACCESS_TOKEN", "sim-token")
         .env("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", &url)
@@ -147,18 +136,10 @@ async fn end_to_end(dir: &Path, scenario: &Scenario) {
             "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
             "email",
         )
-        .stdin(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut client = loop {
-        if let Ok(mut c) = SocketClient::connect(&socket).await
-            && c.get("/healthz").await.is_ok_and(|a| a.status == 200)
-        {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut client = common::ready(&socket).await.expect("the daemon answers");
     let start = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
         let body: String = chunk.iter().map(|i| contact(*i) + "\n").collect();

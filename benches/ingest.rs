@@ -10,8 +10,10 @@
 //! `BENCH_WRITES` (default 1,000,000) sets the bulk size; `BENCH_SINGLE_WRITES` (default
 //! 100,000) the single-write size.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,6 @@ use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::store::MIGRATOR;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
 const BULK_REQUEST: usize = 10_000;
 const CLIENTS: usize = 16;
 
@@ -44,14 +45,8 @@ struct Daemon {
 
 impl Daemon {
     async fn start(dir: &Path) -> Self {
-        let child = Command::new(BIN)
-            .arg("run")
-            .env_clear()
-            .env("HOME", dir)
-            .env("HUBSPOT_OUTBOX__DATABASE__PATH", dir.join("outbox.db"))
-            .env("HUBSPOT_OUTBOX__SOCKET__PATH", dir.join("outbox.sock"))
+        let child = common::daemon_command(dir)
             .env("HUBSPOT_OUTBOX__LOG__LEVEL", "warn")
-            .stdin(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the daemon");
@@ -60,26 +55,15 @@ impl Daemon {
             child,
             socket: dir.join("outbox.sock"),
         };
-        for _ in 0..500 {
-            if let Ok(mut c) = SocketClient::connect(&daemon.socket).await
-                && c.get("/healthz").await.is_ok_and(|a| a.status == 200)
-            {
-                return daemon;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if common::ready(&daemon.socket).await.is_some() {
+            return daemon;
         }
         panic!("daemon did not start");
     }
 
     /// Resident memory in KiB, from /proc.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        common::rss_kib(self.child.id())
     }
 }
 

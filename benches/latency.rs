@@ -20,8 +20,10 @@
 //!    first batch create reaching the simulator, with the 1,000,000 writes queued.
 //!    Target: within 1 s.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -31,7 +33,6 @@ use serde_json::{Value, json};
 use sqlx::sqlite::SqliteConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
 const SIM_LATENCY: Duration = Duration::from_millis(50);
 const LINGER_MS: f64 = 200.0;
 
@@ -42,36 +43,24 @@ fn queued_target() -> usize {
         .unwrap_or(1_000_000)
 }
 
-/// Starts the simulator on 127.0.0.1:0; returns its URL.
+/// The simulator with `limit` per `interval` and 50 ms per request; returns its URL.
 async fn simulator(limit: u32, interval: Duration, stop: &CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hubspot_outbox::simulator::serve(
-        listener,
-        SimOptions {
-            requests_per_interval: limit,
-            interval,
-            daily_limit: 0,
-            faults: SimFaults {
-                latency: SIM_LATENCY,
-                ..Default::default()
-            },
+    let options = SimOptions {
+        requests_per_interval: limit,
+        interval,
+        daily_limit: 0,
+        faults: SimFaults {
+            latency: SIM_LATENCY,
             ..Default::default()
         },
-        stop.clone(),
-    ));
-    url
+        ..Default::default()
+    };
+    common::simulator(options, stop).await
 }
 
 /// The release daemon on `dir`, sending to `url` under `limit` per `interval`.
 fn daemon(dir: &Path, url: &str, limit: u32, interval: Duration) -> Child {
-    Command::new(BIN)
-        .arg("run")
-        .env_clear()
-        .env("HOME", dir)
-        .env("HUBSPOT_OUTBOX__DATABASE__PATH", dir.join("outbox.db"))
-        .env("HUBSPOT_OUTBOX__SOCKET__PATH", dir.join("outbox.sock"))
-        .env("HUBSPOT_OUTBOX__QUEUE__MIN_FREE_DISK", "0")
+    common::daemon_command(dir)
         .env("HUBSPOT_ACCESS_TOKEN", "sim-token")
         .env("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url)
         .env(
@@ -83,7 +72,6 @@ fn daemon(dir: &Path, url: &str, limit: u32, interval: Duration) -> Child {
             format!("{}ms", interval.as_millis()),
         )
         .env("HUBSPOT_OUTBOX__RATE_LIMIT__DAILY_LIMIT", "0")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
         .spawn()
@@ -91,23 +79,9 @@ fn daemon(dir: &Path, url: &str, limit: u32, interval: Duration) -> Child {
 }
 
 async fn ready(dir: &Path) -> SocketClient {
-    loop {
-        if let Ok(mut c) = SocketClient::connect(&dir.join("outbox.sock")).await
-            && c.get("/healthz").await.is_ok_and(|a| a.status == 200)
-        {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    common::ready(&dir.join("outbox.sock"))
+        .await
+        .expect("the daemon answers")
 }
 
 fn now_ms() -> i64 {
@@ -287,7 +261,7 @@ async fn queued(root: &Path) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let mut most = 0;
         for _ in 0..10 {
-            most = most.max(rss_kib(child.id()));
+            most = most.max(common::rss_kib(child.id()));
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         rss.push((stop_at, most));
@@ -321,7 +295,7 @@ async fn queued(root: &Path) {
         assert!(started.elapsed() < Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let restarted_rss = rss_kib(child.id());
+    let restarted_rss = common::rss_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
     stop.cancel();
