@@ -310,6 +310,10 @@ async fn overhead(dir: &Path, n: usize) {
         .map(|i| hubspot_outbox::store::ingest::RowToStore {
             trace_id: format!("b-{i}"),
             object_type: "contacts".into(),
+            operation: "create".into(),
+            id_property: None,
+            record_key: None,
+            order_key: None,
             properties: format!(
                 r#"{{"email":"user{i}@example.com","firstname":"First{i}","lastname":"Lastname"}}"#
             ),
@@ -338,12 +342,16 @@ async fn overhead(dir: &Path, n: usize) {
         let t = Instant::now();
         let claimed = store
             .claim_batch(
-                "contacts",
-                200,
-                chrono::Utc::now(),
-                &batch_id,
-                "2026-11-29",
-                Some("hubspot_outbox_trace_id"),
+                &hubspot_outbox::store::claim::Claim {
+                    object_type: "contacts",
+                    lane: "create",
+                    look_ahead: 200,
+                    now: chrono::Utc::now(),
+                    batch_id: &batch_id,
+                    day: "2026-11-29",
+                    sent_with: Some("hubspot_outbox_trace_id"),
+                    trace_property: Some("hubspot_outbox_trace_id"),
+                },
                 |c| choose_rows(c, 100, Some("email")),
             )
             .await

@@ -133,7 +133,7 @@ pub async fn serve(
     ));
     let intake_task = tokio::spawn(intake::run(
         store.clone(),
-        config.database.poll_interval,
+        Arc::new(config.clone()),
         work.clone(),
         intake_stop.clone(),
         intake_beat.clone(),

@@ -73,6 +73,10 @@ pub enum Command {
         /// Remove a property, with --edit (e.g. one HubSpot does not know); repeatable.
         #[arg(long = "unset", value_name = "NAME", requires = "edit")]
         unset: Vec<String>,
+        /// The record an upsert or update names (its `id`), with --edit: e.g. an update
+        /// whose record does not exist.
+        #[arg(long = "set-id", value_name = "ID", requires = "edit")]
+        set_id: Option<String>,
     },
     /// Give up failed or unconfirmed writes: marked discarded, kept for the record.
     Discard {

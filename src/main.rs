@@ -74,7 +74,20 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             edit: Some(trace_id),
             set,
             unset,
-        } => print(operator::edit(&config, &trace_id, &set, &unset, select.json).await?),
+            set_id,
+        } => print(
+            operator::edit(
+                &config,
+                &trace_id,
+                &operator::Edit {
+                    sets: &set,
+                    unsets: &unset,
+                    record_key: set_id.as_deref(),
+                },
+                select.json,
+            )
+            .await?,
+        ),
         Command::Retry { select, .. } => {
             print(operator::change(&config, &select.into(), false).await?)
         }

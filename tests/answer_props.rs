@@ -31,6 +31,7 @@ fn rows(n: usize, sent_with: bool) -> Vec<BatchRow> {
             split_to: None,
             sent_with: sent_with.then(|| TRACE_PROPERTY.to_owned()),
             last_error: None,
+            ..Default::default()
         })
         .collect()
 }

@@ -126,7 +126,7 @@ fn failed_lists_newest_first_and_filters() {
         text.lines()
             .nth(1)
             .unwrap()
-            .contains("f-contact  contacts  attempts 1  VALIDATION_ERROR: age"),
+            .contains("f-contact  contacts create  attempts 1  VALIDATION_ERROR: age"),
         "{text}"
     );
 }

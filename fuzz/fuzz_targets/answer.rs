@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
             split_to: None,
             sent_with: (knobs & 8 != 0).then(|| TRACE.to_owned()),
             last_error: None,
+            ..Default::default()
         })
         .collect();
     let policy = Policy {

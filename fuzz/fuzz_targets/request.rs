@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!parsed.writes.is_empty() && parsed.writes.len() <= max);
             assert_eq!(parsed.writes.len(), parsed.lines.len());
             let count = parsed.writes.len();
-            assert_eq!(prepare(parsed.writes).len(), count);
+            assert_eq!(prepare(parsed.writes, &|_| None).len(), count);
         }
         Err(BodyError::Invalid(errors)) => assert!(!errors.is_empty()),
         Err(BodyError::TooManyWrites { count, max: m }) => assert!(count > m),

@@ -248,23 +248,38 @@ impl HubSpotConfig {
 
     /// The batch-read URL for an object type.
     pub fn batch_read_url(&self, object_type: &str) -> String {
-        self.batch_create_url(object_type)
-            .replace("/batch/create", "/batch/read")
+        self.batch_url(object_type, "read")
     }
 
     /// The batch-create URL for an object type.
     pub fn batch_create_url(&self, object_type: &str) -> String {
+        self.batch_url(object_type, "create")
+    }
+
+    /// An object batch endpoint (`create`, `read`, `upsert`, `update`) for an object type,
+    /// on the configured API version.
+    pub fn batch_url(&self, object_type: &str, action: &str) -> String {
         if self.api_version == "v3" {
             format!(
-                "{}/crm/v3/objects/{object_type}/batch/create",
+                "{}/crm/v3/objects/{object_type}/batch/{action}",
                 self.base_url
             )
         } else {
             format!(
-                "{}/crm/objects/{}/{object_type}/batch/create",
+                "{}/crm/objects/{}/{object_type}/batch/{action}",
                 self.base_url, self.api_version
             )
         }
+    }
+
+    /// The v4 endpoint that creates associations from records of one type to records of
+    /// another. It is on HubSpot's `v4` path whatever `api_version` says: no
+    /// date-versioned form of it is documented.
+    pub fn associations_url(&self, from: &str, to: &str) -> String {
+        format!(
+            "{}/crm/v4/associations/{from}/{to}/batch/create",
+            self.base_url
+        )
     }
 }
 

@@ -28,7 +28,14 @@ use crate::config::Config;
 use crate::model::{day_key, next_daily_reset};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::systemd::Heartbeat;
+use crate::store::claim::Claim;
 use crate::store::{Store, StoreError};
+
+/// The key a lane's pause is kept under beside the object types' (`contacts upsert:email`;
+/// an object type holds no space).
+pub fn lane_key(object_type: &str, lane: &str) -> String {
+    format!("{object_type} {lane}")
+}
 
 /// How long before its departure slot a batch is claimed: more than a claim takes (a few
 /// milliseconds; tens when producers hold the write lock), so the next batch is ready the
@@ -48,8 +55,8 @@ pub struct Dispatcher<S = HttpSender> {
     shared: Arc<Shared<S>>,
     /// One permit per request in flight; a sending task holds one until it has settled.
     permits: Arc<Semaphore>,
-    /// The object type served last, for round robin.
-    last_type: Mutex<Option<String>>,
+    /// The (object type, lane) served last, for round robin.
+    last_type: Mutex<Option<(String, String)>>,
 }
 
 impl<S: BatchSender> Dispatcher<S> {
@@ -204,11 +211,13 @@ impl<S: BatchSender> Dispatcher<S> {
             .await?
             .into_iter()
             .filter(|d| shared.may_send_type(&d.object_type, now))
+            .filter(|d| shared.may_send_type(&lane_key(&d.object_type, &d.lane), now))
             .filter_map(|d| {
                 Some(Due {
                     oldest_due_at: d.oldest_due_at.parse().ok()?,
                     count: d.count.max(0) as usize,
                     object_type: d.object_type,
+                    lane: d.lane,
                 })
             })
             .collect();
@@ -219,13 +228,13 @@ impl<S: BatchSender> Dispatcher<S> {
             batching.max_size,
             batching.linger,
             now,
-            last.as_deref(),
+            last.as_ref().map(|(t, l)| (t.as_str(), l.as_str())),
         ) {
             Readiness::Ready(order) => order,
             Readiness::WaitFor(wait) => return Ok(Tick::Idle(wait)),
             Readiness::Nothing => return Ok(Tick::Idle(self.until_next_due(now).await?)),
         };
-        for object_type in order {
+        for (object_type, lane) in order {
             // The first batch of a type waits for its trace property to be checked.
             let Ok(trace) = shared.trace_for(&object_type).await? else {
                 continue;
@@ -236,22 +245,25 @@ impl<S: BatchSender> Dispatcher<S> {
             }
             let now = shared.clock.now();
             let reach_probe = shared.breaker.lock().expect("lock").probe_due(now);
-            let probe = reach_probe || shared.is_probe(&object_type, now);
+            let lane_probe = shared.is_probe(&lane_key(&object_type, &lane), now);
+            let probe = reach_probe || lane_probe || shared.is_probe(&object_type, now);
             let max = if probe { 1 } else { batching.max_size };
             let unique = shared.config.policy(&object_type).unique_property;
             let batch_id = uuid::Uuid::now_v7().to_string();
             let day = day_key(now, &shared.config.rate_limit.timezone);
+            let claim = Claim {
+                object_type: &object_type,
+                lane: &lane,
+                look_ahead: max * 2,
+                now,
+                batch_id: &batch_id,
+                day: &day,
+                sent_with: trace.as_deref().filter(|_| lane == "create"),
+                trace_property: trace.as_deref(),
+            };
             let rows = shared
                 .store
-                .claim_batch(
-                    &object_type,
-                    max * 2,
-                    now,
-                    &batch_id,
-                    &day,
-                    trace.as_deref(),
-                    |c| choose_rows(c, max, unique.as_deref()),
-                )
+                .claim_batch(&claim, |c| choose_rows(c, max, unique.as_deref()))
                 .await?;
             if rows.is_empty() {
                 continue;
@@ -260,11 +272,13 @@ impl<S: BatchSender> Dispatcher<S> {
             let slot = shared.limiter.reserve();
             if reach_probe {
                 shared.breaker.lock().expect("lock").probe_sent();
+            } else if lane_probe {
+                shared.postpone_probe(&lane_key(&object_type, &lane));
             } else if probe {
                 // One probe at a time: the next waits for this one's answer or the interval.
                 shared.postpone_probe(&object_type);
             }
-            *self.last_type.lock().expect("lock") = Some(object_type.clone());
+            *self.last_type.lock().expect("lock") = Some((object_type.clone(), lane.clone()));
             let n = rows.len();
             let task = shared.clone();
             tokio::spawn(async move {

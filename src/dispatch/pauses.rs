@@ -73,9 +73,11 @@ impl<S> Shared<S> {
     pub async fn apply_pause(
         &self,
         object_type: &str,
+        lane: &str,
         answer: &Answer,
         pause: Option<Pause>,
     ) -> Result<(), StoreError> {
+        let lane_key = super::dispatcher::lane_key(object_type, lane);
         let now = self.clock.now();
         let probe_at = after(now, self.config.hubspot.auth_retry_interval);
         match pause {
@@ -121,9 +123,20 @@ impl<S> Shared<S> {
                     .await?;
                 error!(object_type, %error, failed, "HubSpot does not know this object type; its queued writes failed");
             }
+            Some(Pause::Lane { reason }) => {
+                error!(object_type, lane, %reason, "HubSpot refused this lane's writes as configured; they stay queued, other lanes go on");
+                self.paused
+                    .lock()
+                    .expect("lock")
+                    .forbidden
+                    .insert(lane_key.clone(), probe_at);
+                self.store
+                    .set_pause(&format!("lane:{lane_key}"), "rejected", &reason, None, now)
+                    .await?;
+            }
             None => {}
         }
-        let (lift_all, lift_type) = {
+        let (lift_all, lift_type, lift_lane) = {
             let mut paused = self.paused.lock().expect("lock");
             let mut lift_all = false;
             if proves_token(answer) && paused.unauthorized.take().is_some() {
@@ -137,8 +150,17 @@ impl<S> Shared<S> {
                 paused.recorded_all = None;
             }
             let lift_type = proves_scope(answer) && paused.forbidden.remove(object_type).is_some();
-            (lift_all, lift_type)
+            let lift_lane = matches!(answer, Answer::Created(_))
+                && paused.forbidden.remove(&lane_key).is_some();
+            (lift_all, lift_type, lift_lane)
         };
+        if lift_lane {
+            info!(
+                object_type,
+                lane, "HubSpot accepts this lane's writes again"
+            );
+            self.store.clear_pause(&format!("lane:{lane_key}")).await?;
+        }
         if lift_all {
             self.store.clear_pause("all").await?;
         }

@@ -1,21 +1,24 @@
 //! Which rows go next, in which batch, and when: pure decisions, no I/O.
 //!
-//! - [`ready_types`]: which object types may send now (a full batch, or a partial one
-//!   that has lingered long enough), in round-robin order after the last one served.
-//! - [`choose_rows`]: which candidates form the batch (no two with the same unique value,
-//!   at most the split cap).
+//! - [`ready_types`]: which lanes of which object types may send now (a full batch, or a
+//!   partial one that has lingered long enough), in round-robin order after the last one
+//!   served.
+//! - [`choose_rows`]: which candidates form the batch (no two with the same unique value
+//!   or record, at most the split cap; associations: one target type, at most 100 pairs).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::ClaimedRow;
+use crate::model::{ClaimedRow, Operation};
 
-/// An object type with due rows.
+/// A lane of an object type with due rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
     pub object_type: String,
+    /// `outbox.lane`: `create`, `upsert:PROP`, `update:`, `update:PROP`, `associations`.
+    pub lane: String,
     pub count: usize,
     pub oldest_due_at: DateTime<Utc>,
 }
@@ -23,23 +26,23 @@ pub struct Due {
 /// What the scheduler can do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
-    /// These types may send now, in this order.
-    Ready(Vec<String>),
+    /// These (object type, lane) pairs may send now, in this order.
+    Ready(Vec<(String, String)>),
     /// Nothing may send before this long has passed (a partial batch is lingering).
     WaitFor(Duration),
     /// Nothing is due.
     Nothing,
 }
 
-/// Types that may send now: a full batch goes at once; a partial one once its oldest row
-/// has been due for `linger`. Round robin: the types after `last` come first, so a flood of
-/// one type never starves another.
+/// Lanes that may send now: a full batch goes at once; a partial one once its oldest row
+/// has been due for `linger`. Round robin: the (type, lane) pairs after `last` come first,
+/// so a flood of one never starves another.
 pub fn ready_types(
     due: &[Due],
     max_size: usize,
     linger: Duration,
     now: DateTime<Utc>,
-    last: Option<&str>,
+    last: Option<(&str, &str)>,
 ) -> Readiness {
     let mut ready: Vec<&Due> = Vec::new();
     let mut wait: Option<Duration> = None;
@@ -55,15 +58,20 @@ pub fn ready_types(
     if ready.is_empty() {
         return wait.map_or(Readiness::Nothing, Readiness::WaitFor);
     }
-    ready.sort_by(|a, b| a.object_type.cmp(&b.object_type));
+    ready.sort_by(|a, b| (&a.object_type, &a.lane).cmp(&(&b.object_type, &b.lane)));
     let start = last.map_or(0, |last| {
         ready
             .iter()
-            .position(|d| d.object_type.as_str() > last)
+            .position(|d| (d.object_type.as_str(), d.lane.as_str()) > last)
             .unwrap_or(0)
     });
     ready.rotate_left(start);
-    Readiness::Ready(ready.into_iter().map(|d| d.object_type.clone()).collect())
+    Readiness::Ready(
+        ready
+            .into_iter()
+            .map(|d| (d.object_type.clone(), d.lane.clone()))
+            .collect(),
+    )
 }
 
 /// Picks the batch from `candidates` (oldest first): at most `max_size`, at most the split
@@ -71,10 +79,24 @@ pub fn ready_types(
 /// property (HubSpot would reject the whole batch); the second waits for the next batch.
 /// Candidates to be read back (the store offers them first) make a read batch instead:
 /// one property per read, each value once.
+///
+/// Upserts and updates: never two naming the same record (HubSpot refuses the whole
+/// request with "Duplicate IDs found in batch input"). Associations: see
+/// [`choose_associations`].
 pub fn choose_rows(candidates: &[ClaimedRow], max_size: usize, unique: Option<&str>) -> Vec<usize> {
-    if let Some(read_by) = candidates.first().and_then(|r| r.read_by.as_deref()) {
+    let Some(first) = candidates.first() else {
+        return Vec::new();
+    };
+    if let Some(read_by) = first.read_by.as_deref() {
         return choose_reads(candidates, max_size, read_by);
     }
+    if first.associating {
+        return choose_associations(candidates, max_size);
+    }
+    let unique = match first.operation {
+        Operation::Create => unique,
+        _ => None,
+    };
     let cap = candidates
         .first()
         .and_then(|r| r.split_to)
@@ -85,7 +107,11 @@ pub fn choose_rows(candidates: &[ClaimedRow], max_size: usize, unique: Option<&s
         if chosen.len() == cap {
             break;
         }
-        if let Some(value) = unique.and_then(|u| unique_value(row, u))
+        let key = match row.operation {
+            Operation::Create => unique.and_then(|u| unique_value(row, u)),
+            _ => row.record_key.clone(),
+        };
+        if let Some(value) = key
             && !seen.insert(value.to_lowercase())
         {
             continue;
@@ -93,6 +119,54 @@ pub fn choose_rows(candidates: &[ClaimedRow], max_size: usize, unique: Option<&s
         chosen.push(i);
     }
     chosen
+}
+
+/// An associations batch: one request per (from, to) type pair, so the rows with an
+/// association still to create to the first row's first pending target type, up to
+/// `max_size` pairs in all (a write's associations to that type go in one request; the
+/// validation caps them at 100). A first row with nothing pending (never left so by the
+/// reconciler) goes alone, and is settled without a request.
+pub fn choose_associations(candidates: &[ClaimedRow], max_size: usize) -> Vec<usize> {
+    let Some(target) = candidates
+        .first()
+        .and_then(|r| r.pending_targets().into_iter().next())
+    else {
+        return vec![0];
+    };
+    let mut pairs = 0;
+    let mut chosen = Vec::new();
+    for (i, row) in candidates.iter().enumerate() {
+        if !row.pending_targets().contains(&target) {
+            continue;
+        }
+        let n = pairs_to(row, &target);
+        if pairs + n > max_size && !chosen.is_empty() {
+            break;
+        }
+        pairs += n;
+        chosen.push(i);
+    }
+    chosen
+}
+
+/// The target type an associations batch creates associations to: its first row's
+/// first pending one (the choice [`choose_associations`] made).
+pub fn association_target(rows: &[ClaimedRow]) -> Option<String> {
+    rows.first()?.pending_targets().into_iter().next()
+}
+
+/// How many association pairs a row has to `target`.
+fn pairs_to(row: &ClaimedRow, target: &str) -> usize {
+    let associations: Vec<crate::model::Association> =
+        serde_json::from_str(&row.associations).unwrap_or_default();
+    associations
+        .iter()
+        .filter(|a| {
+            a.to_object_type
+                .as_ref()
+                .is_some_and(|t| t.as_str() == target)
+        })
+        .count()
 }
 
 /// A read batch: up to `max_size` rows read back by the same property as the first, each
@@ -134,6 +208,7 @@ mod tests {
     fn due(object_type: &str, count: usize, oldest: &str) -> Due {
         Due {
             object_type: object_type.into(),
+            lane: "create".into(),
             count,
             oldest_due_at: t(oldest),
         }
@@ -151,6 +226,7 @@ mod tests {
             read_by: None,
             sent_with: None,
             last_error: None,
+            ..Default::default()
         }
     }
 
@@ -167,7 +243,7 @@ mod tests {
                 now,
                 None
             ),
-            Readiness::Ready(vec!["contacts".into()])
+            Readiness::Ready(vec![("contacts".into(), "create".into())])
         );
         assert_eq!(
             ready_types(
@@ -187,7 +263,7 @@ mod tests {
                 now,
                 None
             ),
-            Readiness::Ready(vec!["contacts".into()])
+            Readiness::Ready(vec![("contacts".into(), "create".into())])
         );
         assert_eq!(ready_types(&[], 100, LINGER, now, None), Readiness::Nothing);
     }
@@ -200,13 +276,85 @@ mod tests {
             due("deals", 1, "2026-11-29T11:00:00Z"),
             due("tickets", 1, "2026-11-29T11:00:00Z"),
         ];
-        let order = |last| match ready_types(&all, 100, LINGER, now, last) {
-            Readiness::Ready(v) => v,
+        let order = |last: Option<&str>| match ready_types(
+            &all,
+            100,
+            LINGER,
+            now,
+            last.map(|t| (t, "create")),
+        ) {
+            Readiness::Ready(v) => v.into_iter().map(|(t, _)| t).collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
         assert_eq!(order(None), ["contacts", "deals", "tickets"]);
         assert_eq!(order(Some("contacts")), ["deals", "tickets", "contacts"]);
         assert_eq!(order(Some("tickets")), ["contacts", "deals", "tickets"]);
+    }
+
+    #[test]
+    fn lanes_of_one_type_take_turns_too() {
+        let now = t("2026-11-29T12:00:00Z");
+        let mut upserts = due("contacts", 5000, "2026-11-29T11:00:00Z");
+        upserts.lane = "upsert:email".into();
+        let all = [due("contacts", 5000, "2026-11-29T11:00:00Z"), upserts];
+        let Readiness::Ready(order) =
+            ready_types(&all, 100, LINGER, now, Some(("contacts", "create")))
+        else {
+            panic!()
+        };
+        assert_eq!(order[0], ("contacts".into(), "upsert:email".into()));
+    }
+
+    fn upsert(id: i64, key: &str) -> ClaimedRow {
+        ClaimedRow {
+            operation: Operation::Upsert,
+            id_property: Some("email".into()),
+            record_key: Some(key.into()),
+            ..row(id, "", None)
+        }
+    }
+
+    #[test]
+    fn two_writes_to_one_record_never_share_a_batch() {
+        let rows = [
+            upsert(1, "a@x.com"),
+            upsert(2, "A@x.com"),
+            upsert(3, "b@x.com"),
+        ];
+        assert_eq!(choose_rows(&rows, 100, Some("email")), [0, 2]);
+    }
+
+    #[test]
+    fn an_associations_batch_holds_one_target_type_and_at_most_max_pairs() {
+        let assoc = |to: &str, n: usize| {
+            let items: Vec<String> = (0..n)
+                .map(|i| {
+                    format!(
+                        r#"{{"to":{{"id":"{i}"}},"toObjectType":"{to}","types":[{{"associationCategory":"USER_DEFINED","associationTypeId":9}}]}}"#
+                    )
+                })
+                .collect();
+            format!("[{}]", items.join(","))
+        };
+        let at = |id: i64, associations: String, done: Option<&str>| ClaimedRow {
+            associating: true,
+            hubspot_id: Some(format!("h{id}")),
+            associations,
+            associations_done: done.map(str::to_owned),
+            ..upsert(id, &format!("{id}@x"))
+        };
+        let rows = [
+            at(1, assoc("companies", 2), None),
+            at(2, assoc("deals", 1), None),
+            at(3, assoc("companies", 3), None),
+            at(4, assoc("companies", 1), Some(r#"["companies"]"#)),
+        ];
+        assert_eq!(choose_associations(&rows, 100), [0, 2]);
+        assert_eq!(association_target(&rows).as_deref(), Some("companies"));
+        // 2 + 3 pairs do not fit in 4: the second waits.
+        assert_eq!(choose_associations(&rows, 4), [0]);
+        assert_eq!(choose_associations(&rows[3..], 100), [0]);
+        assert_eq!(association_target(&rows[3..]), None);
     }
 
     #[test]

@@ -15,9 +15,10 @@ use serde_json::value::RawValue;
 use crate::config::{AccessToken, HubSpotConfig};
 use crate::hubspot::classify::parse_retry_after;
 use crate::hubspot::wire::{
-    BatchCreateRequest, BatchReadRequest, CreateInput, RateHeaders, ReadInput,
+    AssociateInput, AssociationTypeRef, BatchAssociateRequest, BatchCreateRequest,
+    BatchReadRequest, BatchRecordRequest, CreateInput, IdRef, RateHeaders, ReadInput, RecordInput,
 };
-use crate::model::{BatchRow, ClaimedRow};
+use crate::model::{Association, AssociationCategory, BatchRow, ClaimedRow};
 
 /// What came back for one request.
 #[derive(Debug)]
@@ -193,15 +194,115 @@ pub fn batch_body(
             Some(with_trace) => with_trace,
             None => serde_json::from_str(&row.properties).map_err(|e| bad(row, e))?,
         };
-        let associations: &RawValue =
-            serde_json::from_str(&row.associations).map_err(|e| bad(row, e))?;
         inputs.push(CreateInput {
             properties,
-            associations,
+            associations: inline_associations(row).map_err(|e| bad(row, e))?,
             object_write_trace_id: &row.trace_id,
         });
     }
     Ok(serde_json::to_vec(&BatchCreateRequest { inputs }).expect("a batch serializes"))
+}
+
+/// A create's associations as HubSpot's schema has them: the stored text as it is,
+/// unless an item carries the daemon's own `toObjectType`, which is left out.
+fn inline_associations(
+    row: &ClaimedRow,
+) -> Result<std::borrow::Cow<'_, RawValue>, serde_json::Error> {
+    if !row.associations.contains("toObjectType") {
+        let raw: &RawValue = serde_json::from_str(&row.associations)?;
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
+    let mut items: Vec<Association> = serde_json::from_str(&row.associations)?;
+    for a in &mut items {
+        a.to_object_type = None;
+    }
+    Ok(std::borrow::Cow::Owned(RawValue::from_string(
+        serde_json::to_string(&items)?,
+    )?))
+}
+
+/// The body of a batch upsert or update: each row's record (`idProperty` when it has
+/// one, and `id`), its properties as stored, and its trace id. No trace property: the
+/// trace property names the write that created a record, and an upsert or update must
+/// not overwrite it (a create read back by it would no longer be found).
+pub fn record_body(rows: &[ClaimedRow]) -> Result<Vec<u8>, SenderError> {
+    let mut inputs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bad = |error: String| SenderError::BadRow {
+            trace_id: row.trace_id.clone(),
+            error,
+        };
+        let properties: &RawValue =
+            serde_json::from_str(&row.properties).map_err(|e| bad(e.to_string()))?;
+        let id = row
+            .record_key
+            .as_deref()
+            .ok_or_else(|| bad("an upsert or update without `id`".into()))?;
+        inputs.push(RecordInput {
+            id_property: row.id_property.as_deref(),
+            id,
+            properties,
+            object_write_trace_id: &row.trace_id,
+        });
+    }
+    Ok(serde_json::to_vec(&BatchRecordRequest { inputs }).expect("a batch serializes"))
+}
+
+/// The body of a v4 associations batch: one input per association of each row to
+/// `target`, from the row's record (`hubspot_id`, set when its record step succeeded).
+pub fn associate_body(rows: &[ClaimedRow], target: &str) -> Result<Vec<u8>, SenderError> {
+    let mut parsed: Vec<(&ClaimedRow, &str, Vec<Association>)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bad = |error: String| SenderError::BadRow {
+            trace_id: row.trace_id.clone(),
+            error,
+        };
+        let from = row
+            .hubspot_id
+            .as_deref()
+            .ok_or_else(|| bad("its record's id is not known".into()))?;
+        let items: Vec<Association> =
+            serde_json::from_str(&row.associations).map_err(|e| bad(e.to_string()))?;
+        parsed.push((row, from, items));
+    }
+    let types: Vec<Vec<Vec<AssociationTypeRef>>> = parsed
+        .iter()
+        .map(|(_, _, items)| {
+            items
+                .iter()
+                .map(|a| a.types.iter().map(type_ref).collect())
+                .collect()
+        })
+        .collect();
+    let mut inputs = Vec::new();
+    for ((_, from, items), types) in parsed.iter().zip(&types) {
+        for (a, types) in items.iter().zip(types) {
+            if a.to_object_type
+                .as_ref()
+                .is_some_and(|t| t.as_str() == target)
+            {
+                inputs.push(AssociateInput {
+                    from: IdRef { id: from },
+                    to: IdRef { id: &a.to.id },
+                    types,
+                });
+            }
+        }
+    }
+    Ok(serde_json::to_vec(&BatchAssociateRequest { inputs }).expect("a batch serializes"))
+}
+
+fn type_ref(t: &crate::model::AssociationType) -> AssociationTypeRef {
+    AssociationTypeRef {
+        association_category: match t.association_category {
+            AssociationCategory::HubspotDefined => "HUBSPOT_DEFINED",
+            AssociationCategory::UserDefined => "USER_DEFINED",
+            AssociationCategory::IntegratorDefined => "INTEGRATOR_DEFINED",
+            AssociationCategory::Work => "WORK",
+        }
+        .to_owned(),
+        association_type_id: t.association_type_id,
+    }
 }
 
 /// The body of a batch read: each row's value of `read_by` (its trace id when it is read
@@ -269,6 +370,7 @@ mod tests {
             read_by: None,
             sent_with: None,
             last_error: None,
+            ..Default::default()
         }];
         assert_eq!(
             String::from_utf8(batch_body(&rows, None).unwrap()).unwrap(),
@@ -293,6 +395,7 @@ mod tests {
             read_by: Some("email".into()),
             sent_with: None,
             last_error: None,
+            ..Default::default()
         };
         let rows = [
             row(1, r#"{"email":"a@example.com"}"#),

@@ -8,12 +8,17 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::dispatcher::CLAIM_AHEAD;
-use super::reconciler::{Moment, reconcile, reconcile_read, unsent};
-use super::sender::{BatchSender, Request, Sent, batch_body, read_body};
+use super::reconciler::{
+    Moment, reconcile, reconcile_associations, reconcile_read, reconcile_record, unsent,
+};
+use super::scheduler::association_target;
+use super::sender::{
+    BatchSender, Request, Sent, associate_body, batch_body, read_body, record_body,
+};
 use super::shared::Shared;
 use crate::config::Config;
 use crate::hubspot::classify::{Answer, RatePolicy, classify, not_sent, transport_failure};
-use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Plan, RowUpdate};
+use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Lane, Plan, RowUpdate};
 use crate::store::StoreError;
 
 /// The longest pause a claimed batch waits out before it leaves; past this it goes back
@@ -103,8 +108,10 @@ impl<S: BatchSender> Shared<S> {
     ) -> Result<(), StoreError> {
         let sent_at = self.clock.now();
         let read_by = rows.first().and_then(|r| r.read_by.clone());
-        let request = match &read_by {
-            Some(read_by) => {
+        let lane = rows[0].lane();
+        let target = association_target(rows);
+        let request = match (&read_by, &lane) {
+            (Some(read_by), _) => {
                 // The property read by, and the trace properties the writes' creates carried
                 // (whose values tell a write's own record from someone else's).
                 let mut wanted = vec![read_by.as_str()];
@@ -121,13 +128,25 @@ impl<S: BatchSender> Shared<S> {
                 }
                 Ok(read_body(rows, read_by, &wanted))
             }
-            None => batch_body(rows, trace.as_deref()),
+            (None, Lane::Create) => batch_body(rows, trace.as_deref()),
+            (None, Lane::Upsert(_) | Lane::Update(_)) => record_body(rows),
+            (None, Lane::Associations) => match &target {
+                Some(target) => associate_body(rows, target),
+                None => Ok(Vec::new()),
+            },
         };
-        let url = match read_by {
-            Some(_) => self.config.hubspot.batch_read_url(object_type),
-            None => self.config.hubspot.batch_create_url(object_type),
+        let hubspot = &self.config.hubspot;
+        let url = match (&read_by, &lane, &target) {
+            (Some(_), _, _) => hubspot.batch_read_url(object_type),
+            (None, Lane::Create, _) => hubspot.batch_create_url(object_type),
+            (None, Lane::Upsert(_), _) => hubspot.batch_url(object_type, "upsert"),
+            (None, Lane::Update(_), _) => hubspot.batch_url(object_type, "update"),
+            (None, Lane::Associations, Some(to)) => hubspot.associations_url(object_type, to),
+            (None, Lane::Associations, None) => String::new(),
         };
         let (answer, status, duration) = match request {
+            // Nothing left to associate (never left so by the reconciler): no request.
+            Ok(_) if url.is_empty() => (Answer::Created(Default::default()), 0, Duration::ZERO),
             // A row whose stored JSON cannot be embedded: treat like a whole-batch 400, so
             // splitting isolates and fails it.
             Err(e) => (
@@ -185,9 +204,12 @@ impl<S: BatchSender> Shared<S> {
         let plan = plan_for(&self.config, object_type, trace, rows, &answer, moment);
         self.count(object_type, &answer, &plan);
         let (outcome, correlation_id) = describe(&answer);
-        let outcome = match &rows[0].read_by {
-            Some(_) => format!("read_{outcome}"),
-            None => outcome.to_owned(),
+        let outcome = match (&rows[0].read_by, &lane) {
+            (Some(_), _) => format!("read_{outcome}"),
+            (None, Lane::Create) => outcome.to_owned(),
+            (None, Lane::Upsert(_)) => format!("upsert_{outcome}"),
+            (None, Lane::Update(_)) => format!("update_{outcome}"),
+            (None, Lane::Associations) => format!("associate_{outcome}"),
         };
         info!(
             object_type,
@@ -216,7 +238,8 @@ impl<S: BatchSender> Shared<S> {
                 skipped, "rows changed by someone else while in flight were left as they are"
             );
         }
-        self.apply_pause(object_type, &answer, plan.pause).await
+        self.apply_pause(object_type, &lane.as_text(), &answer, plan.pause)
+            .await
     }
 
     /// Applies a plan, retrying until the store takes it: HubSpot's answer, once in hand,
@@ -286,9 +309,21 @@ pub fn plan_for(
     let mut policy = config.policy(object_type);
     policy.trace_property = trace;
     let interval = config.rate_limit.interval;
-    match rows.first().and_then(|r| r.read_by.as_deref()) {
-        Some(read_by) => reconcile_read(&batch, read_by, answer, &policy, interval, at),
-        None => reconcile(&batch, answer, &policy, interval, at),
+    let Some(first) = rows.first() else {
+        return Plan::default();
+    };
+    if let Some(read_by) = first.read_by.as_deref() {
+        return reconcile_read(&batch, read_by, answer, &policy, interval, at);
+    }
+    match first.lane() {
+        Lane::Create => reconcile(&batch, answer, &policy, interval, at),
+        Lane::Upsert(_) | Lane::Update(_) => {
+            reconcile_record(&batch, answer, &policy, interval, at)
+        }
+        Lane::Associations => {
+            let target = association_target(rows);
+            reconcile_associations(&batch, target.as_deref(), answer, &policy, interval, at)
+        }
     }
 }
 

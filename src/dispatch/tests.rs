@@ -212,6 +212,10 @@ impl Harness {
             .map(|i| RowToStore {
                 trace_id: format!("t-{i}"),
                 object_type: "contacts".into(),
+                operation: "create".into(),
+                id_property: None,
+                record_key: None,
+                order_key: None,
                 properties: format!(r#"{{"firstname":"n{i}"}}"#),
                 associations: "[]".into(),
             })

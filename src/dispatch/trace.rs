@@ -293,7 +293,9 @@ impl<S: BatchSender> Shared<S> {
                     _ => None,
                 };
                 if pause.is_some()
-                    && let Err(e) = self.apply_pause(object_type, &classified, pause).await
+                    && let Err(e) = self
+                        .apply_pause(object_type, "create", &classified, pause)
+                        .await
                 {
                     warn!(error = %e, "recording a pause failed");
                 }

@@ -22,8 +22,56 @@ pub struct BatchCreateRequest<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct CreateInput<'a> {
     pub properties: &'a RawValue,
-    pub associations: &'a RawValue,
+    pub associations: std::borrow::Cow<'a, RawValue>,
     pub object_write_trace_id: &'a str,
+}
+
+/// `POST .../batch/upsert` and `.../batch/update` body: `{"inputs": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct BatchRecordRequest<'a> {
+    pub inputs: Vec<RecordInput<'a>>,
+}
+
+/// One upsert or update input: the record by `id` (a value of `idProperty`, or a record
+/// id when an update has no `idProperty`), its new property values, and the trace id.
+/// HubSpot takes `idProperty` in each input (not as a query parameter) and no
+/// `associations`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordInput<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_property: Option<&'a str>,
+    pub id: &'a str,
+    pub properties: &'a RawValue,
+    pub object_write_trace_id: &'a str,
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/create` body.
+#[derive(Debug, Serialize)]
+pub struct BatchAssociateRequest<'a> {
+    pub inputs: Vec<AssociateInput<'a>>,
+}
+
+/// One pair: record `from` to record `to`, with the association types (labels).
+#[derive(Debug, Serialize)]
+pub struct AssociateInput<'a> {
+    pub from: IdRef<'a>,
+    pub to: IdRef<'a>,
+    pub types: &'a [AssociationTypeRef],
+}
+
+/// `{"id": "123"}`.
+#[derive(Debug, Serialize)]
+pub struct IdRef<'a> {
+    pub id: &'a str,
+}
+
+/// `{"associationCategory": C, "associationTypeId": N}`, as the v4 endpoint takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationTypeRef {
+    pub association_category: String,
+    pub association_type_id: i64,
 }
 
 /// `POST .../batch/read` body: values of a unique property (`idProperty`), and the
@@ -52,8 +100,10 @@ pub struct BatchResponse {
     pub num_errors: Option<u64>,
 }
 
-/// One created object. `objectWriteTraceId` is in the current schema; older responses
-/// lack it, which is why the reconciler can also match by property values.
+/// One created (or upserted, updated, read) object. `objectWriteTraceId` is in the
+/// current schema; older responses lack it, which is why the reconciler can also match
+/// by property values. An upsert's result says whether it created the record (`new`). A
+/// v4 association result names its pair instead (`fromObjectId`, `toObjectId`).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CreatedObject {
@@ -61,6 +111,11 @@ pub struct CreatedObject {
     pub id: Option<String>,
     pub properties: HashMap<String, Value>,
     pub object_write_trace_id: Option<String>,
+    pub new: Option<bool>,
+    #[serde(deserialize_with = "id_text")]
+    pub from_object_id: Option<String>,
+    #[serde(deserialize_with = "id_text")]
+    pub to_object_id: Option<String>,
 }
 
 /// One entry of `errors[]` in a 2xx body. `context.objectWriteTraceId` names the inputs it
@@ -153,7 +208,7 @@ mod tests {
         let body = BatchCreateRequest {
             inputs: vec![CreateInput {
                 properties: &props,
-                associations: &assocs,
+                associations: std::borrow::Cow::Borrowed(&assocs),
                 object_write_trace_id: "t-1",
             }],
         };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::model::validate::parse_stored;
+use crate::model::validate::{StoredFields, parse_stored};
 use crate::model::{NewWrite, TraceId};
 use crate::store::ingest::{ExistingWrite, RowToStore};
 
@@ -20,25 +20,41 @@ pub struct PreparedWrite {
 }
 
 /// Gives every write its stored form and a trace id (generating one where absent).
-pub fn prepare(writes: Vec<NewWrite>) -> Vec<PreparedWrite> {
+/// `unique` says an object type's configured unique property, which orders creates
+/// among the writes to one record (see [`NewWrite::order_key`]).
+pub fn prepare(
+    writes: Vec<NewWrite>,
+    unique: &dyn Fn(&str) -> Option<String>,
+) -> Vec<PreparedWrite> {
     writes
         .into_iter()
         .map(|w| {
             let explicit_id = w.trace_id.is_some();
-            let properties = w.properties_json();
-            let associations = w.associations_json();
+            let row = stored_form(&w, unique(w.object_type.as_str()).as_deref());
             let trace_id = w.trace_id.unwrap_or_else(TraceId::generate);
             PreparedWrite {
                 row: RowToStore {
                     trace_id: trace_id.as_str().to_owned(),
-                    object_type: w.object_type.as_str().to_owned(),
-                    properties,
-                    associations,
+                    ..row
                 },
                 explicit_id,
             }
         })
         .collect()
+}
+
+/// A write's columns as stored (the trace id left empty).
+fn stored_form(w: &NewWrite, unique: Option<&str>) -> RowToStore {
+    RowToStore {
+        trace_id: String::new(),
+        object_type: w.object_type.as_str().to_owned(),
+        operation: w.operation.as_str().to_owned(),
+        id_property: w.id_property().map(str::to_owned),
+        record_key: w.record_key().map(str::to_owned),
+        order_key: w.order_key(unique),
+        properties: w.properties_json(),
+        associations: w.associations_json(),
+    }
 }
 
 /// What happened to one write of an accepted request.
@@ -78,6 +94,9 @@ pub struct GroupPlan {
 /// What makes two writes "the same write": object type and canonical JSON texts.
 fn same_write(a: &RowToStore, b: &RowToStore) -> bool {
     a.object_type == b.object_type
+        && a.operation == b.operation
+        && a.id_property == b.id_property
+        && a.record_key == b.record_key
         && a.properties == b.properties
         && a.associations == b.associations
 }
@@ -86,12 +105,18 @@ fn same_write(a: &RowToStore, b: &RowToStore) -> bool {
 /// `{"age": "42"}` sent over the socket. A stored row that does not validate can equal
 /// nothing (`None`), so reusing its trace id is a conflict.
 fn canonical(e: &ExistingWrite) -> Option<RowToStore> {
-    let w = parse_stored(&e.object_type, &e.properties, &e.associations).ok()?;
+    let w = parse_stored(&StoredFields {
+        object_type: &e.object_type,
+        operation: &e.operation,
+        id_property: e.id_property.as_deref(),
+        record_key: e.record_key.as_deref(),
+        properties: &e.properties,
+        associations: &e.associations,
+    })
+    .ok()?;
     Some(RowToStore {
         trace_id: e.trace_id.clone(),
-        object_type: w.object_type.as_str().to_owned(),
-        properties: w.properties_json(),
-        associations: w.associations_json(),
+        ..stored_form(&w, None)
     })
 }
 
@@ -213,6 +238,10 @@ mod tests {
     use crate::model::validate::parse_write;
     use serde_json::json;
 
+    fn prepare(writes: Vec<NewWrite>) -> Vec<PreparedWrite> {
+        super::prepare(writes, &|_| None)
+    }
+
     fn write(trace: Option<&str>, email: &str) -> NewWrite {
         let mut v = json!({"objectType": "contacts", "properties": {"email": email}});
         if let Some(t) = trace {
@@ -225,6 +254,9 @@ mod tests {
         ExistingWrite {
             trace_id: trace.into(),
             object_type: "contacts".into(),
+            operation: "create".into(),
+            id_property: None,
+            record_key: None,
             properties: props.into(),
             associations: "[]".into(),
             purged: false,

@@ -4,14 +4,14 @@
 //! with a `last_error` naming the field, so a careless insert never blocks the queue.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::config::Config;
 use crate::model::TraceId;
-use crate::model::validate::parse_stored;
+use crate::model::validate::{StoredFields, parse_stored};
 use crate::runtime::systemd::Heartbeat;
 use crate::store::intake::{UnvalidatedRow, Validation};
 use crate::store::{Store, StoreError};
@@ -19,12 +19,21 @@ use crate::store::{Store, StoreError};
 /// Rows validated per transaction.
 const CHUNK: i64 = 1000;
 
-/// The verdict on one row, pure.
-pub fn validate_row(row: &UnvalidatedRow) -> Validation {
+/// The verdict on one row, pure. `unique`: the row's object type's configured unique
+/// property, which orders a create among the writes to its record.
+pub fn validate_row(row: &UnvalidatedRow, unique: Option<&str>) -> Validation {
+    let fields = StoredFields {
+        object_type: &row.object_type,
+        operation: &row.operation,
+        id_property: row.id_property.as_deref(),
+        record_key: row.record_key.as_deref(),
+        properties: &row.properties,
+        associations: &row.associations,
+    };
     let checked = TraceId::parse(&row.trace_id)
         .map_err(|m| format!("trace_id: {m}"))
         .and_then(|_| {
-            parse_stored(&row.object_type, &row.properties, &row.associations).map_err(|errors| {
+            parse_stored(&fields).map_err(|errors| {
                 errors
                     .iter()
                     .map(|e| e.to_string())
@@ -37,6 +46,7 @@ pub fn validate_row(row: &UnvalidatedRow) -> Validation {
             id: row.id,
             properties: w.properties_json(),
             associations: w.associations_json(),
+            order_key: w.order_key(unique),
         },
         Err(message) => Validation::Reject {
             id: row.id,
@@ -47,14 +57,17 @@ pub fn validate_row(row: &UnvalidatedRow) -> Validation {
 
 /// One step: validate everything waiting (in chunks). Returns how many rows were accepted
 /// and how many rejected.
-pub async fn tick(store: &Store) -> Result<(usize, usize), StoreError> {
+pub async fn tick(store: &Store, config: &Config) -> Result<(usize, usize), StoreError> {
     let (mut accepted, mut rejected) = (0, 0);
     loop {
         let rows = store.unvalidated_rows(CHUNK).await?;
         if rows.is_empty() {
             return Ok((accepted, rejected));
         }
-        let outcomes: Vec<Validation> = rows.iter().map(validate_row).collect();
+        let outcomes: Vec<Validation> = rows
+            .iter()
+            .map(|r| validate_row(r, config.policy(&r.object_type).unique_property.as_deref()))
+            .collect();
         for (row, outcome) in rows.iter().zip(&outcomes) {
             if let Validation::Reject { error, .. } = outcome {
                 warn!(trace_id = %row.trace_id, object_type = %row.object_type, %error,
@@ -75,14 +88,14 @@ pub async fn tick(store: &Store) -> Result<(usize, usize), StoreError> {
 /// became sendable. A database error is logged and retried on the next poll.
 pub async fn run(
     store: Store,
-    poll_interval: Duration,
+    config: Arc<Config>,
     validated: Arc<Notify>,
     shutdown: CancellationToken,
     heartbeat: Arc<Heartbeat>,
 ) {
     loop {
         heartbeat.beat();
-        match tick(&store).await {
+        match tick(&store, &config).await {
             Ok((0, 0)) => {}
             Ok((accepted, rejected)) => {
                 info!(accepted, rejected, "validated rows inserted with SQL");
@@ -94,7 +107,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(poll_interval) => {}
+            _ = tokio::time::sleep(config.database.poll_interval) => {}
         }
     }
 }
@@ -108,6 +121,9 @@ mod tests {
             id: 7,
             trace_id: "abc".into(),
             object_type: object_type.into(),
+            operation: "create".into(),
+            id_property: None,
+            record_key: None,
             properties: properties.into(),
             associations: associations.into(),
         }
@@ -116,22 +132,29 @@ mod tests {
     #[test]
     fn a_valid_row_is_stored_in_canonical_form() {
         assert_eq!(
-            validate_row(&row("contacts", r#"{"age": 42, "email": "a@b"}"#, "[]")),
+            validate_row(
+                &row("contacts", r#"{"age": 42, "email": "A@b"}"#, "[]"),
+                Some("email")
+            ),
             Validation::Accept {
                 id: 7,
-                properties: r#"{"age":"42","email":"a@b"}"#.into(),
-                associations: "[]".into()
+                properties: r#"{"age":"42","email":"A@b"}"#.into(),
+                associations: "[]".into(),
+                order_key: Some("email=a@b".into()),
             }
         );
     }
 
     #[test]
     fn an_invalid_row_is_rejected_with_every_field_named() {
-        let Validation::Reject { error, .. } = validate_row(&row(
-            "Contacts",
-            r#"{"x": null}"#,
-            r#"[{"to":{"id":"1"},"types":[{"associationCategory":"BOGUS","associationTypeId":1}]}]"#,
-        )) else {
+        let Validation::Reject { error, .. } = validate_row(
+            &row(
+                "Contacts",
+                r#"{"x": null}"#,
+                r#"[{"to":{"id":"1"},"types":[{"associationCategory":"BOGUS","associationTypeId":1}]}]"#,
+            ),
+            None,
+        ) else {
             panic!("accepted an invalid row");
         };
         assert!(error.starts_with("invalid write: objectType: "), "{error}");

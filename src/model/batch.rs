@@ -1,14 +1,52 @@
-//! A batch on its way out and back: the rows claimed into it, the same rows as the
-//! reconciler weighs them, and the line the batch leaves in the log.
+//! A batch on its way out and back: the lane it belongs to, the rows claimed into it,
+//! the same rows as the reconciler weighs them, and the line the batch leaves in the log.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::{Association, Operation};
+
+/// Which kind of request a due write goes in; a batch holds one lane of one object type.
+/// Stored (as the generated column `outbox.lane`) as `create`, `upsert:PROP`,
+/// `update:` (by record id), `update:PROP`, or `associations` (an upsert's or update's
+/// associations, created after its record).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    Create,
+    Upsert(String),
+    Update(Option<String>),
+    Associations,
+}
+
+impl Lane {
+    /// The lane as `outbox.lane` holds it.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.split_once(':') {
+            None if text == "create" => Self::Create,
+            None if text == "associations" => Self::Associations,
+            Some(("upsert", p)) if !p.is_empty() => Self::Upsert(p.to_owned()),
+            Some(("update", "")) => Self::Update(None),
+            Some(("update", p)) => Self::Update(Some(p.to_owned())),
+            _ => return None,
+        })
+    }
+
+    /// The text `outbox.lane` holds.
+    pub fn as_text(&self) -> String {
+        match self {
+            Self::Create => "create".into(),
+            Self::Upsert(p) => format!("upsert:{p}"),
+            Self::Update(p) => format!("update:{}", p.as_deref().unwrap_or("")),
+            Self::Associations => "associations".into(),
+        }
+    }
+}
+
 /// A row claimed into a batch, as it will be sent: the JSON columns are kept as the stored
 /// text, so the sender embeds them without parsing them again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimedRow {
     pub id: i64,
     pub trace_id: String,
@@ -24,10 +62,61 @@ pub struct ClaimedRow {
     pub sent_with: Option<String>,
     /// The error it last met, if any.
     pub last_error: Option<String>,
+    pub operation: Operation,
+    /// An upsert's or update's `idProperty` and `id`.
+    pub id_property: Option<String>,
+    pub record_key: Option<String>,
+    /// Its record's id, once known (the associations step).
+    pub hubspot_id: Option<String>,
+    /// The target types whose associations are done (JSON array text), if any.
+    pub associations_done: Option<String>,
+    /// `true` when the write is at its associations step.
+    pub associating: bool,
+}
+
+impl ClaimedRow {
+    /// The lane the row was claimed in.
+    pub fn lane(&self) -> Lane {
+        if self.associating {
+            return Lane::Associations;
+        }
+        match self.operation {
+            Operation::Create => Lane::Create,
+            Operation::Upsert => Lane::Upsert(self.id_property.clone().unwrap_or_default()),
+            Operation::Update => Lane::Update(self.id_property.clone()),
+        }
+    }
+
+    /// The target object types of its associations still to create (upserts and
+    /// updates; their associations carry `toObjectType`), in the order they first appear.
+    pub fn pending_targets(&self) -> Vec<String> {
+        let associations: Vec<Association> =
+            serde_json::from_str(&self.associations).unwrap_or_default();
+        let done: Vec<String> = self
+            .associations_done
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or_default();
+        pending_targets(&associations, &done)
+    }
+}
+
+/// The target types of `associations` not in `done`, each once, in order of appearance.
+pub fn pending_targets(associations: &[Association], done: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in associations {
+        if let Some(t) = &a.to_object_type
+            && !done.iter().any(|d| d == t.as_str())
+            && !out.iter().any(|o| o == t.as_str())
+        {
+            out.push(t.as_str().to_owned());
+        }
+    }
+    out
 }
 
 /// One write of the batch as it was sent, as the reconciler weighs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchRow {
     pub id: i64,
     pub trace_id: String,
@@ -42,6 +131,13 @@ pub struct BatchRow {
     pub sent_with: Option<String>,
     /// The error it last met, if any.
     pub last_error: Option<String>,
+    pub operation: Operation,
+    pub id_property: Option<String>,
+    pub record_key: Option<String>,
+    pub hubspot_id: Option<String>,
+    pub associations: Vec<Association>,
+    /// The target types whose associations are done.
+    pub associations_done: Vec<String>,
 }
 
 impl BatchRow {
@@ -57,7 +153,22 @@ impl BatchRow {
             split_to: row.split_to,
             sent_with: row.sent_with.clone(),
             last_error: row.last_error.clone(),
+            operation: row.operation,
+            id_property: row.id_property.clone(),
+            record_key: row.record_key.clone(),
+            hubspot_id: row.hubspot_id.clone(),
+            associations: serde_json::from_str(&row.associations).unwrap_or_default(),
+            associations_done: row
+                .associations_done
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default(),
         }
+    }
+
+    /// The target types of its associations still to create.
+    pub fn pending_targets(&self) -> Vec<String> {
+        pending_targets(&self.associations, &self.associations_done)
     }
 }
 

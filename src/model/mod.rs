@@ -4,6 +4,7 @@
 //! what a valid write is ([`validate`], pure).
 //! Every stage speaks these types; none of them knows how they are stored or sent.
 
+pub mod association_types;
 pub mod batch;
 pub mod capacity;
 pub mod day;
@@ -12,11 +13,12 @@ pub mod policy;
 pub mod validate;
 pub mod write;
 
-pub use batch::{BatchLogEntry, BatchRow, ClaimedRow};
+pub use batch::{BatchLogEntry, BatchRow, ClaimedRow, Lane};
 pub use day::{day_key, earlier, later, next_daily_reset};
 pub use plan::{ErrorRecord, Pause, Plan, RowUpdate};
 pub use policy::{Backoff, OnAmbiguous, OnConflict, Policy};
 pub use write::{
     Association, AssociationCategory, AssociationTarget, AssociationType, MAX_PROPERTY_VALUE_CHARS,
-    MAX_TRACE_ID_LEN, NewWrite, ObjectType, TraceId, WriteState,
+    MAX_TRACE_ID_LEN, NewWrite, ObjectType, Operation, RECORD_ID_PROPERTY, RecordKey, TraceId,
+    WriteState,
 };

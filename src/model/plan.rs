@@ -11,7 +11,19 @@ pub enum RowUpdate {
         hubspot_id: String,
         /// Set when the id was adopted from a conflict rather than created now.
         note: Option<String>,
+        /// An upsert's `new`: whether HubSpot created the record (else it updated one).
+        new_record: Option<bool>,
     },
+    /// An upsert's or update's record is done; its associations are next (back to
+    /// `pending` at the `associations` step, due now).
+    Recorded {
+        id: i64,
+        hubspot_id: String,
+        new_record: Option<bool>,
+    },
+    /// The associations to these target types are done; others remain (back to
+    /// `pending`, due now, no attempt counted).
+    Associated { id: i64, done: Vec<String> },
     Failed {
         id: i64,
         error: String,
@@ -67,6 +79,10 @@ pub enum Pause {
     ObjectType { kind: &'static str, reason: String },
     /// The object type does not exist: every queued row of it fails with this error.
     FailObjectType { error: String },
+    /// This lane of the object type (an upsert or update by one `idProperty`) cannot
+    /// work as configured (HubSpot says the property is not unique): probe it alone
+    /// until it works; other lanes go on.
+    Lane { reason: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,6 +97,8 @@ impl RowUpdate {
     pub fn id(&self) -> i64 {
         match self {
             Self::Succeeded { id, .. }
+            | Self::Recorded { id, .. }
+            | Self::Associated { id, .. }
             | Self::Failed { id, .. }
             | Self::Retry { id, .. }
             | Self::Hold { id, .. }
@@ -97,7 +115,8 @@ impl Plan {
         let mut seen = std::collections::BTreeMap::<i64, usize>::new();
         for update in &self.updates {
             *seen.entry(update.id()).or_default() += 1;
-            if let RowUpdate::Succeeded { hubspot_id, .. } = update
+            if let RowUpdate::Succeeded { hubspot_id, .. } | RowUpdate::Recorded { hubspot_id, .. } =
+                update
                 && hubspot_id.trim().is_empty()
             {
                 return Err(format!("row {} succeeded with an empty id", update.id()));

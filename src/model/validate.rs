@@ -7,10 +7,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::model::association_types::target_of;
 use crate::model::{
     Association, AssociationCategory, AssociationTarget, AssociationType, MAX_PROPERTY_VALUE_CHARS,
-    NewWrite, ObjectType, TraceId,
+    NewWrite, ObjectType, Operation, RecordKey, TraceId,
 };
+
+/// The most associations an upsert or update may carry: they are created after the
+/// record, at most 100 per request to HubSpot's v4 endpoint, one request per target type.
+pub const MAX_STEP_ASSOCIATIONS: usize = 100;
 
 /// One thing wrong with a write: the field (a dotted path such as `properties.age` or
 /// `associations[0].types[1].associationTypeId`) and what is wrong with it.
@@ -35,8 +40,11 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-const KNOWN_FIELDS: [&str; 4] = [
+const KNOWN_FIELDS: [&str; 7] = [
     "objectType",
+    "operation",
+    "idProperty",
+    "id",
     "properties",
     "associations",
     "objectWriteTraceId",
@@ -81,9 +89,18 @@ pub fn parse_write(value: Value) -> Result<NewWrite, Vec<FieldError>> {
         None => Err(vec![FieldError::new("properties", "is required")]),
         Some(v) => parse_properties(v),
     };
+    let operation = parse_operation(obj.get("operation"));
+    let key = match &operation {
+        Ok(op) => parse_key(*op, obj.get("idProperty"), obj.get("id")),
+        Err(_) => Ok(None),
+    };
+    let target_from = match (&object_type, &operation) {
+        (Ok(t), Ok(op)) => Some((t.as_str(), *op)),
+        _ => None,
+    };
     let associations = match obj.get("associations") {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(v) => parse_associations(v),
+        Some(v) => parse_associations(v, target_from),
     };
     let trace_id = match obj.get("objectWriteTraceId") {
         None | Some(Value::Null) => Ok(None),
@@ -96,35 +113,206 @@ pub fn parse_write(value: Value) -> Result<NewWrite, Vec<FieldError>> {
         )),
     };
     let object_type = object_type.map_err(|e| errors.push(e));
+    let operation = operation.map_err(|e| errors.push(e));
+    let key = key.map_err(|e| errors.extend(e));
     let properties = properties.map_err(|e| errors.extend(e));
     let associations = associations.map_err(|e| errors.extend(e));
     let trace_id = trace_id.map_err(|e| errors.push(e));
-    match (object_type, properties, associations, trace_id) {
-        (Ok(object_type), Ok(properties), Ok(associations), Ok(trace_id)) if errors.is_empty() => {
-            Ok(NewWrite {
-                object_type,
-                properties,
-                associations,
-                trace_id,
-            })
-        }
+    match (
+        object_type,
+        operation,
+        key,
+        properties,
+        associations,
+        trace_id,
+    ) {
+        (
+            Ok(object_type),
+            Ok(operation),
+            Ok(key),
+            Ok(properties),
+            Ok(associations),
+            Ok(trace_id),
+        ) if errors.is_empty() => Ok(NewWrite {
+            object_type,
+            operation,
+            key,
+            properties,
+            associations,
+            trace_id,
+        }),
         _ => Err(errors),
     }
 }
 
-/// Validates a row that a producer inserted with plain SQL. The table's CHECK constraints
-/// already ensured the JSON texts parse as an object and an array.
-pub fn parse_stored(
-    object_type: &str,
-    properties: &str,
-    associations: &str,
-) -> Result<NewWrite, Vec<FieldError>> {
-    let props: Value = serde_json::from_str(properties)
+/// `"operation"`: `create` (the default), `upsert` or `update`.
+fn parse_operation(value: Option<&Value>) -> Result<Operation, FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(Operation::Create),
+        Some(Value::String(s)) => Operation::parse(s).ok_or_else(|| {
+            FieldError::new(
+                "operation",
+                format!("`{s}` is not one of create, upsert, update"),
+            )
+        }),
+        Some(other) => Err(FieldError::new(
+            "operation",
+            format!("must be a string, not {}", kind(other)),
+        )),
+    }
+}
+
+/// A field given with a value (`null` counts as absent).
+fn given(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+/// `"idProperty"` and `"id"`, as the operation needs them: none on a create; both on an
+/// upsert; `id` on an update, a record id (digits) unless `idProperty` names the unique
+/// property it is a value of (HubSpot takes any other `id` for a record id and may change
+/// nothing).
+fn parse_key(
+    operation: Operation,
+    id_property: Option<&Value>,
+    id: Option<&Value>,
+) -> Result<Option<RecordKey>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if operation == Operation::Create {
+        for (name, v) in [("idProperty", id_property), ("id", id)] {
+            if given(v).is_some() {
+                errors.push(FieldError::new(
+                    name,
+                    "only an upsert or update names a record; a create has no `idProperty` or `id`",
+                ));
+            }
+        }
+        return if errors.is_empty() {
+            Ok(None)
+        } else {
+            Err(errors)
+        };
+    }
+    let op = operation.as_str();
+    let id_property = match given(id_property) {
+        None if operation == Operation::Upsert => {
+            errors.push(FieldError::new(
+                "idProperty",
+                "is required for an upsert: a property with unique values (email for contacts, or a custom unique property)",
+            ));
+            None
+        }
+        None => None,
+        Some(Value::String(s)) if is_property_name(s) => Some(s.clone()),
+        Some(Value::String(_)) => {
+            errors.push(FieldError::new(
+                "idProperty",
+                "must be a property name: 1 to 100 characters, no spaces or control characters",
+            ));
+            None
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "idProperty",
+                format!("must be a string, not {}", kind(other)),
+            ));
+            None
+        }
+    };
+    let id = match given(id) {
+        None => {
+            errors.push(FieldError::new("id", format!("is required for an {op}")));
+            None
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            errors.push(FieldError::new("id", "must not be empty"));
+            None
+        }
+        Some(Value::String(s)) if s.chars().count() > MAX_PROPERTY_VALUE_CHARS => {
+            errors.push(FieldError::new(
+                "id",
+                format!("is longer than HubSpot's {MAX_PROPERTY_VALUE_CHARS} characters"),
+            ));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        // A record id given as a JSON integer: sent as its digits.
+        Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+        Some(other) => {
+            errors.push(FieldError::new(
+                "id",
+                format!("must be a non-empty string, not {}", kind(other)),
+            ));
+            None
+        }
+    };
+    if let Some(id) = &id
+        && operation == Operation::Update
+        && id_property.is_none()
+        && errors.iter().all(|e| e.field != "idProperty")
+        && !id.bytes().all(|b| b.is_ascii_digit())
+    {
+        errors.push(FieldError::new(
+            "id",
+            "is not a HubSpot record id (digits); to update by a unique value, name its property in `idProperty`",
+        ));
+    }
+    match id {
+        Some(id) if errors.is_empty() => Ok(Some(RecordKey { id_property, id })),
+        _ => Err(errors),
+    }
+}
+
+/// A property name HubSpot could have: 1 to 100 characters, no whitespace or control
+/// characters.
+fn is_property_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 100 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A stored row's columns, as [`parse_stored`] checks them.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredFields<'a> {
+    pub object_type: &'a str,
+    pub operation: &'a str,
+    pub id_property: Option<&'a str>,
+    pub record_key: Option<&'a str>,
+    pub properties: &'a str,
+    pub associations: &'a str,
+}
+
+impl<'a> StoredFields<'a> {
+    /// A create's columns.
+    pub fn create(object_type: &'a str, properties: &'a str, associations: &'a str) -> Self {
+        Self {
+            object_type,
+            operation: "create",
+            id_property: None,
+            record_key: None,
+            properties,
+            associations,
+        }
+    }
+}
+
+/// Validates a row as stored (one a producer inserted with plain SQL, or one being
+/// retried or compared). The table's CHECK constraints already ensured the JSON texts
+/// parse as an object and an array, and the operation's columns go together.
+pub fn parse_stored(row: &StoredFields<'_>) -> Result<NewWrite, Vec<FieldError>> {
+    let props: Value = serde_json::from_str(row.properties)
         .map_err(|e| vec![FieldError::new("properties", format!("is not JSON: {e}"))])?;
-    let assocs: Value = serde_json::from_str(associations)
+    let assocs: Value = serde_json::from_str(row.associations)
         .map_err(|e| vec![FieldError::new("associations", format!("is not JSON: {e}"))])?;
     let mut obj = Map::new();
-    obj.insert("objectType".into(), Value::String(object_type.to_owned()));
+    obj.insert(
+        "objectType".into(),
+        Value::String(row.object_type.to_owned()),
+    );
+    obj.insert("operation".into(), Value::String(row.operation.to_owned()));
+    if let Some(p) = row.id_property {
+        obj.insert("idProperty".into(), Value::String(p.to_owned()));
+    }
+    if let Some(k) = row.record_key {
+        obj.insert("id".into(), Value::String(k.to_owned()));
+    }
     obj.insert("properties".into(), props);
     obj.insert("associations".into(), assocs);
     parse_write(Value::Object(obj))
@@ -186,7 +374,13 @@ fn parse_properties(value: Value) -> Result<BTreeMap<String, String>, Vec<FieldE
     }
 }
 
-fn parse_associations(value: &Value) -> Result<Vec<Association>, Vec<FieldError>> {
+/// `from`: the write's object type and operation, when they are valid; an upsert's or
+/// update's associations are created after the record, which needs each one's target
+/// type (see [`target_type`]).
+fn parse_associations(
+    value: &Value,
+    from: Option<(&str, Operation)>,
+) -> Result<Vec<Association>, Vec<FieldError>> {
     let Some(items) = value.as_array() else {
         return Err(vec![FieldError::new(
             "associations",
@@ -194,10 +388,26 @@ fn parse_associations(value: &Value) -> Result<Vec<Association>, Vec<FieldError>
         )]);
     };
     let mut errors = Vec::new();
+    if let Some((_, op)) = from
+        && op != Operation::Create
+        && items.len() > MAX_STEP_ASSOCIATIONS
+    {
+        errors.push(FieldError::new(
+            "associations",
+            format!(
+                "an {} may carry at most {MAX_STEP_ASSOCIATIONS} associations",
+                op.as_str()
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match parse_association(&format!("associations[{i}]"), item) {
-            Ok(a) => out.push(a),
+        let path = format!("associations[{i}]");
+        match parse_association(&path, item) {
+            Ok(a) => match target_type(&path, a, from) {
+                Ok(a) => out.push(a),
+                Err(e) => errors.push(e),
+            },
             Err(e) => errors.extend(e),
         }
     }
@@ -217,7 +427,20 @@ fn parse_association(path: &str, value: &Value) -> Result<Association, Vec<Field
             "must be an object with `to` and `types`",
         )]);
     };
-    refuse_unknown(path, obj, &["to", "types"], &mut errors);
+    refuse_unknown(path, obj, &["to", "toObjectType", "types"], &mut errors);
+    let to_object_type = match obj.get("toObjectType") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => ObjectType::parse(s)
+            .map_err(|m| errors.push(FieldError::new(format!("{path}.toObjectType"), m)))
+            .ok(),
+        Some(other) => {
+            errors.push(FieldError::new(
+                format!("{path}.toObjectType"),
+                format!("must be a string, not {}", kind(other)),
+            ));
+            None
+        }
+    };
     let to = match obj.get("to").and_then(Value::as_object) {
         None => {
             errors.push(FieldError::new(
@@ -264,10 +487,66 @@ fn parse_association(path: &str, value: &Value) -> Result<Association, Vec<Field
     match (to, types) {
         (Some(id), Some(types)) if errors.is_empty() => Ok(Association {
             to: AssociationTarget { id },
+            to_object_type,
             types,
         }),
         _ => Err(errors),
     }
+}
+
+/// Settles an association's target type. A `HUBSPOT_DEFINED` type id from HubSpot's table
+/// tells it ([`target_of`]); a `toObjectType` that contradicts it is refused. An upsert or
+/// update needs it (its associations are created after the record, by type pair) and
+/// stores the one the table tells; a create keeps what the producer gave, since HubSpot
+/// takes its associations inline without it.
+fn target_type(
+    path: &str,
+    mut a: Association,
+    from: Option<(&str, Operation)>,
+) -> Result<Association, FieldError> {
+    let Some((from, op)) = from else {
+        return Ok(a);
+    };
+    let told: Vec<&'static str> = a
+        .types
+        .iter()
+        .filter(|t| t.association_category == AssociationCategory::HubspotDefined)
+        .filter_map(|t| target_of(t.association_type_id, from))
+        .collect();
+    let field = format!("{path}.toObjectType");
+    let given = a
+        .to_object_type
+        .as_ref()
+        .map(|t| crate::model::association_types::type_name(t.as_str()).to_owned());
+    if let Some(first) = told.first() {
+        if let Some(other) = told.iter().find(|t| *t != first) {
+            return Err(FieldError::new(
+                format!("{path}.types"),
+                format!("its association types point at different object types ({first}, {other})"),
+            ));
+        }
+        if let Some(given) = given.filter(|g| g != first) {
+            return Err(FieldError::new(
+                field,
+                format!("is `{given}`, but the association type points from {from} to {first}"),
+            ));
+        }
+        if op != Operation::Create && a.to_object_type.is_none() {
+            a.to_object_type = Some(ObjectType::parse(first).expect("the table holds valid types"));
+        }
+        return Ok(a);
+    }
+    if op != Operation::Create && a.to_object_type.is_none() {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "is required on an {}: its associations are created after the record, by \
+                 object type pair, and no HUBSPOT_DEFINED type id from {from} tells the target",
+                op.as_str()
+            ),
+        ));
+    }
+    Ok(a)
 }
 
 fn parse_association_type(path: &str, value: &Value) -> Result<AssociationType, Vec<FieldError>> {
@@ -454,17 +733,17 @@ mod tests {
 
     #[test]
     fn stored_rows_are_checked_like_socket_writes() {
-        let w = parse_stored("contacts", r#"{"age": 3}"#, "[]").unwrap();
+        let w = parse_stored(&StoredFields::create("contacts", r#"{"age": 3}"#, "[]")).unwrap();
         assert_eq!(w.properties["age"], "3");
-        let e = parse_stored(
+        let e = parse_stored(&StoredFields::create(
             "contacts",
             "{}",
             r#"[{"to":{"id":"1"},"types":[{"associationCategory":"NOPE","associationTypeId":1}]}]"#,
-        )
+        ))
         .unwrap_err();
         assert_eq!(e[0].field, "associations[0].types[0].associationCategory");
         assert_eq!(
-            parse_stored("Bad Type", "{}", "[]").unwrap_err()[0].field,
+            parse_stored(&StoredFields::create("Bad Type", "{}", "[]")).unwrap_err()[0].field,
             "objectType"
         );
     }

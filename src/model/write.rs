@@ -16,7 +16,7 @@ pub const MAX_PROPERTY_VALUE_CHARS: usize = 65_536;
 /// An object type in a form HubSpot accepts in the batch-create path: a lowercase name
 /// (`contacts`, `line_items`), an object type id (`0-1`, `2-12345`), or a custom object's
 /// fully qualified name (`p12345_cars`, `p_cars`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ObjectType(String);
 
@@ -182,10 +182,19 @@ impl AssociationCategory {
     }
 }
 
-/// One association of a new object, in HubSpot's wire shape.
+/// One association of a write, in HubSpot's wire shape, with the object type it points
+/// at when known (`toObjectType`: given by the producer, or told by the association
+/// type; see [`crate::model::association_types`]). That field is the daemon's own: it is
+/// stored and shown, and left out of what a create sends inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Association {
     pub to: AssociationTarget,
+    #[serde(
+        rename = "toObjectType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub to_object_type: Option<ObjectType>,
     pub types: Vec<AssociationType>,
 }
 
@@ -201,18 +210,100 @@ pub struct AssociationType {
     pub association_type_id: i64,
 }
 
+/// What a write does to its record in HubSpot. Stored as lowercase text in
+/// `outbox.operation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// A new record (`batch/create`); associations go inline.
+    #[default]
+    Create,
+    /// Create or update the record whose unique `idProperty` has the value `id`
+    /// (`batch/upsert`).
+    Upsert,
+    /// Update the record with id `id`, or whose unique `idProperty` has that value
+    /// (`batch/update`).
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Upsert => "upsert",
+            Self::Update => "update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "create" => Self::Create,
+            "upsert" => Self::Upsert,
+            "update" => Self::Update,
+            _ => return None,
+        })
+    }
+}
+
+/// The record an upsert or update names: by the value of a unique property, or (an
+/// update without `idProperty`) by its HubSpot record id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordKey {
+    /// `None`: `id` is a HubSpot record id (updates only).
+    pub id_property: Option<String>,
+    pub id: String,
+}
+
 /// A write that passed validation, in the canonical form it is stored and sent in:
 /// property values are strings (HubSpot takes only strings), keys sorted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWrite {
     pub object_type: ObjectType,
+    pub operation: Operation,
+    /// Set for upserts and updates, `None` for creates.
+    pub key: Option<RecordKey>,
     pub properties: BTreeMap<String, String>,
     pub associations: Vec<Association>,
     /// `None` when the producer left it to us; one is generated at commit.
     pub trace_id: Option<TraceId>,
 }
 
+/// The property an update by record id is keyed by, for ordering writes to one record.
+pub const RECORD_ID_PROPERTY: &str = "hs_object_id";
+
 impl NewWrite {
+    /// What identifies the record this write changes, for applying writes to one record
+    /// in the order they came: `property=value` (value lowercased, so keys that HubSpot
+    /// may treat alike are kept in order too). An upsert or update by a unique value is
+    /// keyed by it, an update by record id by `hs_object_id=id`, a create by its value of
+    /// the type's configured `unique_property` (`unique`), when it has one; else `None`.
+    pub fn order_key(&self, unique: Option<&str>) -> Option<String> {
+        let (property, value) = match &self.key {
+            Some(k) => (
+                k.id_property.as_deref().unwrap_or(RECORD_ID_PROPERTY),
+                k.id.as_str(),
+            ),
+            None => {
+                let u = unique?;
+                (
+                    u,
+                    self.properties.get(u).filter(|v| !v.is_empty())?.as_str(),
+                )
+            }
+        };
+        Some(format!("{property}={}", value.to_lowercase()))
+    }
+
+    /// `outbox.id_property`.
+    pub fn id_property(&self) -> Option<&str> {
+        self.key.as_ref().and_then(|k| k.id_property.as_deref())
+    }
+
+    /// `outbox.record_key`.
+    pub fn record_key(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.id.as_str())
+    }
+
     /// The stored JSON text of `properties`.
     pub fn properties_json(&self) -> String {
         serde_json::to_string(&self.properties).expect("a map of strings always serializes")

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{OpsError, SelectArgs, open_write, selection};
 use crate::config::Config;
-use crate::model::validate::parse_stored;
+use crate::model::validate::{StoredFields, parse_stored};
 
 /// `retry` (with `--edit`: fix properties first) and `discard`.
 pub async fn change(
@@ -35,17 +35,33 @@ pub async fn change(
     }])
 }
 
-/// `retry --edit TRACE_ID --set name=value... --unset name...`.
+/// What `retry --edit` changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit<'a> {
+    /// `--set NAME=VALUE`.
+    pub sets: &'a [String],
+    /// `--unset NAME`.
+    pub unsets: &'a [String],
+    /// `--set-id ID`: the record an upsert or update names.
+    pub record_key: Option<&'a str>,
+}
+
+/// `retry --edit TRACE_ID --set name=value... --unset name... --set-id ID`. The edited
+/// write is sent again from its first step (its record, then its associations).
 pub async fn edit(
     config: &Config,
     trace_id: &str,
-    sets: &[String],
-    unsets: &[String],
+    change: &Edit<'_>,
     as_json: bool,
 ) -> Result<Vec<String>, OpsError> {
-    if sets.is_empty() && unsets.is_empty() {
+    let Edit {
+        sets,
+        unsets,
+        record_key,
+    } = *change;
+    if sets.is_empty() && unsets.is_empty() && record_key.is_none() {
         return Err(OpsError::Usage(
-            "--edit needs at least one --set NAME=VALUE or --unset NAME".into(),
+            "--edit needs at least one --set NAME=VALUE, --unset NAME or --set-id ID".into(),
         ));
     }
     let store = open_write(config).await?;
@@ -69,19 +85,26 @@ pub async fn edit(
         }
     }
     let text = Value::Object(properties).to_string();
-    let checked =
-        parse_stored(&write.object_type, &text, &write.associations).map_err(|errors| {
-            OpsError::Usage(format!(
-                "the edited write is invalid: {}",
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
+    let checked = parse_stored(&StoredFields {
+        object_type: &write.object_type,
+        operation: &write.operation,
+        id_property: write.id_property.as_deref(),
+        record_key: record_key.or(write.record_key.as_deref()),
+        properties: &text,
+        associations: &write.associations,
+    })
+    .map_err(|errors| {
+        OpsError::Usage(format!(
+            "the edited write is invalid: {}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
     let changed = store
-        .edit_and_retry(trace_id, &checked.properties_json())
+        .edit_and_retry(trace_id, &checked.properties_json(), checked.record_key())
         .await?;
     store.close().await;
     if !changed {

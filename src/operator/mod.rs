@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::store::ops::{Filter, Selection};
 use crate::store::{Store, StoreError};
 
-pub use change::{change, edit};
+pub use change::{Edit, change, edit};
 pub use purge::purge;
 pub use setup::setup;
 pub use status::{check_config, status};

@@ -25,10 +25,11 @@ pub async fn failed(
                 serde_json::to_string(r).expect("rows serialize")
             } else {
                 format!(
-                    "{}  {}  {}  attempts {}  {}: {}",
+                    "{}  {}  {} {}  attempts {}  {}: {}",
                     r.failed_at,
                     r.trace_id,
                     r.object_type,
+                    r.operation,
                     r.attempts,
                     r.category.as_deref().unwrap_or("ERROR"),
                     r.message.as_deref().unwrap_or("")
@@ -59,12 +60,37 @@ pub async fn show(config: &Config, trace_id: &str, as_json: bool) -> Result<Vec<
     if as_json {
         return Ok(vec![value.to_string()]);
     }
+    let record = match (&write.id_property, &write.record_key) {
+        (Some(p), Some(k)) => format!(" by {p} = {k}"),
+        (None, Some(k)) => format!(" record {k}"),
+        _ => String::new(),
+    };
+    let created = match write.new_record {
+        Some(true) => " (created by this upsert)",
+        Some(false) => " (updated by this upsert)",
+        None => "",
+    };
     let mut out = vec![
-        format!("{}  {}  {}", write.trace_id, write.object_type, write.state),
-        format!("hubspot id: {}", write.hubspot_id.as_deref().unwrap_or("-")),
+        format!(
+            "{}  {} {}{record}  {}",
+            write.trace_id, write.object_type, write.operation, write.state
+        ),
+        format!(
+            "hubspot id: {}{created}",
+            write.hubspot_id.as_deref().unwrap_or("-")
+        ),
         format!("attempts: {}", write.attempts),
         format!("properties: {}", write.properties),
         format!("associations: {}", write.associations),
+        format!(
+            "step: {}{}",
+            write.step,
+            write
+                .associations_done
+                .as_deref()
+                .map(|d| format!(" (associations done for {d})"))
+                .unwrap_or_default()
+        ),
         format!("created {}, updated {}", write.created_at, write.updated_at),
     ];
     if let Some(e) = &write.last_error {

@@ -15,31 +15,52 @@ use serde_json::{Value, json};
 use super::gate::{admit, error_body, finish};
 use super::{Sim, SimFaults, SimObject, known_type};
 
+/// Which object batch endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Upsert,
+    Update,
+}
+
 pub async fn create_v3(
     State(sim): State<Arc<Sim>>,
-    Path(object_type): Path<String>,
+    Path((object_type, action)): Path<(String, Action)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    create(sim, object_type, headers, body).await
+    create(sim, object_type, action, headers, body).await
 }
 
 pub async fn create_dated(
     State(sim): State<Arc<Sim>>,
-    Path((_version, object_type)): Path<(String, String)>,
+    Path((_version, object_type, action)): Path<(String, String, Action)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    create(sim, object_type, headers, body).await
+    create(sim, object_type, action, headers, body).await
 }
 
-async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(
+    sim: Arc<Sim>,
+    object_type: String,
+    action: Action,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if action != Action::Create {
+        sim.count(match action {
+            Action::Upsert => "upsert",
+            _ => "update",
+        });
+    }
     let faults = sim.faults.lock().expect("lock").clone();
     let remaining = match admit(&sim, &headers, &faults).await {
         Ok(remaining) => remaining,
         Err((status, value, remaining)) => return finish(&sim, status, value, remaining),
     };
-    let (status, value) = decide(&sim, &object_type, &body, &faults);
+    let (status, value) = decide(&sim, &object_type, action, &body, &faults);
     if status == HANG {
         sim.count("hang_after_create");
         // Created, and never answered: the client times out, as after a lost connection.
@@ -54,8 +75,15 @@ async fn create(sim: Arc<Sim>, object_type: String, headers: HeaderMap, body: By
     finish(&sim, status, value, Some(remaining))
 }
 
-/// Batch create's own checks, in HubSpot's order, then the objects created.
-fn decide(sim: &Sim, object_type: &str, body: &[u8], faults: &SimFaults) -> (StatusCode, Value) {
+/// Batch create's (upsert's, update's) own checks, in HubSpot's order, then the objects
+/// created or changed.
+fn decide(
+    sim: &Sim,
+    object_type: &str,
+    action: Action,
+    body: &[u8],
+    faults: &SimFaults,
+) -> (StatusCode, Value) {
     if rand::random::<f64>() < faults.fail_rate {
         return error_body(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -77,12 +105,36 @@ fn decide(sim: &Sim, object_type: &str, body: &[u8], faults: &SimFaults) -> (Sta
             &format!("Unable to infer object type from: {object_type}"),
         );
     }
-    create_inputs(sim, object_type, body, faults)
+    match action {
+        Action::Create => create_inputs(sim, object_type, body, faults),
+        Action::Upsert | Action::Update => {
+            super::record::apply(sim, object_type, action == Action::Upsert, body, faults)
+        }
+    }
 }
 
 /// Statuses no real answer has: "created, now hang" and "created, now close".
-const HANG: StatusCode = StatusCode::LOOP_DETECTED;
-const CLOSE: StatusCode = StatusCode::NOT_EXTENDED;
+pub(super) const HANG: StatusCode = StatusCode::LOOP_DETECTED;
+pub(super) const CLOSE: StatusCode = StatusCode::NOT_EXTENDED;
+
+/// The faults that strike after the objects were written: no answer, a broken
+/// connection, or a 500 (each by its rate); `None` when none strikes.
+pub(super) fn after_writing(faults: &SimFaults) -> Option<(StatusCode, Value)> {
+    if rand::random::<f64>() < faults.hang_after_create_rate {
+        return Some((HANG, Value::Null));
+    }
+    if rand::random::<f64>() < faults.close_after_create_rate {
+        return Some((CLOSE, Value::Null));
+    }
+    if rand::random::<f64>() < faults.fail_after_create_rate {
+        return Some(error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "simulated failure after creating",
+        ));
+    }
+    None
+}
 
 /// A response body that fails at once, so the connection is dropped mid-answer.
 struct BrokenBody;
@@ -231,18 +283,8 @@ fn create_inputs(
     drop(index);
     drop(objects);
     sim.stats.lock().expect("lock").inputs_created += results.len() as u64;
-    if rand::random::<f64>() < faults.hang_after_create_rate {
-        return (HANG, Value::Null);
-    }
-    if rand::random::<f64>() < faults.close_after_create_rate {
-        return (CLOSE, Value::Null);
-    }
-    if rand::random::<f64>() < faults.fail_after_create_rate {
-        return error_body(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "simulated failure after creating",
-        );
+    if let Some(fault) = after_writing(faults) {
+        return fault;
     }
     // HubSpot does not keep the input order.
     results.shuffle(&mut rand::rng());

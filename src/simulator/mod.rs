@@ -13,9 +13,11 @@
 //!
 //! This file holds the options, the state and the routes; `create` answers batch create.
 
+mod associate;
 mod create;
 mod gate;
 mod read;
+mod record;
 mod schema;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -151,6 +153,8 @@ pub(crate) struct Sim {
     pub(crate) schema: Mutex<HashMap<String, BTreeMap<String, schema::SimProperty>>>,
     pub(crate) next_id: Mutex<u64>,
     pub(crate) stats: Mutex<SimStats>,
+    /// Associations created through the v4 endpoint.
+    pub(crate) associations: Mutex<Vec<associate::SimAssociation>>,
     /// The outage in force: when it began, and its phases.
     pub(crate) outage: Mutex<Option<(Instant, SimOutage)>>,
     /// Tells the serving loop to close the listener (an outage that refuses connections).
@@ -279,18 +283,24 @@ fn build(options: SimOptions) -> (Router, Arc<Sim>) {
         schema: Mutex::new(HashMap::new()),
         next_id: Mutex::new(1000),
         stats: Mutex::new(SimStats::default()),
+        associations: Mutex::new(Vec::new()),
         outage: Mutex::new(None),
         refuse: Notify::new(),
     });
     let router = Router::new()
         .route(
-            "/crm/v3/objects/{object_type}/batch/create",
+            "/crm/v3/objects/{object_type}/batch/{action}",
             post(create::create_v3),
         )
         .route(
-            "/crm/objects/{version}/{object_type}/batch/create",
+            "/crm/objects/{version}/{object_type}/batch/{action}",
             post(create::create_dated),
         )
+        .route(
+            "/crm/v4/associations/{from}/{to}/batch/create",
+            post(associate::associate),
+        )
+        .route("/_sim/associations", get(associations))
         .route("/crm/v3/objects/{object_type}", get(list))
         .route("/_sim/stats", get(stats))
         .route("/_sim/token", post(set_token))
@@ -366,6 +376,11 @@ async fn list(State(sim): State<Arc<Sim>>, Path(object_type): Path<String>) -> R
         .cloned()
         .unwrap_or_default();
     axum::Json(json!({"results": objects})).into_response()
+}
+
+async fn associations(State(sim): State<Arc<Sim>>) -> Response {
+    let all = sim.associations.lock().expect("lock").clone();
+    axum::Json(json!({"results": all})).into_response()
 }
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {

@@ -5,7 +5,16 @@
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, timestamp};
-use crate::model::ClaimedRow;
+use crate::model::{ClaimedRow, Operation};
+
+/// The columns a claim reads, in [`ClaimedRecord`]'s order.
+macro_rules! claimed_columns {
+    () => {
+        "id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
+         sent_with, last_error, operation, id_property, record_key, hubspot_id,
+         associations_done, step"
+    };
+}
 
 /// A claimed row as the claim queries read it; handed out as [`ClaimedRow`].
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,6 +29,12 @@ struct ClaimedRecord {
     read_by: Option<String>,
     sent_with: Option<String>,
     last_error: Option<String>,
+    operation: String,
+    id_property: Option<String>,
+    record_key: Option<String>,
+    hubspot_id: Option<String>,
+    associations_done: Option<String>,
+    step: String,
 }
 
 impl From<ClaimedRecord> for ClaimedRow {
@@ -35,8 +50,34 @@ impl From<ClaimedRecord> for ClaimedRow {
             read_by: r.read_by,
             sent_with: r.sent_with,
             last_error: r.last_error,
+            // The table's CHECK allows nothing else.
+            operation: Operation::parse(&r.operation).unwrap_or_default(),
+            id_property: r.id_property,
+            record_key: r.record_key,
+            hubspot_id: r.hubspot_id,
+            associations_done: r.associations_done,
+            associating: r.step == "associations",
         }
     }
+}
+
+/// What to claim: a batch of one lane of one object type.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub object_type: &'a str,
+    /// `outbox.lane` (see `model::Lane`).
+    pub lane: &'a str,
+    /// How many candidates to read for `choose`.
+    pub look_ahead: usize,
+    pub now: DateTime<Utc>,
+    pub batch_id: &'a str,
+    /// The day of the account's time zone the request is counted against.
+    pub day: &'a str,
+    /// The trace property a create batch will carry (stored as `sent_with`).
+    pub sent_with: Option<&'a str>,
+    /// The type's trace property: an upsert or update naming a record by it (its value a
+    /// create's trace id) waits for that create to finish.
+    pub trace_property: Option<&'a str>,
 }
 
 /// A row left `in_flight`, with the batch that claimed it.
@@ -59,49 +100,69 @@ struct InFlightRecord {
     row: ClaimedRecord,
 }
 
-/// An object type with due rows: how many, and since when the oldest has been due.
+/// A lane of an object type with due rows: how many, and since when the oldest has been
+/// due.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueType {
     pub object_type: String,
+    pub lane: String,
     pub count: i64,
     pub oldest_due_at: String,
 }
 
 impl Store {
-    /// Object types with rows due at `now`, each with its oldest due time and how many are
-    /// due, counted up to `cap` (the scheduler only asks whether a full batch is waiting).
+    /// Lanes of object types with rows due at `now`, each with its oldest due time and
+    /// how many are due, counted up to `cap` (the scheduler only asks whether a full batch
+    /// is waiting).
     ///
-    /// Walks the `outbox_due` index type by type (each step one seek: a loose index scan
-    /// written as a recursive query) instead of grouping every due row: with 1,000,000
-    /// rows queued a `GROUP BY` took about 0.4 s per tick, this takes well under 1 ms.
+    /// Walks the `outbox_due` index lane by lane (each step a few seeks: a loose index
+    /// scan written as a recursive query) instead of grouping every due row: with
+    /// 1,000,000 rows queued a `GROUP BY` took about 0.4 s per tick, this takes well under
+    /// 1 ms.
     pub async fn due_types(
         &self,
         now: DateTime<Utc>,
         cap: usize,
     ) -> Result<Vec<DueType>, StoreError> {
         Ok(sqlx::query_as(
-            "WITH RECURSIVE types(t) AS (
-                 SELECT min(object_type) FROM outbox INDEXED BY outbox_due
-                 WHERE state = 'pending' AND validated = 1
+            "WITH RECURSIVE lanes(t, l) AS (
+                 SELECT t0, (SELECT min(lane) FROM outbox INDEXED BY outbox_due
+                             WHERE state = 'pending' AND validated = 1 AND object_type = t0)
+                 FROM (SELECT min(object_type) AS t0 FROM outbox INDEXED BY outbox_due
+                       WHERE state = 'pending' AND validated = 1)
                  UNION ALL
-                 SELECT (SELECT min(object_type) FROM outbox INDEXED BY outbox_due
-                         WHERE state = 'pending' AND validated = 1 AND object_type > t)
-                 FROM types WHERE t IS NOT NULL
+                 SELECT CASE WHEN (SELECT min(lane) FROM outbox INDEXED BY outbox_due
+                                   WHERE state = 'pending' AND validated = 1
+                                     AND object_type = t AND lane > l) IS NOT NULL
+                             THEN t
+                             ELSE (SELECT min(object_type) FROM outbox INDEXED BY outbox_due
+                                   WHERE state = 'pending' AND validated = 1 AND object_type > t)
+                        END,
+                        coalesce(
+                            (SELECT min(lane) FROM outbox INDEXED BY outbox_due
+                             WHERE state = 'pending' AND validated = 1
+                               AND object_type = t AND lane > l),
+                            (SELECT min(lane) FROM outbox INDEXED BY outbox_due
+                             WHERE state = 'pending' AND validated = 1
+                               AND object_type = (SELECT min(object_type) FROM outbox INDEXED BY outbox_due
+                                                  WHERE state = 'pending' AND validated = 1
+                                                    AND object_type > t)))
+                 FROM lanes WHERE t IS NOT NULL
              )
-             SELECT object_type, count, oldest_due_at FROM (
-                 SELECT t AS object_type,
+             SELECT object_type, lane, count, oldest_due_at FROM (
+                 SELECT t AS object_type, l AS lane,
                         (SELECT count(*) FROM (
-                             SELECT 1 FROM outbox
+                             SELECT 1 FROM outbox INDEXED BY outbox_due
                              WHERE state = 'pending' AND validated = 1 AND object_type = t
-                               AND next_attempt_at <= ?1
+                               AND lane = l AND next_attempt_at <= ?1
                              LIMIT ?2)) AS count,
-                        (SELECT min(next_attempt_at) FROM outbox
+                        (SELECT min(next_attempt_at) FROM outbox INDEXED BY outbox_due
                          WHERE state = 'pending' AND validated = 1 AND object_type = t
-                           AND next_attempt_at <= ?1) AS oldest_due_at
-                 FROM types WHERE t IS NOT NULL
+                           AND lane = l AND next_attempt_at <= ?1) AS oldest_due_at
+                 FROM lanes WHERE t IS NOT NULL
              )
              WHERE oldest_due_at IS NOT NULL
-             ORDER BY object_type",
+             ORDER BY object_type, lane",
         )
         .bind(timestamp(now))
         .bind(i64::try_from(cap).unwrap_or(i64::MAX))
@@ -118,55 +179,65 @@ impl Store {
         .await?)
     }
 
-    /// Claims a batch of `object_type`. Rows to be read back come first: when any is due,
-    /// up to `look_ahead` of them (oldest first, grouped by the property they are read by)
-    /// are the candidates; else up to `look_ahead` due rows to create, which will carry
-    /// the trace property `sent_with`. `choose` picks which go (unique values, split caps,
-    /// one read-back property per batch); those are marked `in_flight` under `batch_id` and
-    /// one request is counted against `day`. Returns the claimed rows in the order chosen
-    /// (a read batch when the first has `read_by`); empty when nothing was chosen (and
-    /// nothing is changed).
-    #[allow(clippy::too_many_arguments)]
+    /// Claims a batch of one lane of one object type. In the create lane, rows to be read
+    /// back come first: when any is due, up to `look_ahead` of them (oldest first, grouped
+    /// by the property they are read by) are the candidates; else up to `look_ahead` due
+    /// rows of the lane. A row waits while an earlier write to the same record (its
+    /// `order_key`, or for an upsert or update by the trace property, the create with that
+    /// trace id) is pending or in flight, so writes to one record go one at a time, in
+    /// the order they came. `choose` picks which candidates go (unique values, split caps,
+    /// one read-back property or association target per batch); those are marked
+    /// `in_flight` under `batch_id` and one request is counted against `day`. Returns the
+    /// claimed rows in the order chosen; empty when nothing was chosen (and nothing is
+    /// changed).
     pub async fn claim_batch(
         &self,
-        object_type: &str,
-        look_ahead: usize,
-        now: DateTime<Utc>,
-        batch_id: &str,
-        day: &str,
-        sent_with: Option<&str>,
+        claim: &Claim<'_>,
         choose: impl FnOnce(&[ClaimedRow]) -> Vec<usize>,
     ) -> Result<Vec<ClaimedRow>, StoreError> {
-        let now_text = timestamp(now);
+        let now_text = timestamp(claim.now);
         let mut tx = self.begin_write().await?;
-        // INDEXED BY: left to itself, SQLite scans the whole due index for the few rows
-        // to read back (30 ms on a 100,000-row backlog, every claim).
-        let mut candidates: Vec<ClaimedRecord> = sqlx::query_as(
-            "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
-                    sent_with, last_error
-             FROM outbox INDEXED BY outbox_read_due
-             WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NOT NULL
-               AND next_attempt_at <= ?2
-             ORDER BY read_by, next_attempt_at, id LIMIT ?3",
-        )
-        .bind(object_type)
-        .bind(&now_text)
-        .bind(look_ahead as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut candidates: Vec<ClaimedRecord> = Vec::new();
+        if claim.lane == "create" {
+            // INDEXED BY: left to itself, SQLite scans the whole due index for the few
+            // rows to read back (30 ms on a 100,000-row backlog, every claim).
+            candidates = sqlx::query_as(concat!(
+                "SELECT ",
+                claimed_columns!(),
+                " FROM outbox INDEXED BY outbox_read_due
+                 WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NOT NULL
+                   AND next_attempt_at <= ?2
+                 ORDER BY read_by, next_attempt_at, id LIMIT ?3"
+            ))
+            .bind(claim.object_type)
+            .bind(&now_text)
+            .bind(claim.look_ahead as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
         let read = !candidates.is_empty();
         if !read {
-            candidates = sqlx::query_as(
-                "SELECT id, trace_id, properties, associations, attempts, split_to, first_failed_at, read_by,
-                        sent_with, last_error
-                 FROM outbox
-                 WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND read_by IS NULL
-                   AND next_attempt_at <= ?2
-                 ORDER BY next_attempt_at, id LIMIT ?3",
-            )
-            .bind(object_type)
+            candidates = sqlx::query_as(concat!(
+                "SELECT ",
+                claimed_columns!(),
+                " FROM outbox AS o INDEXED BY outbox_due
+                 WHERE state = 'pending' AND validated = 1 AND object_type = ?1 AND lane = ?4
+                   AND read_by IS NULL AND next_attempt_at <= ?2
+                   AND (order_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM outbox AS e INDEXED BY outbox_order
+                        WHERE e.object_type = o.object_type AND e.order_key = o.order_key
+                          AND e.id < o.id AND e.state IN ('pending', 'in_flight')))
+                   AND (?5 IS NULL OR o.id_property IS NOT ?5 OR NOT EXISTS (
+                        SELECT 1 FROM outbox AS c
+                        WHERE c.trace_id = o.record_key AND c.id < o.id
+                          AND c.state IN ('pending', 'in_flight')))
+                 ORDER BY next_attempt_at, id LIMIT ?3"
+            ))
+            .bind(claim.object_type)
             .bind(&now_text)
-            .bind(look_ahead as i64)
+            .bind(claim.look_ahead as i64)
+            .bind(claim.lane)
+            .bind(claim.trace_property)
             .fetch_all(&mut *tx)
             .await?;
         }
@@ -189,11 +260,11 @@ impl Store {
                     sent_with = CASE WHEN ?4 THEN sent_with ELSE ?5 END
              WHERE id IN (SELECT value FROM json_each(?3)) AND state = 'pending'",
         )
-        .bind(batch_id)
+        .bind(claim.batch_id)
         .bind(&now_text)
         .bind(ids)
         .bind(read)
-        .bind(sent_with)
+        .bind(claim.sent_with)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != chosen.len() as u64 {
@@ -203,7 +274,7 @@ impl Store {
                 chosen.len()
             ))));
         }
-        super::pauses::count_request_in(&mut tx, day).await?;
+        super::pauses::count_request_in(&mut tx, claim.day).await?;
         tx.commit().await?;
         Ok(chosen)
     }
@@ -211,11 +282,11 @@ impl Store {
     /// Rows a crash or kill left `in_flight`, with their batch and object type, for the
     /// ambiguity rules.
     pub async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
-        let records: Vec<InFlightRecord> = sqlx::query_as(
-            "SELECT coalesce(batch_id, '') AS batch_id, object_type, sent_with, id, trace_id,
-                    properties, associations, attempts, split_to, first_failed_at, read_by, last_error
-             FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id",
-        )
+        let records: Vec<InFlightRecord> = sqlx::query_as(concat!(
+            "SELECT coalesce(batch_id, '') AS batch_id, object_type, ",
+            claimed_columns!(),
+            " FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id"
+        ))
         .fetch_all(&self.pool)
         .await?;
         Ok(records

@@ -12,6 +12,9 @@ use super::{Store, StoreError};
 pub struct ExistingWrite {
     pub trace_id: String,
     pub object_type: String,
+    pub operation: String,
+    pub id_property: Option<String>,
+    pub record_key: Option<String>,
     pub properties: String,
     pub associations: String,
     /// The write was sent and purged; only its trace id is remembered.
@@ -23,6 +26,12 @@ pub struct ExistingWrite {
 pub struct RowToStore {
     pub trace_id: String,
     pub object_type: String,
+    /// `create`, `upsert` or `update`.
+    pub operation: String,
+    pub id_property: Option<String>,
+    pub record_key: Option<String>,
+    /// What orders writes to one record (see `NewWrite::order_key`).
+    pub order_key: Option<String>,
     /// JSON object text, property values as strings.
     pub properties: String,
     /// JSON array text in HubSpot's association shape.
@@ -57,10 +66,11 @@ impl IngestTx {
         }
         let ids = serde_json::to_string(trace_ids).expect("strings serialize");
         let rows = sqlx::query_as(
-            "SELECT trace_id, object_type, properties, associations, 0 AS purged FROM outbox
+            "SELECT trace_id, object_type, operation, id_property, record_key, properties,
+                    associations, 0 AS purged FROM outbox
              WHERE trace_id IN (SELECT value FROM json_each(?1))
              UNION ALL
-             SELECT trace_id, '', '{}', '[]', 1 FROM purged_traces
+             SELECT trace_id, '', 'create', NULL, NULL, '{}', '[]', 1 FROM purged_traces
              WHERE trace_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(ids)
@@ -83,8 +93,10 @@ impl IngestTx {
             .execute(&mut *self.tx)
             .await?;
         let done = sqlx::query(
-            "INSERT INTO outbox (trace_id, object_type, properties, associations, validated)
-             SELECT value ->> 0, value ->> 1, value -> 2, value -> 3, 1
+            "INSERT INTO outbox (trace_id, object_type, properties, associations, operation,
+                                 id_property, record_key, order_key, validated)
+             SELECT value ->> 0, value ->> 1, value -> 2, value -> 3, value ->> 4, value ->> 5,
+                    value ->> 6, value ->> 7, 1
              FROM json_each(?1) ORDER BY key",
         )
         .bind(payload)
@@ -121,8 +133,9 @@ impl IngestTx {
     }
 }
 
-/// `[[trace_id, object_type, {properties}, [associations]], ...]`, with the stored JSON
-/// texts embedded as JSON (not as strings), so SQLite's `->` hands them back minified.
+/// `[[trace_id, object_type, {properties}, [associations], operation, id_property,
+/// record_key, order_key], ...]`, with the stored JSON texts embedded as JSON (not as
+/// strings), so SQLite's `->` hands them back minified.
 fn rows_as_json(rows: &[RowToStore]) -> String {
     let size: usize = rows
         .iter()
@@ -144,6 +157,15 @@ fn rows_as_json(rows: &[RowToStore]) -> String {
         out.push_str(&r.properties);
         out.push(',');
         out.push_str(&r.associations);
+        for text in [
+            Some(r.operation.as_str()),
+            r.id_property.as_deref(),
+            r.record_key.as_deref(),
+            r.order_key.as_deref(),
+        ] {
+            out.push(',');
+            out.push_str(&serde_json::to_string(&text).expect("strings serialize"));
+        }
         out.push(']');
     }
     out.push(']');

@@ -9,6 +9,9 @@ pub struct UnvalidatedRow {
     pub id: i64,
     pub trace_id: String,
     pub object_type: String,
+    pub operation: String,
+    pub id_property: Option<String>,
+    pub record_key: Option<String>,
     pub properties: String,
     pub associations: String,
 }
@@ -21,6 +24,8 @@ pub enum Validation {
         id: i64,
         properties: String,
         associations: String,
+        /// What orders the writes to its record (see `NewWrite::order_key`).
+        order_key: Option<String>,
     },
     /// Invalid: the row becomes `failed` with this `last_error`.
     Reject { id: i64, error: String },
@@ -30,7 +35,8 @@ impl Store {
     /// Up to `limit` unvalidated rows, oldest first.
     pub async fn unvalidated_rows(&self, limit: i64) -> Result<Vec<UnvalidatedRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, trace_id, object_type, properties, associations FROM outbox
+            "SELECT id, trace_id, object_type, operation, id_property, record_key, properties,
+                    associations FROM outbox
              WHERE validated = 0 ORDER BY id LIMIT ?1",
         )
         .bind(limit)
@@ -50,16 +56,18 @@ impl Store {
                     id,
                     properties,
                     associations,
+                    order_key,
                 } => {
                     sqlx::query(
-                        "UPDATE outbox SET properties = ?2, associations = ?3, validated = 1,
-                                updated_at = ?4
+                        "UPDATE outbox SET properties = ?2, associations = ?3, order_key = ?5,
+                                validated = 1, updated_at = ?4
                          WHERE id = ?1 AND validated = 0",
                     )
                     .bind(id)
                     .bind(properties)
                     .bind(associations)
                     .bind(&now)
+                    .bind(order_key)
                     .execute(&mut *tx)
                     .await?
                 }

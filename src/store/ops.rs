@@ -22,6 +22,11 @@ pub struct FailedRow {
     #[serde(rename = "objectWriteTraceId")]
     pub trace_id: String,
     pub object_type: String,
+    pub operation: String,
+    pub id_property: Option<String>,
+    /// An upsert's or update's `id`.
+    #[serde(rename = "id")]
+    pub record_key: Option<String>,
     pub attempts: i64,
     pub category: Option<String>,
     pub message: Option<String>,
@@ -57,7 +62,8 @@ impl Store {
     /// Writes per object type and state.
     pub async fn queue_depth(&self) -> Result<Vec<DepthRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT object_type, state, writes FROM queue_depth ORDER BY object_type, state",
+            "SELECT object_type, state, sum(writes) AS writes FROM queue_depth
+             GROUP BY object_type, state ORDER BY object_type, state",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -85,7 +91,8 @@ impl Store {
     /// Failed writes matching `filter`, newest first.
     pub async fn failed_writes(&self, filter: &Filter) -> Result<Vec<FailedRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT trace_id, object_type, attempts, category, message, correlation_id, failed_at
+            "SELECT trace_id, object_type, operation, id_property, record_key, attempts, category,
+                    message, correlation_id, failed_at
              FROM failed_writes
              WHERE (?1 IS NULL OR object_type = ?1) AND (?2 IS NULL OR category = ?2)
                AND (?3 IS NULL OR failed_at >= ?3)
@@ -134,22 +141,29 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Replaces a `failed` or `unconfirmed` write's properties with `properties` (already
-    /// validated and canonical) and puts it back to `pending`. Returns whether it changed.
+    /// Replaces a `failed` or `unconfirmed` write's properties with `properties` and its
+    /// record key with `record_key` (already validated and canonical) and puts it back to
+    /// `pending`, from its first step. It is marked unvalidated, so the intake checks it
+    /// again and works out its order key before it is sent. Returns whether it changed.
     pub async fn edit_and_retry(
         &self,
         trace_id: &str,
         properties: &str,
+        record_key: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE outbox SET properties = ?2, state = 'pending', attempts = 0, next_attempt_at = ?3,
-                    split_to = NULL, batch_id = NULL, first_failed_at = NULL, updated_at = ?3
+            "UPDATE outbox SET properties = ?2, record_key = ?4, state = 'pending', attempts = 0,
+                    validated = 0, next_attempt_at = ?3, split_to = NULL, batch_id = NULL,
+                    first_failed_at = NULL, step = 'record', associations_done = NULL,
+                    new_record = NULL, hubspot_id = CASE WHEN operation = 'create' THEN hubspot_id END,
+                    updated_at = ?3
              WHERE trace_id = ?1 AND state IN ('failed', 'unconfirmed')",
         )
         .bind(trace_id)
         .bind(properties)
         .bind(timestamp(Utc::now()))
+        .bind(record_key)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -9,10 +9,19 @@ pub struct StoredWrite {
     pub id: i64,
     pub trace_id: String,
     pub object_type: String,
+    pub operation: String,
+    pub id_property: Option<String>,
+    pub record_key: Option<String>,
     pub properties: String,
     pub associations: String,
     pub state: String,
     pub hubspot_id: Option<String>,
+    /// An upsert's: whether HubSpot created the record (else it updated one).
+    pub new_record: Option<bool>,
+    /// `record`, or `associations` once an upsert's or update's record is done.
+    pub step: String,
+    /// The target types whose associations are created (a JSON array), if any.
+    pub associations_done: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub validated: bool,
@@ -25,7 +34,8 @@ impl Store {
     /// The write stored under `trace_id`, if any.
     pub async fn get_write(&self, trace_id: &str) -> Result<Option<StoredWrite>, StoreError> {
         let row = sqlx::query_as(
-            "SELECT id, trace_id, object_type, properties, associations, state, hubspot_id,
+            "SELECT id, trace_id, object_type, operation, id_property, record_key, properties,
+                    associations, state, hubspot_id, new_record, step, associations_done,
                     attempts, last_error, validated, next_attempt_at, created_at, updated_at
              FROM outbox WHERE trace_id = ?1",
         )
@@ -43,7 +53,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredWrite>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, trace_id, object_type, properties, associations, state, hubspot_id,
+            "SELECT id, trace_id, object_type, operation, id_property, record_key, properties,
+                    associations, state, hubspot_id, new_record, step, associations_done,
                     attempts, last_error, validated, next_attempt_at, created_at, updated_at
              FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR object_type = ?2)
              ORDER BY updated_at DESC, id DESC LIMIT ?3",

@@ -22,7 +22,7 @@ impl Store {
         let now_text = timestamp(now);
         let mut tx = self.begin_write().await?;
         // Successes, the common case, in one statement; the rest row by row.
-        let succeeded: Vec<(i64, &str, Option<&str>)> = plan
+        let succeeded: Vec<(i64, &str, Option<&str>, Option<bool>)> = plan
             .updates
             .iter()
             .filter_map(|u| match u {
@@ -30,7 +30,8 @@ impl Store {
                     id,
                     hubspot_id,
                     note,
-                } => Some((*id, hubspot_id.as_str(), note.as_deref())),
+                    new_record,
+                } => Some((*id, hubspot_id.as_str(), note.as_deref(), *new_record)),
                 _ => None,
             })
             .collect();
@@ -38,6 +39,7 @@ impl Store {
         if !succeeded.is_empty() {
             let done = sqlx::query(
                 "UPDATE outbox SET state = 'succeeded', hubspot_id = s.value ->> 1, note = s.value ->> 2,
+                        new_record = coalesce(s.value ->> 3, new_record),
                         attempts = attempts + 1, batch_id = NULL, split_to = NULL, read_by = NULL,
                         updated_at = ?3
                  FROM json_each(?2) AS s
@@ -53,6 +55,40 @@ impl Store {
         for update in &plan.updates {
             let done = match update {
                 RowUpdate::Succeeded { .. } => continue,
+                RowUpdate::Recorded {
+                    id,
+                    hubspot_id,
+                    new_record,
+                } => {
+                    // The record is done: its associations are next, due at once.
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'pending', step = 'associations', hubspot_id = ?3,
+                                new_record = ?4, attempts = attempts + 1, batch_id = NULL,
+                                split_to = NULL, first_failed_at = NULL, next_attempt_at = ?5,
+                                updated_at = ?5
+                         WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
+                    )
+                    .bind(id)
+                    .bind(batch_id)
+                    .bind(hubspot_id)
+                    .bind(*new_record)
+                    .bind(&now_text)
+                    .execute(&mut *tx)
+                    .await?
+                }
+                RowUpdate::Associated { id, done } => {
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'pending', associations_done = ?3, batch_id = NULL,
+                                split_to = NULL, next_attempt_at = ?4, updated_at = ?4
+                         WHERE id = ?1 AND batch_id = ?2 AND state = 'in_flight'",
+                    )
+                    .bind(id)
+                    .bind(batch_id)
+                    .bind(serde_json::to_string(done).expect("strings serialize"))
+                    .bind(&now_text)
+                    .execute(&mut *tx)
+                    .await?
+                }
                 RowUpdate::Failed { id, error, count_attempt } => {
                     sqlx::query(
                         "UPDATE outbox SET state = 'failed', last_error = ?3, attempts = attempts + ?4,

@@ -73,6 +73,7 @@ pub(super) fn conflict(
     let adopt = policy.on_conflict == OnConflict::Adopt && policy.unique_property.is_some();
     plan.updates.push(match (adopt, existing_id) {
         (true, Some(existing)) => RowUpdate::Succeeded {
+            new_record: None,
             id: row.id,
             hubspot_id: existing.to_owned(),
             note: Some(format!(

@@ -7,9 +7,11 @@
 //! echoes it, else by the object type's unique property, else by matching returned
 //! property values; never by position, since HubSpot does not keep the input order.
 
+mod associate;
 mod conflict;
 pub mod matching;
 mod read;
+mod record;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,9 +23,11 @@ use crate::hubspot::wire::BatchResponse;
 use crate::model::{
     BatchRow, ClaimedRow, ErrorRecord, OnAmbiguous, Pause, Plan, Policy, RowUpdate,
 };
+pub use associate::reconcile_associations;
 use conflict::conflict;
 use matching::match_results;
 pub use read::reconcile_read;
+pub use record::reconcile_record;
 
 /// Error categories in a 2xx `errors[]` that are worth retrying; every other category is a
 /// permanent fault of the input.
@@ -256,6 +260,7 @@ fn created(
     for (i, hubspot_id) in matched.credited {
         settled[i] = true;
         plan.updates.push(RowUpdate::Succeeded {
+            new_record: None,
             id: rows[i].id,
             hubspot_id,
             note: None,
@@ -441,6 +446,23 @@ fn retry_or_fail(
             }
         },
     );
+}
+
+/// Doubt about whether HubSpot applied them, where sending again is safe (an upsert, an
+/// update, an association): they are sent again with back-off, the attempt counted,
+/// until the retry budget gives them up.
+fn resend_all(
+    rows: &[BatchRow],
+    d: &Detail,
+    retry_after: Option<Duration>,
+    policy: &Policy,
+    at: Moment,
+    plan: &mut Plan,
+) {
+    record_all(rows, d, plan);
+    for r in rows {
+        retry_or_fail(r, last_error(d), retry_after, policy, at, plan);
+    }
 }
 
 /// How long the write has been failing transiently (zero if it has not).

@@ -116,6 +116,7 @@ fn found(
             });
             plan.updates.push(if ours {
                 RowUpdate::Succeeded {
+                    new_record: None,
                     id: row.id,
                     hubspot_id: id,
                     note: Some(format!(
@@ -166,6 +167,7 @@ fn found(
 fn existing(row: &BatchRow, read_by: &str, value: &str, id: String, policy: &Policy) -> RowUpdate {
     match policy.on_conflict {
         OnConflict::Adopt => RowUpdate::Succeeded {
+            new_record: None,
             id: row.id,
             hubspot_id: id,
             note: Some(format!(

@@ -27,6 +27,7 @@ fn row(id: i64, trace: &str, email: &str, firstname: &str) -> BatchRow {
         split_to: None,
         sent_with: None,
         last_error: None,
+        ..Default::default()
     }
 }
 
@@ -77,11 +78,13 @@ fn shuffled_results_are_mapped_by_trace_id_never_by_position() {
         plan.updates,
         [
             RowUpdate::Succeeded {
+                new_record: None,
                 id: 2,
                 hubspot_id: "512".into(),
                 note: None
             },
             RowUpdate::Succeeded {
+                new_record: None,
                 id: 1,
                 hubspot_id: "511".into(),
                 note: None
@@ -159,6 +162,7 @@ fn a_write_hubspot_names_in_errors_is_never_credited_with_a_result() {
     assert_eq!(
         plan.updates[1],
         RowUpdate::Succeeded {
+            new_record: None,
             id: 2,
             hubspot_id: "55".into(),
             note: None
@@ -187,6 +191,7 @@ fn a_207_fails_the_invalid_input_and_keeps_the_valid_one() {
     assert_eq!(
         plan.updates[1],
         RowUpdate::Succeeded {
+            new_record: None,
             id: 1,
             hubspot_id: "701".into(),
             note: None
@@ -364,6 +369,7 @@ fn a_409_is_resolved_by_reading_back_and_only_a_write_alone_is_adopted_or_failed
         &policy(Some("email"), OnAmbiguous::Resend),
     );
     let RowUpdate::Succeeded {
+        new_record: None,
         hubspot_id,
         note: Some(note),
         ..
@@ -556,6 +562,7 @@ fn a_batch_that_never_left_goes_back_as_it_was_due_when_the_pause_ends() {
         read_by: None,
         sent_with: None,
         last_error: None,
+        ..Default::default()
     };
     let mut reading = claimed(3, None);
     reading.read_by = Some("hubspot_outbox_trace_id".into());
@@ -740,7 +747,7 @@ fn a_read_back_adopts_what_exists_resends_what_is_missing_and_asks_again_about_t
         "message":"Could not get some objects","context":{"ids":["t-2"]}}]}"#;
     let plan = read(&rows, "trace", 207, body, &traced(OnAmbiguous::Hold));
     assert!(
-        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, note: Some(note) }
+        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, note: Some(note), .. }
             if hubspot_id == "901" && note.contains("found in HubSpot by trace = t-1")),
         "{plan:?}"
     );
@@ -776,11 +783,11 @@ fn a_record_found_by_its_unique_value_that_is_not_this_writes_follows_on_conflic
         {"id":"4","properties":{"email":"a@example.com","trace":"t-1"}}]}"#;
     let plan = read(&rows, "email", 200, body, &traced(OnAmbiguous::Hold));
     assert!(
-        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, note: Some(n) } if hubspot_id == "4" && n.starts_with("found")),
+        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, note: Some(n), .. } if hubspot_id == "4" && n.starts_with("found")),
         "{plan:?}"
     );
     assert!(
-        matches!(&plan.updates[1], RowUpdate::Succeeded { id: 2, hubspot_id, note: Some(n) } if hubspot_id == "5" && n.starts_with("already existed")),
+        matches!(&plan.updates[1], RowUpdate::Succeeded { id: 2, hubspot_id, note: Some(n), .. } if hubspot_id == "5" && n.starts_with("already existed")),
         "{plan:?}"
     );
     let mut fail = traced(OnAmbiguous::Hold);

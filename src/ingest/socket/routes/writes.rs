@@ -48,8 +48,11 @@ pub async fn post_writes(
     let max = state.limits.max_writes_per_request;
     // The body's share of the budget is handed back with the result and held until the
     // request is answered: the prepared writes take about as much as the body.
+    let config = state.config.clone();
     let parse = move |held: HeldBody| {
-        let parsed = parse_body(format, &held.bytes, max).map(|p| (prepare(p.writes), p.lines));
+        let unique = |t: &str| config.policy(t).unique_property;
+        let parsed =
+            parse_body(format, &held.bytes, max).map(|p| (prepare(p.writes, &unique), p.lines));
         (parsed, held)
     };
     let (parsed, _held) = if body_len <= INLINE_PARSE_BYTES {
