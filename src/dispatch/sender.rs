@@ -383,6 +383,57 @@ mod tests {
     }
 
     #[test]
+    fn a_create_sends_hubspot_exactly_its_schema_without_to_object_type() {
+        let rows = [ClaimedRow {
+            id: 1,
+            trace_id: "t-1".into(),
+            properties: "{}".into(),
+            associations: r#"[{"to":{"id":"9"},"toObjectType":"companies","types":[{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":279}]}]"#.into(),
+            ..Default::default()
+        }];
+        assert_eq!(
+            String::from_utf8(batch_body(&rows, None).unwrap()).unwrap(),
+            r#"{"inputs":[{"properties":{},"associations":[{"to":{"id":"9"},"types":[{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":279}]}],"objectWriteTraceId":"t-1"}]}"#
+        );
+    }
+
+    #[test]
+    fn upserts_updates_and_associations_have_hubspots_shapes() {
+        let row = |id: i64, op, prop: Option<&str>, key: &str| {
+            ClaimedRow {
+            id,
+            trace_id: format!("t-{id}"),
+            properties: r#"{"a":"1"}"#.into(),
+            associations: r#"[{"to":{"id":"9"},"toObjectType":"companies","types":[{"associationCategory":"USER_DEFINED","associationTypeId":7}]},{"to":{"id":"8"},"toObjectType":"deals","types":[{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":4}]}]"#.into(),
+            operation: op,
+            id_property: prop.map(str::to_owned),
+            record_key: Some(key.into()),
+            hubspot_id: Some(format!("{id}00")),
+            ..Default::default()
+        }
+        };
+        use crate::model::Operation::{Update, Upsert};
+        assert_eq!(
+            String::from_utf8(
+                record_body(&[
+                    row(1, Upsert, Some("email"), "a@x"),
+                    row(2, Update, None, "77")
+                ])
+                .unwrap()
+            )
+            .unwrap(),
+            r#"{"inputs":[{"idProperty":"email","id":"a@x","properties":{"a":"1"},"objectWriteTraceId":"t-1"},{"id":"77","properties":{"a":"1"},"objectWriteTraceId":"t-2"}]}"#
+        );
+        assert_eq!(
+            String::from_utf8(
+                associate_body(&[row(1, Upsert, Some("email"), "a@x")], "companies").unwrap()
+            )
+            .unwrap(),
+            r#"{"inputs":[{"from":{"id":"100"},"to":{"id":"9"},"types":[{"associationCategory":"USER_DEFINED","associationTypeId":7}]}]}"#
+        );
+    }
+
+    #[test]
     fn a_read_asks_by_each_rows_value_or_its_trace_id() {
         let row = |id: i64, props: &str| ClaimedRow {
             id,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use super::gate::{admit, error_body, finish};
+use super::gate::{CLOSE, HANG, admit, after_writing, error_body, finish};
 use super::{Sim, SimFaults, SimObject, known_type};
 
 /// Which object batch endpoint a request is for.
@@ -111,29 +111,6 @@ fn decide(
             super::record::apply(sim, object_type, action == Action::Upsert, body, faults)
         }
     }
-}
-
-/// Statuses no real answer has: "created, now hang" and "created, now close".
-pub(super) const HANG: StatusCode = StatusCode::LOOP_DETECTED;
-pub(super) const CLOSE: StatusCode = StatusCode::NOT_EXTENDED;
-
-/// The faults that strike after the objects were written: no answer, a broken
-/// connection, or a 500 (each by its rate); `None` when none strikes.
-pub(super) fn after_writing(faults: &SimFaults) -> Option<(StatusCode, Value)> {
-    if rand::random::<f64>() < faults.hang_after_create_rate {
-        return Some((HANG, Value::Null));
-    }
-    if rand::random::<f64>() < faults.close_after_create_rate {
-        return Some((CLOSE, Value::Null));
-    }
-    if rand::random::<f64>() < faults.fail_after_create_rate {
-        return Some(error_body(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "simulated failure after creating",
-        ));
-    }
-    None
 }
 
 /// A response body that fails at once, so the connection is dropped mid-answer.

@@ -133,3 +133,26 @@ pub fn finish(sim: &Sim, status: StatusCode, value: Value, remaining: Option<u64
     }
     response
 }
+
+/// Statuses no real answer has: "created, now hang" and "created, now close".
+pub const HANG: StatusCode = StatusCode::LOOP_DETECTED;
+pub const CLOSE: StatusCode = StatusCode::NOT_EXTENDED;
+
+/// The faults that strike after the objects were written: no answer, a broken
+/// connection, or a 500 (each by its rate); `None` when none strikes.
+pub fn after_writing(faults: &SimFaults) -> Option<(StatusCode, Value)> {
+    if rand::random::<f64>() < faults.hang_after_create_rate {
+        return Some((HANG, Value::Null));
+    }
+    if rand::random::<f64>() < faults.close_after_create_rate {
+        return Some((CLOSE, Value::Null));
+    }
+    if rand::random::<f64>() < faults.fail_after_create_rate {
+        return Some(error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "simulated failure after creating",
+        ));
+    }
+    None
+}

@@ -11,8 +11,7 @@ use axum::http::StatusCode;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use super::create::after_writing;
-use super::gate::error_body;
+use super::gate::{after_writing, error_body};
 use super::{Sim, SimFaults, SimObject};
 
 /// One input after schema checks.

@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Moment, last_error, record_all, resend_all, split};
+use super::record::resend_all;
+use super::{Moment, last_error, record_all, split};
 use crate::hubspot::classify::{Answer, Detail};
 use crate::hubspot::wire::BatchResponse;
 use crate::model::{BatchRow, Plan, Policy, RowUpdate};

@@ -448,23 +448,6 @@ fn retry_or_fail(
     );
 }
 
-/// Doubt about whether HubSpot applied them, where sending again is safe (an upsert, an
-/// update, an association): they are sent again with back-off, the attempt counted,
-/// until the retry budget gives them up.
-fn resend_all(
-    rows: &[BatchRow],
-    d: &Detail,
-    retry_after: Option<Duration>,
-    policy: &Policy,
-    at: Moment,
-    plan: &mut Plan,
-) {
-    record_all(rows, d, plan);
-    for r in rows {
-        retry_or_fail(r, last_error(d), retry_after, policy, at, plan);
-    }
-}
-
 /// How long the write has been failing transiently (zero if it has not).
 fn failing_for(row: &BatchRow, at: Moment) -> Duration {
     row.first_failed_at

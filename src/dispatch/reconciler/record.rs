@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{
-    Moment, TRANSIENT_CATEGORIES, last_error, record_all, requeue_all, resend_all, retry_or_fail,
-    split,
+    Moment, TRANSIENT_CATEGORIES, last_error, record_all, requeue_all, retry_or_fail, split,
 };
 use crate::hubspot::classify::{Answer, Detail};
 use crate::hubspot::wire::{BatchResponse, CreatedObject};
@@ -208,4 +207,21 @@ fn owner(
     });
     let first = hits.next()?.0;
     hits.next().is_none().then_some(first)
+}
+
+/// Doubt about whether HubSpot applied them, where sending again is safe (an upsert, an
+/// update, an association): they are sent again with back-off, the attempt counted,
+/// until the retry budget gives them up.
+pub(super) fn resend_all(
+    rows: &[BatchRow],
+    d: &Detail,
+    retry_after: Option<Duration>,
+    policy: &Policy,
+    at: Moment,
+    plan: &mut Plan,
+) {
+    record_all(rows, d, plan);
+    for r in rows {
+        retry_or_fail(r, last_error(d), retry_after, policy, at, plan);
+    }
 }
