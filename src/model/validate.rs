@@ -547,6 +547,91 @@ mod tests {
     }
 
     #[test]
+    fn the_example_writes_in_config_are_valid() {
+        let text = include_str!("../../config/example-writes.ndjson");
+        for line in text.lines() {
+            let w = parse_write(serde_json::from_str(line).unwrap()).unwrap();
+            if w.operation != Operation::Create {
+                assert!(w.associations.iter().all(|a| a.to_object_type.is_some()));
+            }
+        }
+    }
+
+    #[test]
+    fn operations_need_their_keys_and_nothing_else() {
+        let f = |v: Value| fields(v);
+        assert_eq!(
+            f(
+                json!({"objectType": "contacts", "operation": "upsert", "id": "a", "properties": {}})
+            ),
+            ["idProperty"]
+        );
+        assert_eq!(
+            f(json!({"objectType": "contacts", "operation": "update", "properties": {}})),
+            ["id"]
+        );
+        assert_eq!(
+            f(
+                json!({"objectType": "contacts", "operation": "update", "id": "a@x", "properties": {}})
+            ),
+            ["id"]
+        );
+        assert_eq!(
+            f(json!({"objectType": "contacts", "idProperty": "email", "id": "", "properties": {}})),
+            ["idProperty", "id"]
+        );
+        assert_eq!(
+            f(json!({"objectType": "contacts", "operation": "merge", "properties": {}})),
+            ["operation"]
+        );
+        let w = parse_write(
+            json!({"objectType": "contacts", "operation": "update", "idProperty": "email",
+                                   "id": "A@x", "properties": {}}),
+        )
+        .unwrap();
+        assert_eq!(w.order_key(None).as_deref(), Some("email=a@x"));
+        let by_id = parse_write(
+            json!({"objectType": "contacts", "operation": "update", "id": 42, "properties": {}}),
+        )
+        .unwrap();
+        assert_eq!(by_id.order_key(None).as_deref(), Some("hs_object_id=42"));
+    }
+
+    #[test]
+    fn an_upsert_association_needs_a_target_type_the_table_or_the_producer_gives() {
+        let with = |assoc: Value| {
+            parse_write(
+                json!({"objectType": "contacts", "operation": "upsert", "idProperty": "email",
+                               "id": "a@x", "properties": {}, "associations": [assoc]}),
+            )
+        };
+        let told = with(json!({"to": {"id": "1"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]}))
+            .unwrap();
+        assert_eq!(
+            told.associations[0]
+                .to_object_type
+                .as_ref()
+                .unwrap()
+                .as_str(),
+            "companies"
+        );
+        let label = json!({"to": {"id": "1"}, "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 9}]});
+        assert_eq!(
+            with(label.clone()).unwrap_err()[0].field,
+            "associations[0].toObjectType"
+        );
+        let mut given = label;
+        given["toObjectType"] = json!("p123_cars");
+        assert!(with(given).is_ok());
+        let contradicts = json!({"to": {"id": "1"}, "toObjectType": "deals",
+                                 "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]});
+        assert_eq!(
+            with(contradicts).unwrap_err()[0].field,
+            "associations[0].toObjectType"
+        );
+    }
+
+    #[test]
     fn too_long_values_are_refused() {
         let long = "x".repeat(MAX_PROPERTY_VALUE_CHARS + 1);
         assert_eq!(

@@ -15,7 +15,8 @@ pub fn write_json(w: &StoredWrite) -> Value {
         "objectType": w.object_type,
         "operation": w.operation,
         "idProperty": w.id_property,
-        "id": w.record_key,
+        // The write's `id` (the record it names); `id` above is the row's key.
+        "recordKey": w.record_key,
         "properties": as_json(&w.properties),
         "associations": as_json(&w.associations),
         "state": w.state,

@@ -1,4 +1,5 @@
-//! `hubspot-outbox simulate`: a local stand-in for HubSpot's batch create, behaving as
+//! `hubspot-outbox simulate`: a local stand-in for HubSpot's batch create (and batch read,
+//! upsert and update, the v4 associations batch create and the properties API), behaving as
 //! `shared/hubspot-api.md` describes, for tests, benchmarks and trying the daemon without
 //! an account. It checks the Bearer token and the body's schema (100-input cap, string
 //! values, `associations` present), enforces a rolling-window and a daily limit with

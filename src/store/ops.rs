@@ -24,8 +24,7 @@ pub struct FailedRow {
     pub object_type: String,
     pub operation: String,
     pub id_property: Option<String>,
-    /// An upsert's or update's `id`.
-    #[serde(rename = "id")]
+    /// An upsert's or update's `id` (the record it names).
     pub record_key: Option<String>,
     pub attempts: i64,
     pub category: Option<String>,
