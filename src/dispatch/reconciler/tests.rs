@@ -928,3 +928,152 @@ fn an_ambiguous_answer_reads_back_what_it_can_and_holds_the_rest_by_default() {
     );
     assert!(matches!(&plan.updates[1], RowUpdate::Verify { read_by, .. } if read_by == "trace"));
 }
+
+fn upsert_row(id: i64, email: &str) -> BatchRow {
+    BatchRow {
+        operation: crate::model::Operation::Upsert,
+        id_property: Some("email".into()),
+        record_key: Some(email.into()),
+        ..row(id, &format!("u-{id}"), email, "")
+    }
+}
+
+#[test]
+fn an_upsert_conflict_is_halved_uncharged_then_fails_the_write_alone() {
+    let p = policy(None, OnAmbiguous::Hold);
+    let body = br#"{"status":"error","category":"OBJECT_ALREADY_EXISTS","message":"Object already exists. Existing ID: 9"}"#;
+    let rows = [
+        upsert_row(1, "a@x"),
+        upsert_row(2, "b@x"),
+        upsert_row(3, "c@x"),
+    ];
+    let plan = reconcile_record(&rows, &classify(409, None, body), &p, TEN, at(now()));
+    plan.check_covers(&[1, 2, 3]).unwrap();
+    assert!(plan.updates.iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            count_attempt: false,
+            split_to: Some(2),
+            ..
+        }
+    )));
+    let alone = reconcile_record(&rows[..1], &classify(409, None, body), &p, TEN, at(now()));
+    assert!(matches!(
+        &alone.updates[0],
+        RowUpdate::Failed {
+            id: 1,
+            count_attempt: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn upsert_results_match_by_trace_id_or_echoed_value_and_a_lost_answer_is_resent() {
+    let p = policy(None, OnAmbiguous::Hold);
+    let rows = [
+        upsert_row(1, "a@x"),
+        upsert_row(2, "B@x"),
+        upsert_row(3, "c@x"),
+    ];
+    // Shuffled; one result without a trace id (matched by the email it echoes); one
+    // input never mentioned.
+    let body = br#"{"results":[
+        {"id":"20","new":false,"properties":{"email":"b@x"}},
+        {"id":"10","new":true,"objectWriteTraceId":"u-1","properties":{}}]}"#;
+    let plan = reconcile_record(&rows, &classify(200, None, body), &p, TEN, at(now()));
+    plan.check_covers(&[1, 2, 3]).unwrap();
+    assert!(plan.updates.contains(&RowUpdate::Succeeded {
+        id: 1,
+        hubspot_id: "10".into(),
+        note: None,
+        new_record: Some(true)
+    }));
+    assert!(plan.updates.contains(&RowUpdate::Succeeded {
+        id: 2,
+        hubspot_id: "20".into(),
+        note: None,
+        new_record: Some(false)
+    }));
+    assert!(plan.updates.iter().any(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            id: 3,
+            count_attempt: true,
+            ..
+        }
+    )));
+    // No answer at all: resent, never held (an upsert is safe to repeat).
+    let lost = crate::hubspot::classify::transport_failure("timed out");
+    let plan = reconcile_record(&rows, &lost, &p, TEN, at(now()));
+    assert!(
+        plan.updates
+            .iter()
+            .all(|u| matches!(u, RowUpdate::Retry { .. }))
+    );
+}
+
+#[test]
+fn an_update_of_a_missing_record_fails_by_the_id_hubspot_names() {
+    let p = policy(None, OnAmbiguous::Hold);
+    let rows = [BatchRow {
+        operation: crate::model::Operation::Update,
+        record_key: Some("999".into()),
+        ..row(1, "x", "", "")
+    }];
+    let body = br#"{"status":"COMPLETE","results":[],"errors":[{"status":"error","category":"OBJECT_NOT_FOUND","message":"Object not found.","context":{"ids":["999"]}}]}"#;
+    let plan = reconcile_record(&rows, &classify(207, None, body), &p, TEN, at(now()));
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Failed { id: 1, error, .. } if error.starts_with("OBJECT_NOT_FOUND"))
+    );
+}
+
+#[test]
+fn an_association_batch_credits_pairs_it_made_and_halves_on_a_refused_one() {
+    let p = policy(None, OnAmbiguous::Hold);
+    let assoc = |to: &str| crate::model::Association {
+        to: crate::model::AssociationTarget { id: to.into() },
+        to_object_type: Some(crate::model::ObjectType::parse("companies").unwrap()),
+        types: vec![],
+    };
+    let at_step = |id: i64, to: &str| BatchRow {
+        hubspot_id: Some(format!("{id}00")),
+        associations: vec![assoc(to)],
+        ..upsert_row(id, &format!("{id}@x"))
+    };
+    let rows = [at_step(1, "7"), at_step(2, "8"), at_step(3, "9")];
+    let body = br#"{"status":"COMPLETE","results":[{"fromObjectId":100,"toObjectId":7}],
+        "errors":[{"status":"error","category":"OBJECT_NOT_FOUND","message":"No companies with id 8"}]}"#;
+    let plan = reconcile_associations(
+        &rows,
+        Some("companies"),
+        &classify(207, None, body),
+        &p,
+        TEN,
+        at(now()),
+    );
+    plan.check_covers(&[1, 2, 3]).unwrap();
+    assert!(
+        matches!(&plan.updates[0], RowUpdate::Succeeded { id: 1, hubspot_id, .. } if hubspot_id == "100")
+    );
+    assert!(plan.updates[1..].iter().all(|u| matches!(
+        u,
+        RowUpdate::Retry {
+            count_attempt: false,
+            split_to: Some(1),
+            ..
+        }
+    )));
+    let alone = reconcile_associations(
+        &rows[1..2],
+        Some("companies"),
+        &classify(207, None, body),
+        &p,
+        TEN,
+        at(now()),
+    );
+    assert!(
+        matches!(&alone.updates[0], RowUpdate::Failed { id: 2, error, .. }
+        if error.contains("associations[0] (to companies 8)") && error.contains("No companies with id 8"))
+    );
+}
