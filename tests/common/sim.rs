@@ -61,34 +61,14 @@ impl Simulator {
     }
 
     pub async fn objects(&self, object_type: &str) -> Vec<Value> {
-        let v: Value = serde_json::from_slice(
-            &self
-                .http
-                .get(format!("{}/crm/v3/objects/{object_type}", self.url()))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        v["results"].as_array().cloned().unwrap_or_default()
+        self.get(&format!("/crm/v3/objects/{object_type}")).await["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub async fn stats(&self) -> Value {
-        serde_json::from_slice(
-            &self
-                .http
-                .get(format!("{}/_sim/stats", self.url()))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap()
+        self.get("/_sim/stats").await
     }
 
     pub async fn control(&self, path: &str, body: Value) {

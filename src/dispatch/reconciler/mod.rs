@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::hubspot::classify::{Answer, Detail, RatePolicy};
-use crate::hubspot::wire::BatchResponse;
+use crate::hubspot::wire::{BatchError, BatchResponse};
 use crate::model::{
     BatchRow, ClaimedRow, ErrorRecord, OnAmbiguous, Pause, Plan, Policy, RowUpdate,
 };
@@ -213,14 +213,6 @@ fn created(
     let mut settled = vec![false; rows.len()];
     // Errors first: a write HubSpot names in `errors[]` is never credited with a result.
     for error in &response.errors {
-        let category = error.category.clone();
-        let message = error
-            .message
-            .clone()
-            .unwrap_or_else(|| "HubSpot reported an error with no message".into());
-        let transient = category
-            .as_deref()
-            .is_some_and(|c| TRANSIENT_CATEGORIES.contains(&c));
         for trace in error.trace_ids() {
             let Some(&i) = index.get(trace.as_str()) else {
                 continue;
@@ -228,26 +220,7 @@ fn created(
             if std::mem::replace(&mut settled[i], true) {
                 continue;
             }
-            let row = &rows[i];
-            plan.errors.push(ErrorRecord {
-                trace_id: row.trace_id.clone(),
-                attempt: row.attempts + 1,
-                status: 207,
-                category: category.clone(),
-                message: message.clone(),
-                correlation_id: None,
-                raw: error.raw.to_string(),
-            });
-            let text = format!("{}: {message}", category.as_deref().unwrap_or("ERROR"));
-            if transient {
-                retry_or_fail(row, text, None, policy, at, plan);
-            } else {
-                plan.updates.push(RowUpdate::Failed {
-                    id: row.id,
-                    error: text,
-                    count_attempt: true,
-                });
-            }
+            input_error(&rows[i], error, policy, at, plan);
         }
     }
     let matched = match_results(
@@ -324,6 +297,38 @@ fn created(
         raw: String::new(),
     };
     ambiguous_all(&unaccounted, &detail, policy, None, at, plan);
+}
+
+/// An `errors[]` entry of a 2xx answer charged to the input it names: recorded in its
+/// history, then retried (a transient category) or failed.
+fn input_error(row: &BatchRow, error: &BatchError, policy: &Policy, at: Moment, plan: &mut Plan) {
+    let category = error.category.clone();
+    let message = error
+        .message
+        .clone()
+        .unwrap_or_else(|| "HubSpot reported an error with no message".into());
+    let transient = category
+        .as_deref()
+        .is_some_and(|c| TRANSIENT_CATEGORIES.contains(&c));
+    let text = format!("{}: {message}", category.as_deref().unwrap_or("ERROR"));
+    plan.errors.push(ErrorRecord {
+        trace_id: row.trace_id.clone(),
+        attempt: row.attempts + 1,
+        status: 207,
+        category,
+        message,
+        correlation_id: None,
+        raw: error.raw.to_string(),
+    });
+    if transient {
+        retry_or_fail(row, text, None, policy, at, plan);
+    } else {
+        plan.updates.push(RowUpdate::Failed {
+            id: row.id,
+            error: text,
+            count_attempt: true,
+        });
+    }
 }
 
 /// Halve the batch: every row goes back at once, uncounted, capped to half the size.

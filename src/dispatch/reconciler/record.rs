@@ -7,12 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{
-    Moment, TRANSIENT_CATEGORIES, last_error, record_all, requeue_all, retry_or_fail, split,
-};
+use super::{Moment, input_error, last_error, record_all, requeue_all, retry_or_fail, split};
 use crate::hubspot::classify::{Answer, Detail};
 use crate::hubspot::wire::{BatchResponse, CreatedObject};
-use crate::model::{BatchRow, ErrorRecord, Pause, Plan, Policy, RowUpdate};
+use crate::model::{BatchRow, Pause, Plan, Policy, RowUpdate};
 
 /// HubSpot's whole-batch 400 when `idProperty` is not a unique property: the lane cannot
 /// work until that is fixed (in HubSpot, or in the writes).
@@ -85,11 +83,6 @@ fn answered(
         .collect();
     let mut settled = vec![false; rows.len()];
     for error in &response.errors {
-        let category = error.category.clone();
-        let message = error
-            .message
-            .clone()
-            .unwrap_or_else(|| "HubSpot reported an error with no message".into());
         let mut named: Vec<usize> = error
             .trace_ids()
             .iter()
@@ -103,33 +96,11 @@ fn answered(
                 }));
             }
         }
-        let transient = category
-            .as_deref()
-            .is_some_and(|c| TRANSIENT_CATEGORIES.contains(&c));
         for i in named {
             if std::mem::replace(&mut settled[i], true) {
                 continue;
             }
-            let row = &rows[i];
-            plan.errors.push(ErrorRecord {
-                trace_id: row.trace_id.clone(),
-                attempt: row.attempts + 1,
-                status: 207,
-                category: category.clone(),
-                message: message.clone(),
-                correlation_id: None,
-                raw: error.raw.to_string(),
-            });
-            let text = format!("{}: {message}", category.as_deref().unwrap_or("ERROR"));
-            if transient {
-                retry_or_fail(row, text, None, policy, at, plan);
-            } else {
-                plan.updates.push(RowUpdate::Failed {
-                    id: row.id,
-                    error: text,
-                    count_attempt: true,
-                });
-            }
+            input_error(&rows[i], error, policy, at, plan);
         }
     }
     for result in &response.results {
