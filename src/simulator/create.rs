@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::gate::{CLOSE, HANG, admit, after_writing, error_body, finish};
 use super::{Sim, SimFaults, SimObject, known_type};
+use crate::model::association_types::{target_of, type_name};
 
 /// Which object batch endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -158,6 +159,38 @@ fn conflict(
 struct Input {
     properties: BTreeMap<String, String>,
     trace_id: Option<String>,
+    /// Inline associations: the record id `to.id` names ("" when absent) and the types
+    /// as `CATEGORY/typeId`.
+    associations: Vec<(String, Vec<String>)>,
+}
+
+/// The object type of the record an inline association points at: HubSpot takes only
+/// records that exist, of the type a HUBSPOT_DEFINED type id says (else of any type). The
+/// simulator's ids are unique across types.
+fn association_target(
+    sim: &Sim,
+    from: &str,
+    to_id: &str,
+    types: &[String],
+) -> Result<String, String> {
+    let objects = sim.objects.lock().expect("lock");
+    let found = objects
+        .iter()
+        .find(|(_, o)| o.iter().any(|o| o.id == to_id))
+        .map(|(t, _)| type_name(t).to_owned())
+        .ok_or_else(|| format!("Association target {to_id:?} does not exist"))?;
+    let told = types.iter().find_map(|t| {
+        let n = t.strip_prefix("HUBSPOT_DEFINED/")?.parse().ok()?;
+        Some(target_of(n, from).map(str::to_owned))
+    });
+    match told {
+        Some(Some(t)) if t == found => Ok(found),
+        Some(_) => Err(format!(
+            "{} is not a valid association type between {from} and {found}",
+            types.join(", ")
+        )),
+        None => Ok(found),
+    }
 }
 
 fn create_inputs(
@@ -178,6 +211,17 @@ fn create_inputs(
     let mut errors = Vec::new();
     let mut valid = Vec::new();
     for input in &inputs {
+        if let Some(problem) = input
+            .associations
+            .iter()
+            .find_map(|(to, types)| association_target(sim, object_type, to, types).err())
+        {
+            errors.push(json!({
+                "status": "error", "category": "VALIDATION_ERROR", "message": problem,
+                "context": {"objectWriteTraceId": [input.trace_id.clone().unwrap_or_default()]}
+            }));
+            continue;
+        }
         match input.properties.keys().find(|k| !sim.property_exists(object_type, k)) {
             Some(name) => errors.push(json!({
                 "status": "error", "category": "VALIDATION_ERROR",
@@ -217,6 +261,7 @@ fn create_inputs(
         }
     }
     let mut results = Vec::new();
+    let mut inline = Vec::new();
     for input in valid {
         let id = {
             let mut next = sim.next_id.lock().expect("lock");
@@ -242,6 +287,12 @@ fn create_inputs(
             }
         }
         stored.push(object.clone());
+        inline.extend(
+            input
+                .associations
+                .iter()
+                .map(|(to, types)| (id.clone(), to, types)),
+        );
         let mut props: serde_json::Map<String, Value> = object
             .properties
             .iter()
@@ -259,6 +310,20 @@ fn create_inputs(
     }
     drop(index);
     drop(objects);
+    for (from_id, to, types) in inline {
+        // Checked above; the target exists.
+        let to_object_type = association_target(sim, object_type, to, types).unwrap_or_default();
+        sim.associations
+            .lock()
+            .expect("lock")
+            .push(super::associate::SimAssociation {
+                from_object_type: object_type.to_owned(),
+                from_id,
+                to_object_type,
+                to_id: to.clone(),
+                types: types.clone(),
+            });
+    }
     sim.stats.lock().expect("lock").inputs_created += results.len() as u64;
     if let Some(fault) = after_writing(faults) {
         return fault;
@@ -307,9 +372,36 @@ fn parse_inputs(body: &[u8]) -> Result<Vec<Input>, String> {
                 .ok_or(format!("inputs[{i}].properties.{k} must be a string"))?;
             properties.insert(k.clone(), v.to_owned());
         }
-        if !input.get("associations").is_some_and(Value::is_array) {
+        let Some(items) = input.get("associations").and_then(Value::as_array) else {
             return Err(format!("inputs[{i}].associations is required"));
-        }
+        };
+        let associations = items
+            .iter()
+            .map(|a| {
+                let to = a
+                    .pointer("/to/id")
+                    .and_then(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .or_else(|| v.as_u64().map(|n| n.to_string()))
+                    })
+                    .unwrap_or_default();
+                let types = a
+                    .get("types")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        Some(format!(
+                            "{}/{}",
+                            t.get("associationCategory")?.as_str()?,
+                            t.get("associationTypeId")?.as_i64()?
+                        ))
+                    })
+                    .collect();
+                (to, types)
+            })
+            .collect();
         let trace_id = input
             .get("objectWriteTraceId")
             .and_then(Value::as_str)
@@ -317,6 +409,7 @@ fn parse_inputs(body: &[u8]) -> Result<Vec<Input>, String> {
         out.push(Input {
             properties,
             trace_id,
+            associations,
         });
     }
     Ok(out)
