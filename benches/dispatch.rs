@@ -23,12 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hubspot_outbox::dispatch::reconciler::{Moment, reconcile};
-use hubspot_outbox::dispatch::scheduler::choose_rows;
-use hubspot_outbox::hubspot::classify::classify;
-use hubspot_outbox::model::Backoff;
-use hubspot_outbox::model::BatchLogEntry;
-use hubspot_outbox::model::{BatchRow, OnAmbiguous, OnConflict, Policy};
+use common::cost::{contact_row, ms, scheduler_cost, store_rows};
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use hubspot_outbox::store::Store;
 use serde_json::json;
@@ -305,105 +300,18 @@ fn sqlite_count(db: &Path, sql: &str) -> u64 {
 async fn overhead(dir: &Path, n: usize) {
     let db = dir.join("overhead.db");
     let store = Store::open(&db, Duration::from_secs(5)).await.unwrap();
-    let mut tx = store.begin_ingest().await.unwrap();
-    let rows: Vec<_> = (0..n)
-        .map(|i| hubspot_outbox::store::ingest::RowToStore {
-            trace_id: format!("b-{i}"),
-            object_type: "contacts".into(),
-            operation: "create".into(),
-            id_property: None,
-            record_key: None,
-            order_key: None,
-            properties: format!(
-                r#"{{"email":"user{i}@example.com","firstname":"First{i}","lastname":"Lastname"}}"#
-            ),
-            associations: "[]".into(),
-        })
-        .collect();
-    tx.insert_validated(&rows).await.unwrap();
-    tx.commit().await.unwrap();
-    let policy = Policy {
-        unique_property: Some("email".into()),
-        trace_property: None,
-        on_conflict: OnConflict::Adopt,
-        on_ambiguous: OnAmbiguous::Resend,
-        max_attempts: 8,
-        give_up_after: Duration::from_secs(24 * 3600),
-        backoff: Backoff {
-            initial: Duration::from_secs(2),
-            max: Duration::from_secs(600),
-        },
-    };
-    let batches = 100;
-    let (mut claim_t, mut plan_t, mut settle_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let start = Instant::now();
-    for b in 0..batches {
-        let batch_id = format!("batch-{b}");
-        let t = Instant::now();
-        let claimed = store
-            .claim_batch(
-                &hubspot_outbox::store::claim::Claim {
-                    object_type: "contacts",
-                    lane: "create",
-                    look_ahead: 200,
-                    now: chrono::Utc::now(),
-                    batch_id: &batch_id,
-                    day: "2026-11-29",
-                    sent_with: Some("hubspot_outbox_trace_id"),
-                    trace_property: Some("hubspot_outbox_trace_id"),
-                },
-                |c| choose_rows(c, 100, Some("email")),
-            )
-            .await
-            .unwrap();
-        claim_t += t.elapsed();
-        let t = Instant::now();
-        let results: Vec<_> = claimed
-            .iter()
-            .enumerate()
-            .map(|(i, r)| json!({"id": format!("{b}{i}"), "properties": {}, "objectWriteTraceId": r.trace_id}))
-            .collect();
-        let body = json!({"status": "COMPLETE", "results": results}).to_string();
-        let batch: Vec<BatchRow> = claimed.iter().map(BatchRow::from_claimed).collect();
-        let plan = reconcile(
-            &batch,
-            &classify(201, None, body.as_bytes()),
-            &policy,
-            Duration::from_secs(10),
-            Moment {
-                now: chrono::Utc::now(),
-                jitter: 0.5,
-            },
-        );
-        plan_t += t.elapsed();
-        let t = Instant::now();
-        let log = BatchLogEntry {
-            batch_id: batch_id.clone(),
-            object_type: "contacts".into(),
-            size: claimed.len(),
-            http_status: 201,
-            outcome: "created".into(),
-            duration: Duration::ZERO,
-            correlation_id: None,
-            sent_at: chrono::Utc::now(),
-        };
-        store
-            .settle_batch(&batch_id, &plan, Some(&log), chrono::Utc::now())
-            .await
-            .unwrap();
-        settle_t += t.elapsed();
-    }
-    let per_batch = start.elapsed() / batches;
+    let rows: Vec<_> = (0..n).map(|i| contact_row(i, "[]".into(), false)).collect();
+    store_rows(&store, &rows).await;
+    let cost = scheduler_cost(&store, "contacts", 100).await;
     println!(
         "| scheduler overhead per 100-input batch (claim + reconcile + settle, {n}-row backlog, no network) | {:.2} ms |",
-        per_batch.as_secs_f64() * 1000.0
+        ms(cost.per_batch)
     );
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / batches as f64;
     println!(
         "| of which claim / reconcile / settle | {:.2} / {:.2} / {:.2} ms |",
-        ms(claim_t),
-        ms(plan_t),
-        ms(settle_t)
+        ms(cost.claim),
+        ms(cost.reconcile),
+        ms(cost.settle)
     );
     store.close().await;
 }

@@ -1,6 +1,9 @@
 //! What the benchmarks share: the release daemon as a child process on a directory of its
-//! own, waiting for it to answer, its resident memory, and the simulator on 127.0.0.1:0.
+//! own, waiting for it to answer, its resident memory, the simulator on 127.0.0.1:0, and
+//! the scheduler's cost per batch ([`cost`]).
 #![allow(dead_code)]
+
+pub mod cost;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

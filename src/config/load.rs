@@ -11,8 +11,8 @@ use super::raw::{RawHubSpot, RawObject, RawRateLimit, RawRetry, RawSettings};
 use super::token::load_token;
 use super::{
     Backoff, Config, ConfigError, DatabaseConfig, HUBSPOT_MAX_BATCH, HubSpotConfig, ObjectConfig,
-    OnConflict, Operator, OperatorKind, RateLimitConfig, RetentionConfig, RetryConfig,
-    SocketConfig, invalid,
+    OnConflict, Operator, OperatorKind, RateLimitConfig, ReferencesConfig, RetentionConfig,
+    RetryConfig, SocketConfig, invalid,
 };
 use crate::model::ObjectType;
 
@@ -136,6 +136,7 @@ impl Config {
             limits: raw.limits,
             queue: raw.queue,
             retention: retention(raw.retention)?,
+            references: references(raw.references)?,
             log: raw.log,
             access_token,
             hubspot,
@@ -380,6 +381,17 @@ fn operators(raw: Vec<String>) -> Result<Vec<Operator>, ConfigError> {
 
 /// The trace ids of purged writes must be remembered at least as long as the writes are
 /// kept, or a retry between the two would be taken as new.
+fn references(r: ReferencesConfig) -> Result<ReferencesConfig, ConfigError> {
+    if r.wait_for_missing.is_zero() {
+        return Err(invalid(
+            "references.wait_for_missing",
+            "must be more than 0: a write enqueued before the write it points at waits this \
+             long for it",
+        ));
+    }
+    Ok(r)
+}
+
 fn retention(r: RetentionConfig) -> Result<RetentionConfig, ConfigError> {
     for (name, kept) in [("succeeded", r.succeeded), ("discarded", r.discarded)] {
         // 0 keeps for ever: writes never purged need no remembering, and trace ids

@@ -104,12 +104,30 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Writes that point at queued writes (issue 11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferencesConfig {
+    /// How long a write waits for a write it points at that is not in the outbox at all
+    /// (not enqueued yet); then it fails naming the missing trace id. Must not be 0.
+    #[serde(with = "humantime_serde")]
+    pub wait_for_missing: Duration,
+}
+
+impl Default for ReferencesConfig {
+    fn default() -> Self {
+        Self {
+            wait_for_missing: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// How much the queue may hold (issue 9). Past either bound new writes are refused (the
 /// socket answers 503, a producer's INSERT fails); writes already accepted keep flowing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Most writes not yet finished (pending or in flight); 0: no cap.
+    /// Most writes not yet finished (pending, waiting or in flight); 0: no cap.
     pub max_queued: u64,
     /// Least free space on the database's filesystem, in bytes (`"1GiB"`, `"500MB"` or a
     /// number); 0: not checked.
@@ -200,6 +218,7 @@ pub struct Config {
     pub limits: Limits,
     pub queue: QueueConfig,
     pub retention: RetentionConfig,
+    pub references: ReferencesConfig,
     pub log: LogSettings,
     /// `None` when no token is configured: writes are accepted and kept, none are sent.
     pub access_token: Option<AccessToken>,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Batching, Limits, LogSettings, QueueConfig, RetentionConfig, Shutdown};
+use super::{
+    Batching, Limits, LogSettings, QueueConfig, ReferencesConfig, RetentionConfig, Shutdown,
+};
 use crate::model::{OnAmbiguous, OnConflict};
 
 /// The file's shape. Every section and key is optional; unknown keys are refused so a typo
@@ -20,6 +22,7 @@ pub struct RawSettings {
     pub limits: Limits,
     pub queue: QueueConfig,
     pub retention: RetentionConfig,
+    pub references: ReferencesConfig,
     pub hubspot: RawHubSpot,
     pub rate_limit: RawRateLimit,
     pub batching: Batching,

@@ -283,7 +283,11 @@ pub fn associate_body(rows: &[ClaimedRow], target: &str) -> Result<Vec<u8>, Send
             {
                 inputs.push(AssociateInput {
                     from: IdRef { id: from },
-                    to: IdRef { id: &a.to.id },
+                    // A reference to a queued write is resolved before the write can be claimed;
+                    // an unresolved one (a bug) goes as "" and HubSpot refuses it, loudly.
+                    to: IdRef {
+                        id: a.to.record_id().unwrap_or_default(),
+                    },
                     types,
                 });
             }

@@ -218,6 +218,7 @@ impl Harness {
                 order_key: None,
                 properties: format!(r#"{{"firstname":"n{i}"}}"#),
                 associations: "[]".into(),
+                references: false,
             })
             .collect();
         tx.insert_validated(&stored).await.unwrap();

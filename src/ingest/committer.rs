@@ -222,7 +222,11 @@ async fn store_group(
     };
     let plan = plan_group(writes, &existing);
     // A failed insert (a full disk) is rolled back at once, releasing the write lock.
-    if let Err(e) = tx.insert_validated(&plan.rows).await {
+    let stored = match tx.insert_validated(&plan.rows).await {
+        Ok(()) => tx.settle_references(&plan.rows).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
         let _ = tx.rollback().await;
         return Err(e);
     }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::model::references::referenced;
 use crate::model::validate::{StoredFields, parse_stored};
 use crate::model::{NewWrite, TraceId};
 use crate::store::ingest::{ExistingWrite, RowToStore};
@@ -54,6 +55,7 @@ fn stored_form(w: &NewWrite, unique: Option<&str>) -> RowToStore {
         order_key: w.order_key(unique),
         properties: w.properties_json(),
         associations: w.associations_json(),
+        references: !referenced(&w.associations).is_empty(),
     }
 }
 

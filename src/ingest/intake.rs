@@ -2,6 +2,8 @@
 //! intake validates the rows no one has validated yet. Valid rows are rewritten in
 //! canonical form (values as strings) and become sendable; invalid ones become `failed`
 //! with a `last_error` naming the field, so a careless insert never blocks the queue.
+//! Valid rows whose associations point at queued writes wait for them (see
+//! [`crate::store::references`]); this loop also fails the ones whose write never came.
 
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::model::TraceId;
+use crate::model::references::referenced;
 use crate::model::validate::{StoredFields, parse_stored};
+use crate::model::{TraceId, earlier};
 use crate::runtime::systemd::Heartbeat;
 use crate::store::intake::{UnvalidatedRow, Validation};
 use crate::store::{Store, StoreError};
@@ -47,6 +50,7 @@ pub fn validate_row(row: &UnvalidatedRow, unique: Option<&str>) -> Validation {
             properties: w.properties_json(),
             associations: w.associations_json(),
             order_key: w.order_key(unique),
+            references: !referenced(&w.associations).is_empty(),
         },
         Err(message) => Validation::Reject {
             id: row.id,
@@ -84,8 +88,11 @@ pub async fn tick(store: &Store, config: &Config) -> Result<(usize, usize), Stor
     }
 }
 
-/// Repeats [`tick`] every `poll_interval` until `shutdown`. Notifies `validated` when rows
-/// became sendable. A database error is logged and retried on the next poll.
+/// Repeats [`tick`] every `poll_interval` until `shutdown`, and fails the writes that
+/// have waited `references.wait_for_missing` for a write never enqueued. At start, decides
+/// the waiting writes whose referenced writes settled while the daemon was stopped (an
+/// operator's SQL, say). Notifies `validated` when rows became sendable. A database error
+/// is logged and retried on the next poll.
 pub async fn run(
     store: Store,
     config: Arc<Config>,
@@ -93,8 +100,32 @@ pub async fn run(
     shutdown: CancellationToken,
     heartbeat: Arc<Heartbeat>,
 ) {
+    match store.resolve_waiting(chrono::Utc::now()).await {
+        Ok(0) => {}
+        Ok(due) => {
+            info!(due, "waiting writes whose references settled are due");
+            validated.notify_waiters();
+        }
+        Err(e) => {
+            error!(error = %e, "deciding waiting writes failed; they wait for the next change")
+        }
+    }
+    let waited = config.references.wait_for_missing;
+    let waited_text = humantime::format_duration(waited).to_string();
     loop {
         heartbeat.beat();
+        let now = chrono::Utc::now();
+        match store
+            .expire_missing_references(earlier(now, waited), &waited_text, now)
+            .await
+        {
+            Ok(0) => {}
+            Ok(failed) => warn!(
+                failed,
+                "writes failed: a write they point at was not enqueued within references.wait_for_missing"
+            ),
+            Err(e) => error!(error = %e, "expiring missing references failed; will retry"),
+        }
         match tick(&store, &config).await {
             Ok((0, 0)) => {}
             Ok((accepted, rejected)) => {
@@ -141,6 +172,7 @@ mod tests {
                 properties: r#"{"age":"42","email":"A@b"}"#.into(),
                 associations: "[]".into(),
                 order_key: Some("email=a@b".into()),
+                references: false,
             }
         );
     }

@@ -1,7 +1,8 @@
 //! The words every stage shares, and nothing that does I/O: a write and its state
 //! ([`mod@write`]), a batch on its way out ([`batch`]), what the reconciler decides for it
 //! ([`plan`]), the rules it decides under ([`policy`]), the account's day ([`day`]), and
-//! what a valid write is ([`validate`], pure).
+//! what a valid write is ([`validate`], pure), and writes that point at queued writes
+//! ([`references`]).
 //! Every stage speaks these types; none of them knows how they are stored or sent.
 
 pub mod association_types;
@@ -10,6 +11,7 @@ pub mod capacity;
 pub mod day;
 pub mod plan;
 pub mod policy;
+pub mod references;
 pub mod validate;
 pub mod write;
 

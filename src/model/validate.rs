@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+mod association;
 mod operation;
 
-use crate::model::{
-    Association, AssociationCategory, AssociationTarget, AssociationType, MAX_PROPERTY_VALUE_CHARS,
-    NewWrite, ObjectType, Operation, TraceId,
-};
-use operation::{parse_key, parse_operation, target_type};
+use crate::model::{Association, MAX_PROPERTY_VALUE_CHARS, NewWrite, ObjectType, TraceId};
+use association::parse_associations;
+use operation::{parse_key, parse_operation};
 
 /// The most associations an upsert or update may carry: they are created after the
 /// record, at most 100 per request to HubSpot's v4 endpoint, one request per target type.
@@ -114,6 +113,9 @@ pub fn parse_write(value: Value) -> Result<NewWrite, Vec<FieldError>> {
             format!("must be a string, not {}", kind(other)),
         )),
     };
+    if let (Ok(Some(own)), Ok(assocs)) = (&trace_id, &associations) {
+        errors.extend(self_references(own, assocs));
+    }
     let object_type = object_type.map_err(|e| errors.push(e));
     let operation = operation.map_err(|e| errors.push(e));
     let key = key.map_err(|e| errors.extend(e));
@@ -145,6 +147,21 @@ pub fn parse_write(value: Value) -> Result<NewWrite, Vec<FieldError>> {
         }),
         _ => Err(errors),
     }
+}
+
+/// A write that points at itself could never be sent: the smallest reference cycle.
+fn self_references(own: &TraceId, associations: &[Association]) -> Vec<FieldError> {
+    associations
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.to.write() == Some(own))
+        .map(|(i, _)| {
+            FieldError::new(
+                format!("associations[{i}].to.objectWriteTraceId"),
+                format!("points at this write itself (`{own}`): a reference cycle"),
+            )
+        })
+        .collect()
 }
 
 /// A stored row's columns, as [`parse_stored`] checks them.
@@ -253,180 +270,7 @@ fn parse_properties(value: Value) -> Result<BTreeMap<String, String>, Vec<FieldE
     }
 }
 
-/// `from`: the write's object type and operation, when they are valid; an upsert's or
-/// update's associations are created after the record, which needs each one's target
-/// type (see [`target_type`]).
-fn parse_associations(
-    value: &Value,
-    from: Option<(&str, Operation)>,
-) -> Result<Vec<Association>, Vec<FieldError>> {
-    let Some(items) = value.as_array() else {
-        return Err(vec![FieldError::new(
-            "associations",
-            format!("must be an array, not {}", kind(value)),
-        )]);
-    };
-    let mut errors = Vec::new();
-    if let Some((_, op)) = from
-        && op != Operation::Create
-        && items.len() > MAX_STEP_ASSOCIATIONS
-    {
-        errors.push(FieldError::new(
-            "associations",
-            format!(
-                "an {} may carry at most {MAX_STEP_ASSOCIATIONS} associations",
-                op.as_str()
-            ),
-        ));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("associations[{i}]");
-        match parse_association(&path, item) {
-            Ok(a) => match target_type(&path, a, from) {
-                Ok(a) => out.push(a),
-                Err(e) => errors.push(e),
-            },
-            Err(e) => errors.extend(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
-}
-
-/// `{"to": {"id": "123"}, "types": [{"associationCategory": C, "associationTypeId": N}]}`.
-fn parse_association(path: &str, value: &Value) -> Result<Association, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let Some(obj) = value.as_object() else {
-        return Err(vec![FieldError::new(
-            path,
-            "must be an object with `to` and `types`",
-        )]);
-    };
-    refuse_unknown(path, obj, &["to", "toObjectType", "types"], &mut errors);
-    let to_object_type = match obj.get("toObjectType") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => ObjectType::parse(s)
-            .map_err(|m| errors.push(FieldError::new(format!("{path}.toObjectType"), m)))
-            .ok(),
-        Some(other) => {
-            errors.push(FieldError::new(
-                format!("{path}.toObjectType"),
-                format!("must be a string, not {}", kind(other)),
-            ));
-            None
-        }
-    };
-    let to = match obj.get("to").and_then(Value::as_object) {
-        None => {
-            errors.push(FieldError::new(
-                format!("{path}.to"),
-                "must be an object like {\"id\": \"123\"}",
-            ));
-            None
-        }
-        Some(to) => {
-            refuse_unknown(&format!("{path}.to"), to, &["id"], &mut errors);
-            match to.get("id") {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                // Ids are strings on the wire; accept a JSON integer and send its digits.
-                Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-                _ => {
-                    errors.push(FieldError::new(
-                        format!("{path}.to.id"),
-                        "must be a non-empty string",
-                    ));
-                    None
-                }
-            }
-        }
-    };
-    let types = match obj.get("types").and_then(Value::as_array) {
-        Some(types) if !types.is_empty() => {
-            let mut out = Vec::with_capacity(types.len());
-            for (j, t) in types.iter().enumerate() {
-                match parse_association_type(&format!("{path}.types[{j}]"), t) {
-                    Ok(t) => out.push(t),
-                    Err(e) => errors.extend(e),
-                }
-            }
-            Some(out)
-        }
-        _ => {
-            errors.push(FieldError::new(
-                format!("{path}.types"),
-                "must be a non-empty array",
-            ));
-            None
-        }
-    };
-    match (to, types) {
-        (Some(id), Some(types)) if errors.is_empty() => Ok(Association {
-            to: AssociationTarget { id },
-            to_object_type,
-            types,
-        }),
-        _ => Err(errors),
-    }
-}
-
-fn parse_association_type(path: &str, value: &Value) -> Result<AssociationType, Vec<FieldError>> {
-    let Some(obj) = value.as_object() else {
-        return Err(vec![FieldError::new(
-            path,
-            "must be an object with associationCategory and associationTypeId",
-        )]);
-    };
-    let mut errors = Vec::new();
-    refuse_unknown(
-        path,
-        obj,
-        &["associationCategory", "associationTypeId"],
-        &mut errors,
-    );
-    let category = match obj.get("associationCategory").and_then(Value::as_str) {
-        Some(s) => AssociationCategory::parse(s).or_else(|| {
-            errors.push(FieldError::new(
-                format!("{path}.associationCategory"),
-                format!(
-                    "`{s}` is not one of HUBSPOT_DEFINED, USER_DEFINED, INTEGRATOR_DEFINED, WORK"
-                ),
-            ));
-            None
-        }),
-        None => {
-            errors.push(FieldError::new(
-                format!("{path}.associationCategory"),
-                "is required: one of HUBSPOT_DEFINED, USER_DEFINED, INTEGRATOR_DEFINED, WORK",
-            ));
-            None
-        }
-    };
-    let type_id = match obj.get("associationTypeId").and_then(Value::as_i64) {
-        Some(n) if n > 0 => Some(n),
-        _ => {
-            errors.push(FieldError::new(
-                format!("{path}.associationTypeId"),
-                "must be a positive integer",
-            ));
-            None
-        }
-    };
-    match (category, type_id) {
-        (Some(association_category), Some(association_type_id)) if errors.is_empty() => {
-            Ok(AssociationType {
-                association_category,
-                association_type_id,
-            })
-        }
-        _ => Err(errors),
-    }
-}
-
-fn refuse_unknown(
+pub(super) fn refuse_unknown(
     path: &str,
     obj: &Map<String, Value>,
     known: &[&str],
@@ -457,6 +301,7 @@ pub fn kind(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Operation;
     use serde_json::json;
 
     fn fields(v: Value) -> Vec<String> {

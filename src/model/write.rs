@@ -123,6 +123,8 @@ impl fmt::Display for TraceId {
 pub enum WriteState {
     /// Waiting to be sent (first time or again).
     Pending,
+    /// Its associations point at writes that have not succeeded yet; never claimed.
+    Waiting,
     /// Claimed into a batch that is being sent.
     InFlight,
     /// HubSpot created it; `hubspot_id` holds the id.
@@ -139,6 +141,7 @@ impl WriteState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Waiting => "waiting",
             Self::InFlight => "in_flight",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
@@ -150,6 +153,7 @@ impl WriteState {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => Self::Pending,
+            "waiting" => Self::Waiting,
             "in_flight" => Self::InFlight,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
@@ -198,9 +202,38 @@ pub struct Association {
     pub types: Vec<AssociationType>,
 }
 
+/// What an association points at: a record by its HubSpot id (`{"id": "123"}`, what
+/// HubSpot takes), or another write of this outbox by its trace id
+/// (`{"objectWriteTraceId": "company-42"}`), which the daemon rewrites to that write's
+/// HubSpot id once it has succeeded (see [`crate::model::references`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AssociationTarget {
-    pub id: String,
+#[serde(untagged)]
+pub enum AssociationTarget {
+    Record {
+        id: String,
+    },
+    Write {
+        #[serde(rename = "objectWriteTraceId")]
+        trace_id: TraceId,
+    },
+}
+
+impl AssociationTarget {
+    /// The HubSpot record id, when it points at a record (always, once resolved).
+    pub fn record_id(&self) -> Option<&str> {
+        match self {
+            Self::Record { id } => Some(id),
+            Self::Write { .. } => None,
+        }
+    }
+
+    /// The trace id of the write it points at, if it points at one.
+    pub fn write(&self) -> Option<&TraceId> {
+        match self {
+            Self::Record { .. } => None,
+            Self::Write { trace_id } => Some(trace_id),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,7 +402,15 @@ mod tests {
     #[test]
     fn states_round_trip_through_their_stored_text() {
         use WriteState::*;
-        for s in [Pending, InFlight, Succeeded, Failed, Unconfirmed, Discarded] {
+        for s in [
+            Pending,
+            Waiting,
+            InFlight,
+            Succeeded,
+            Failed,
+            Unconfirmed,
+            Discarded,
+        ] {
             assert_eq!(WriteState::parse(s.as_str()), Some(s));
         }
         assert_eq!(WriteState::parse("done"), None);

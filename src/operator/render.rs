@@ -24,6 +24,9 @@ pub fn write_json(w: &StoredWrite) -> Value {
         "new": w.new_record,
         "step": w.step,
         "associationsDone": w.associations_done.as_deref().map(as_json),
+        // As written, when an association points at a queued write by trace id.
+        "associationsAsWritten": w.referenced_associations.as_deref().map(as_json),
+        "waitingFor": as_json(&w.waiting_for),
         "attempts": w.attempts,
         "lastError": w.last_error,
         "validated": w.validated,

@@ -93,6 +93,12 @@ pub async fn show(config: &Config, trace_id: &str, as_json: bool) -> Result<Vec<
         ),
         format!("created {}, updated {}", write.created_at, write.updated_at),
     ];
+    if let Some(written) = &write.referenced_associations {
+        out.insert(5, format!("associations as written: {written}"));
+    }
+    if write.waiting_for != "[]" {
+        out.push(format!("waiting for: {}", write.waiting_for));
+    }
     if let Some(e) = &write.last_error {
         out.push(format!("last error: {e}"));
     }

@@ -234,7 +234,7 @@ impl Metrics {
             &mut out,
             "hubspot_outbox_queue_queued",
             "gauge",
-            "Writes not yet finished (pending or in flight), counted against queue.max_queued.",
+            "Writes not yet finished (pending, waiting or in flight), counted against queue.max_queued.",
         );
         let _ = writeln!(out, "hubspot_outbox_queue_queued {}", gauges.queued);
         head(

@@ -184,7 +184,7 @@ impl Store {
     /// by the property they are read by) are the candidates; else up to `look_ahead` due
     /// rows of the lane. A row waits while an earlier write to the same record (its
     /// `order_key`, or for an upsert or update by the trace property, the create with that
-    /// trace id) is pending or in flight, so writes to one record go one at a time, in
+    /// trace id) is pending, waiting or in flight, so writes to one record go one at a time, in
     /// the order they came. `choose` picks which candidates go (unique values, split caps,
     /// one read-back property or association target per batch); those are marked
     /// `in_flight` under `batch_id` and one request is counted against `day`. Returns the
@@ -226,11 +226,11 @@ impl Store {
                    AND (order_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM outbox AS e INDEXED BY outbox_order
                         WHERE e.object_type = o.object_type AND e.order_key = o.order_key
-                          AND e.id < o.id AND e.state IN ('pending', 'in_flight')))
+                          AND e.id < o.id AND e.state IN ('pending', 'waiting', 'in_flight')))
                    AND (?5 IS NULL OR o.id_property IS NOT ?5 OR NOT EXISTS (
                         SELECT 1 FROM outbox AS c
                         WHERE c.trace_id = o.record_key AND c.id < o.id
-                          AND c.state IN ('pending', 'in_flight')))
+                          AND c.state IN ('pending', 'waiting', 'in_flight')))
                  ORDER BY next_attempt_at, id LIMIT ?3"
             ))
             .bind(claim.object_type)

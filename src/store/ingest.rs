@@ -36,6 +36,8 @@ pub struct RowToStore {
     pub properties: String,
     /// JSON array text in HubSpot's association shape.
     pub associations: String,
+    /// Some association points at a write by trace id: the write waits for it.
+    pub references: bool,
 }
 
 /// An open ingest transaction (holding SQLite's write lock). Dropping it without
@@ -67,7 +69,8 @@ impl IngestTx {
         let ids = serde_json::to_string(trace_ids).expect("strings serialize");
         let rows = sqlx::query_as(
             "SELECT trace_id, object_type, operation, id_property, record_key, properties,
-                    associations, 0 AS purged FROM outbox
+                    coalesce(referenced_associations, associations) AS associations, 0 AS purged
+             FROM outbox
              WHERE trace_id IN (SELECT value FROM json_each(?1))
              UNION ALL
              SELECT trace_id, '', 'create', NULL, NULL, '{}', '[]', 1 FROM purged_traces
@@ -117,6 +120,34 @@ impl IngestTx {
                 rows.len()
             ))));
         }
+        Ok(())
+    }
+
+    /// After [`IngestTx::insert_validated`]: the rows whose associations point at writes
+    /// wait for them (or are decided at once), and a row that closes a reference cycle
+    /// fails naming it (see [`super::references`]).
+    pub async fn settle_references(&mut self, rows: &[RowToStore]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let traces: Vec<&str> = rows.iter().map(|r| r.trace_id.as_str()).collect();
+        let referring: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.references)
+            .map(|r| r.trace_id.as_str())
+            .collect();
+        let with_refs: Vec<i64> = if referring.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT o.id FROM json_each(?1) AS j JOIN outbox AS o ON o.trace_id = j.value
+                 ORDER BY o.id",
+            )
+            .bind(serde_json::to_string(&referring).expect("strings serialize"))
+            .fetch_all(&mut *self.tx)
+            .await?
+        };
+        super::references::accepted(&mut self.tx, &traces, &with_refs, chrono::Utc::now()).await?;
         Ok(())
     }
 

@@ -26,6 +26,8 @@ pub enum Validation {
         associations: String,
         /// What orders the writes to its record (see `NewWrite::order_key`).
         order_key: Option<String>,
+        /// Some association points at a write by trace id: the write waits for it.
+        references: bool,
     },
     /// Invalid: the row becomes `failed` with this `last_error`.
     Reject { id: i64, error: String },
@@ -45,11 +47,15 @@ impl Store {
     }
 
     /// Applies validation outcomes in one transaction. A row that someone else changed
-    /// meanwhile (no longer `validated = 0`) is left alone. Returns the rows changed.
+    /// meanwhile (no longer `validated = 0`) is left alone. Accepted rows that point at
+    /// writes wait for them, and writes waiting for a rejected row fail (see
+    /// [`super::references`]). Returns the rows changed.
     pub async fn settle_validation(&self, outcomes: &[Validation]) -> Result<u64, StoreError> {
-        let now = timestamp(chrono::Utc::now());
+        let when = chrono::Utc::now();
+        let now = timestamp(when);
         let mut tx = self.begin_write().await?;
         let mut changed = 0;
+        let (mut traces, mut with_refs, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
         for outcome in outcomes {
             let done = match outcome {
                 Validation::Accept {
@@ -57,19 +63,28 @@ impl Store {
                     properties,
                     associations,
                     order_key,
+                    references,
                 } => {
-                    sqlx::query(
+                    let trace: Option<String> = sqlx::query_scalar(
                         "UPDATE outbox SET properties = ?2, associations = ?3, order_key = ?5,
                                 validated = 1, updated_at = ?4
-                         WHERE id = ?1 AND validated = 0",
+                         WHERE id = ?1 AND validated = 0 RETURNING trace_id",
                     )
                     .bind(id)
                     .bind(properties)
                     .bind(associations)
                     .bind(&now)
                     .bind(order_key)
-                    .execute(&mut *tx)
-                    .await?
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(trace) = trace {
+                        traces.push(trace);
+                        if *references {
+                            with_refs.push(*id);
+                        }
+                        changed += 1;
+                    }
+                    continue;
                 }
                 Validation::Reject { id, error } => {
                     let done = sqlx::query(
@@ -93,11 +108,15 @@ impl Store {
                     .bind(done.rows_affected() as i64)
                     .execute(&mut *tx)
                     .await?;
+                    rejected.push(*id);
                     done
                 }
             };
             changed += done.rows_affected();
         }
+        let traces: Vec<&str> = traces.iter().map(String::as_str).collect();
+        super::references::accepted(&mut tx, &traces, &with_refs, when).await?;
+        super::references::settled(&mut tx, &rejected, when).await?;
         tx.commit().await?;
         Ok(changed)
     }

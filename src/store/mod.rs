@@ -11,6 +11,7 @@
 //! - [`pauses`]: recorded pauses and the day's request count.
 //! - [`ops`]: what operators change (retry, discard, edit, purge) and count.
 //! - [`read`]: looking writes and their error history up.
+//! - [`references`]: writes waiting for queued writes they point at.
 //! - [`trace`]: each object type's trace property state; requests counted outside claims.
 
 pub mod claim;
@@ -20,6 +21,7 @@ pub mod ops;
 pub mod pauses;
 pub mod queue;
 pub mod read;
+pub mod references;
 pub mod settle;
 pub mod trace;
 

@@ -6,7 +6,7 @@ use super::{Store, StoreError};
 /// One reading of the queue's state.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct QueueState {
-    /// Writes pending or in flight.
+    /// Writes pending, waiting or in flight.
     pub queued: i64,
     /// 0: no cap.
     pub max_queued: i64,
@@ -30,7 +30,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE queue_state SET max_queued = ?1,
-                    queued = (SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight'))",
+                    queued = (SELECT count(*) FROM outbox WHERE state IN ('pending', 'waiting', 'in_flight'))",
         )
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .execute(&mut *tx)

@@ -22,6 +22,11 @@ pub struct StoredWrite {
     pub step: String,
     /// The target types whose associations are created (a JSON array), if any.
     pub associations_done: Option<String>,
+    /// The associations as written, when one points at a write by trace id (then
+    /// `associations` holds them with HubSpot ids once resolved).
+    pub referenced_associations: Option<String>,
+    /// The trace ids a waiting write still waits for (a JSON array; `[]` when none).
+    pub waiting_for: String,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub validated: bool,
@@ -36,6 +41,9 @@ impl Store {
         let row = sqlx::query_as(
             "SELECT id, trace_id, object_type, operation, id_property, record_key, properties,
                     associations, state, hubspot_id, new_record, step, associations_done,
+                    referenced_associations,
+                    (SELECT json_group_array(trace_id) FROM waits_for WHERE write_id = outbox.id)
+                        AS waiting_for,
                     attempts, last_error, validated, next_attempt_at, created_at, updated_at
              FROM outbox WHERE trace_id = ?1",
         )
@@ -55,6 +63,9 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT id, trace_id, object_type, operation, id_property, record_key, properties,
                     associations, state, hubspot_id, new_record, step, associations_done,
+                    referenced_associations,
+                    (SELECT json_group_array(trace_id) FROM waits_for WHERE write_id = outbox.id)
+                        AS waiting_for,
                     attempts, last_error, validated, next_attempt_at, created_at, updated_at
              FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR object_type = ?2)
              ORDER BY updated_at DESC, id DESC LIMIT ?3",

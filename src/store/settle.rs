@@ -140,6 +140,16 @@ impl Store {
             };
             skipped += 1 - done.rows_affected().min(1);
         }
+        // Writes waiting for the ones that succeeded or failed here are decided with them.
+        let settled: Vec<i64> = plan
+            .updates
+            .iter()
+            .filter_map(|u| match u {
+                RowUpdate::Succeeded { id, .. } | RowUpdate::Failed { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        super::references::settled(&mut tx, &settled, now).await?;
         insert_errors(&mut tx, Some(batch_id), &plan.errors).await?;
         if let Some(log) = log {
             sqlx::query(
@@ -180,6 +190,7 @@ impl Store {
         .bind(timestamp(now))
         .execute(&mut *tx)
         .await?;
+        super::references::settled_anywhere(&mut tx, now).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

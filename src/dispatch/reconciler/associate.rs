@@ -155,7 +155,7 @@ fn pairs(row: &BatchRow, target: &str) -> Vec<(usize, String)> {
                 .as_ref()
                 .is_some_and(|t| t.as_str() == target)
         })
-        .map(|(i, a)| (i, a.to.id.clone()))
+        .map(|(i, a)| (i, a.to.record_id().unwrap_or_default().to_owned()))
         .collect()
 }
 

@@ -1032,7 +1032,7 @@ fn an_update_of_a_missing_record_fails_by_the_id_hubspot_names() {
 fn an_association_batch_credits_pairs_it_made_and_halves_on_a_refused_one() {
     let p = policy(None, OnAmbiguous::Hold);
     let assoc = |to: &str| crate::model::Association {
-        to: crate::model::AssociationTarget { id: to.into() },
+        to: crate::model::AssociationTarget::Record { id: to.into() },
         to_object_type: Some(crate::model::ObjectType::parse("companies").unwrap()),
         types: vec![],
     };

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::NewWrite;
+use crate::model::references::request_cycles;
 use crate::model::validate::{kind, parse_write};
 
 /// The body formats the API reads.
@@ -117,6 +118,19 @@ pub fn parse_body(
                 message: e.message,
             })),
         }
+    }
+    if errors.is_empty() {
+        // Writes that point at each other in a circle could never be sent.
+        errors.extend(
+            request_cycles(&writes)
+                .into_iter()
+                .map(|(index, e)| WriteError {
+                    index,
+                    line: lines[index],
+                    field: e.field,
+                    message: e.message,
+                }),
+        );
     }
     if errors.is_empty() {
         Ok(ParsedBody { writes, lines })

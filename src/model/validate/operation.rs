@@ -137,7 +137,8 @@ fn is_property_name(s: &str) -> bool {
 /// tells it ([`target_of`]); a `toObjectType` that contradicts it is refused. An upsert or
 /// update needs it (its associations are created after the record, by type pair) and
 /// stores the one the table tells; a create keeps what the producer gave, since HubSpot
-/// takes its associations inline without it.
+/// takes its associations inline without it. An association to a queued write may leave
+/// it out: the write's own object type fills it in when the reference is resolved.
 pub(super) fn target_type(
     path: &str,
     mut a: Association,
@@ -175,7 +176,8 @@ pub(super) fn target_type(
         }
         return Ok(a);
     }
-    if op != Operation::Create && a.to_object_type.is_none() {
+    // A queued write's type is known when it is resolved (see `model::references`).
+    if op != Operation::Create && a.to_object_type.is_none() && a.to.write().is_none() {
         return Err(FieldError::new(
             field,
             format!(
