@@ -176,6 +176,95 @@ async fn a_kill_while_upserts_are_in_flight_loses_and_reorders_nothing() {
     }
 }
 
+/// Issue 11: a SIGKILL while a three-level chain (20 companies, 10 contacts of each, a deal
+/// of each contact, enqueued deepest first) is resolved and sent. A write's references are
+/// resolved in the transaction that settles the write they wait for, so a kill leaves both
+/// or neither: after the restart every write succeeds once, each pointing at the record
+/// its reference named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_while_references_resolve_loses_and_misdirects_nothing() {
+    let (url, _sim) = simulator(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("HUBSPOT_ACCESS_TOKEN", "sim-token"),
+        ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
+        ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
+        ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
+        ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
+        ("HUBSPOT_OUTBOX__RETRY__INITIAL_BACKOFF", "50ms"),
+    ];
+    let assoc = |to: &str, type_id: u32| {
+        json!([{"to": {"objectWriteTraceId": to},
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}])
+    };
+    let mut writes = Vec::new();
+    for i in 0..200 {
+        writes.push(
+            json!({"objectType": "deals", "objectWriteTraceId": format!("deal-{i}"),
+                           "properties": {"dealname": format!("d{i}")},
+                           "associations": assoc(&format!("contact-{i}"), 3)}),
+        );
+    }
+    for i in 0..200 {
+        writes.push(
+            json!({"objectType": "contacts", "objectWriteTraceId": format!("contact-{i}"),
+                           "properties": {"email": format!("r{i}@example.com")},
+                           "associations": assoc(&format!("company-{}", i / 10), 279)}),
+        );
+    }
+    for c in 0..20 {
+        writes.push(
+            json!({"objectType": "companies", "objectWriteTraceId": format!("company-{c}"),
+                           "properties": {"name": format!("c{c}")}}),
+        );
+    }
+    kill_while_sending(dir.path(), &env, writes).await;
+    let db = dir.path().join("outbox.db");
+    let ids: HashMap<String, String> =
+        lines(&db, "SELECT trace_id || ' ' || hubspot_id FROM outbox")
+            .into_iter()
+            .map(|l| {
+                let (t, id) = l.split_once(' ').unwrap();
+                (t.to_owned(), id.to_owned())
+            })
+            .collect();
+    assert_eq!(
+        created(&url, "companies").await.len(),
+        20,
+        "no company twice"
+    );
+    assert_eq!(created(&url, "contacts").await.len(), 200);
+    assert_eq!(created(&url, "deals").await.len(), 200);
+    let body = reqwest::get(format!("{url}/_sim/associations"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let held: HashSet<(String, String)> =
+        serde_json::from_slice::<Value>(&body).unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["fromId"].as_str().unwrap().to_owned(),
+                    a["toId"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    assert_eq!(held.len(), 400);
+    for i in 0..200 {
+        let (deal, contact) = (&ids[&format!("deal-{i}")], &ids[&format!("contact-{i}")]);
+        let company = &ids[&format!("company-{}", i / 10)];
+        assert!(held.contains(&(deal.clone(), contact.clone())), "deal-{i}");
+        assert!(
+            held.contains(&(contact.clone(), company.clone())),
+            "contact-{i}"
+        );
+    }
+}
+
 /// The torture test of issue 8: 20 SIGKILLs while sending, connections dropped after
 /// HubSpot created the objects and 5% of creates answered 503, across a type with a unique
 /// property and two without. Every write ends `succeeded` with the id of the one record
