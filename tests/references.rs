@@ -340,7 +340,7 @@ async fn a_reference_never_enqueued_fails_after_wait_for_missing() {
     d.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it() {
     let sim = Simulator::start(SimOptions::default()).await;
     let d = start_daemon(&fast(&sim, &[])).await;
@@ -380,6 +380,47 @@ async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it(
     assert!(
         why.contains("write `b` failed: associations: closes a reference cycle"),
         "{why}"
+    );
+    // Through a record's order: `first` upserts x@ pointing at `second`, a later upsert of
+    // the same record, which must wait behind `first`.
+    let upsert = |trace: &str, to: Option<&str>| {
+        let mut w = json!({"objectType": "contacts", "operation": "upsert", "idProperty": "email",
+                           "id": "x@example.com", "objectWriteTraceId": trace, "properties": {}});
+        if let Some(to) = to {
+            w["associations"] = json!([{"to": {"objectWriteTraceId": to},
+                "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 9}]}]);
+        }
+        w
+    };
+    enqueue(&d, vec![upsert("first", Some("second"))]).await;
+    enqueue(&d, vec![upsert("second", None)]).await;
+    settled(&d, 4).await;
+    let why = sql(
+        &d,
+        "SELECT last_error FROM outbox WHERE trace_id = 'second'",
+    )
+    .await;
+    assert_eq!(
+        why,
+        "closes a reference cycle (second → first (an earlier write to the same record) → \
+         second): it waits behind an earlier write to the same record, which waits for it"
+    );
+    // A row inserted with SQL that points at itself.
+    let inserted = common::sqlite3(
+        &d.db_path(),
+        r#"INSERT INTO outbox (trace_id, object_type, properties, associations)
+           VALUES ('selfish', 'contacts', '{}',
+                   '[{"to": {"objectWriteTraceId": "selfish"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]}]')"#,
+    );
+    assert!(inserted.status.success());
+    settled(&d, 5).await;
+    assert_eq!(
+        sql(
+            &d,
+            "SELECT last_error FROM outbox WHERE trace_id = 'selfish'"
+        )
+        .await,
+        "associations: closes a reference cycle (selfish → selfish): none of these writes could ever be sent"
     );
     assert_eq!(sql(&d, "SELECT count(*) FROM batch_log").await, "0");
     d.stop().await;

@@ -1,0 +1,85 @@
+//! Reference cycles: a write that waits, through the writes it points at and the earlier
+//! writes to its record, for itself could never be sent.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use sqlx::SqliteConnection;
+
+use crate::store::StoreError;
+
+/// The most writes a cycle check visits; past it, the write is taken to close no cycle
+/// (a chain that long is far beyond any real use).
+const MAX_CYCLE_WALK: usize = 10_000;
+
+/// Whether the write `start` waits, through other unfinished writes, for itself: each
+/// write waits for the writes it points at and for the write before it to the same record
+/// (see the claim's per-record order). Returns the cycle in words (`a → b → a`).
+pub(super) async fn find_cycle(
+    conn: &mut SqliteConnection,
+    start: i64,
+) -> Result<Option<String>, StoreError> {
+    let mut parent: HashMap<i64, (i64, String, bool)> = HashMap::new();
+    let mut seen: HashSet<i64> = HashSet::from([start]);
+    let mut queue = VecDeque::from([start]);
+    let mut names: HashMap<i64, String> = HashMap::new();
+    while let Some(here) = queue.pop_front() {
+        if seen.len() > MAX_CYCLE_WALK {
+            break;
+        }
+        // (its own trace id, a write it waits for: id, trace id, by its record's order)
+        let next: Vec<(String, i64, String, bool)> = sqlx::query_as(
+            "SELECT x.trace_id, o.id, o.trace_id, 0 FROM outbox AS x
+             JOIN waits_for AS w ON w.write_id = x.id
+             JOIN outbox AS o ON o.trace_id = w.trace_id
+             WHERE x.id = ?1 AND +x.state = 'waiting' AND +o.state IN ('pending', 'waiting', 'in_flight')
+             UNION ALL
+             SELECT * FROM (
+                 SELECT x.trace_id, e.id, e.trace_id, 1 FROM outbox AS x
+                 JOIN outbox AS e INDEXED BY outbox_order
+                   ON e.object_type = x.object_type AND e.order_key = x.order_key AND e.id < x.id
+                 WHERE x.id = ?1 AND x.order_key IS NOT NULL
+                   AND e.state IN ('pending', 'waiting', 'in_flight')
+                 ORDER BY e.id DESC LIMIT 1)",
+        )
+        .bind(here)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (own, id, trace, order) in next {
+            names.entry(here).or_insert(own);
+            if id == start {
+                parent.insert(start, (here, trace, order));
+                return Ok(Some(describe_cycle(start, &parent, &names)));
+            }
+            if seen.insert(id) {
+                parent.insert(id, (here, trace, order));
+                queue.push_back(id);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `a → b → c (an earlier write to the same record) → a`, from the walk's parents.
+fn describe_cycle(
+    start: i64,
+    parent: &HashMap<i64, (i64, String, bool)>,
+    names: &HashMap<i64, String>,
+) -> String {
+    let mut steps = Vec::new();
+    let mut at = start;
+    loop {
+        let (from, name, order) = &parent[&at];
+        steps.push(if *order {
+            format!("{name} (an earlier write to the same record)")
+        } else {
+            name.clone()
+        });
+        at = *from;
+        if at == start {
+            break;
+        }
+    }
+    steps.push(names.get(&start).cloned().unwrap_or_default());
+    steps.reverse();
+    steps.join(" → ")
+}
