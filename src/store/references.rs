@@ -208,8 +208,8 @@ impl Store {
         Ok(failed)
     }
 
-    /// Decides every waiting write whose referenced writes have settled (see
-    /// [`settled_anywhere`]). Returns the writes that became due.
+    /// Decides every waiting write whose referenced writes have settled, by a scan of the
+    /// waiting set (at start). Returns the writes that became due.
     pub async fn resolve_waiting(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let due = settled_anywhere(&mut tx, now).await?;
