@@ -80,6 +80,16 @@ pub(super) async fn accepted(
         due += decide(conn, settled, &now_text).await?;
     }
     let all = serde_json::to_string(traces).expect("strings serialize");
+    // The common case, nothing waits for a newcomer, costs this one look-up.
+    let awaited: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM json_each(?1) AS j JOIN waits_for AS w ON w.trace_id = j.value)",
+    )
+    .bind(&all)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !awaited {
+        return Ok(due);
+    }
     // A newcomer that waiting writes point at may close a cycle through its record's
     // order: it waits behind an earlier write to the same record that waits for it.
     let pointed_at: Vec<i64> = sqlx::query_scalar(
