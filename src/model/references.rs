@@ -325,6 +325,62 @@ mod tests {
         );
     }
 
+    /// Whether the graph `edges` (by position) has a cycle: a plain depth-first search.
+    fn has_cycle(edges: &[Vec<usize>]) -> bool {
+        fn visit(n: usize, edges: &[Vec<usize>], state: &mut [u8]) -> bool {
+            state[n] = 1;
+            for &m in &edges[n] {
+                if state[m] == 1 || (state[m] == 0 && visit(m, edges, state)) {
+                    return true;
+                }
+            }
+            state[n] = 2;
+            false
+        }
+        let mut state = vec![0; edges.len()];
+        (0..edges.len()).any(|n| state[n] == 0 && visit(n, edges, &mut state))
+    }
+
+    proptest::proptest! {
+        /// Any request (writes pointing at each other, at themselves, at writes not in it):
+        /// a cycle is reported if and only if there is one, and every reported one is made
+        /// of real references.
+        #[test]
+        fn request_cycles_finds_exactly_the_real_cycles(
+            refs in proptest::collection::vec(proptest::collection::vec(0usize..24, 0..3), 1..20)
+        ) {
+            let n = refs.len();
+            let writes: Vec<NewWrite> = refs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let to: Vec<String> = r.iter().map(|t| format!("w{t}")).collect();
+                    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+                    let mut w = write(&format!("w{i}"), &[]);
+                    w.associations = write("x", &to).associations;
+                    w
+                })
+                .collect();
+            let edges: Vec<Vec<usize>> = refs
+                .iter()
+                .map(|r| r.iter().copied().filter(|&t| t < n).collect())
+                .collect();
+            let found = request_cycles(&writes);
+            proptest::prop_assert_eq!(!found.is_empty(), has_cycle(&edges));
+            for (_, e) in &found {
+                let inside = e.message.split('(').nth(1).unwrap().split(')').next().unwrap();
+                let names: Vec<usize> = inside
+                    .split(" → ")
+                    .map(|w| w[1..].parse().unwrap())
+                    .collect();
+                proptest::prop_assert_eq!(names.first(), names.last());
+                for pair in names.windows(2) {
+                    proptest::prop_assert!(edges[pair[0]].contains(&pair[1]), "{}", e.message);
+                }
+            }
+        }
+    }
+
     #[test]
     fn cycles_within_a_request_are_named_once() {
         let writes = vec![
