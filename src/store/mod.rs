@@ -72,7 +72,13 @@ impl StoreError {
     }
 }
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The outbox's schema on PostgreSQL (issue 12): the same table contract for producers
+/// (columns, defaults, states, the insert guard, the views), and a notification on channel
+/// `hubspot_outbox` for every insert. Only the schema exists so far: the daemon itself
+/// still runs on SQLite alone (see `tests/postgres_schema.rs`).
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// A handle on the outbox database. Cloning shares the pools.
 #[derive(Clone, Debug)]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod json_gen;
+pub mod pg;
 pub mod sim;
 
 use std::collections::HashMap;

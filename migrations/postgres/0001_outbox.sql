@@ -1,0 +1,220 @@
+-- The outbox on PostgreSQL (issue 12): the same table contract as on SQLite
+-- (migrations/sqlite, as of its migration 0011), in one migration. Same columns, meanings,
+-- defaults and states, so a producer's
+--     INSERT INTO outbox (object_type, properties) VALUES ('contacts', '{"email":"a@example.com"}');
+-- works here too, inside the producer's own transaction (the transactional outbox).
+--
+-- Differences, each for PostgreSQL's sake: JSON columns are jsonb (an object or array is
+-- checked by the table); times are timestamptz; `validated` is a boolean; the SQL-insert
+-- guard is a BEFORE INSERT trigger that rewrites the row instead of updating it after.
+-- Every insert notifies channel `hubspot_outbox` at commit, so a listening daemon sees new
+-- rows at once.
+
+CREATE TABLE outbox (
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    trace_id        text        NOT NULL UNIQUE DEFAULT replace(gen_random_uuid()::text, '-', '')
+                                CHECK (length(trace_id) BETWEEN 1 AND 255),
+    object_type     text        NOT NULL CHECK (length(object_type) BETWEEN 1 AND 100),
+    properties      jsonb       NOT NULL CHECK (jsonb_typeof(properties) = 'object'),
+    associations    jsonb       NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(associations) = 'array'),
+    state           text        NOT NULL DEFAULT 'pending'
+                                CHECK (state IN ('pending', 'waiting', 'in_flight', 'succeeded',
+                                                 'failed', 'unconfirmed', 'discarded')),
+    hubspot_id      text,
+    attempts        integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_error      text,
+    validated       boolean     NOT NULL DEFAULT false,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    batch_id        text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    split_to        integer     CHECK (split_to IS NULL OR split_to >= 1),
+    note            text,
+    first_failed_at timestamptz,
+    sent_with       text,
+    read_by         text,
+    operation       text        NOT NULL DEFAULT 'create'
+        CONSTRAINT "operation must be create, upsert or update"
+        CHECK (operation IN ('create', 'upsert', 'update')),
+    id_property     text
+        CONSTRAINT "id_property is for upsert and update only, 1 to 100 characters"
+        CHECK (id_property IS NULL OR (operation != 'create' AND length(id_property) BETWEEN 1 AND 100)),
+    record_key      text
+        CONSTRAINT "record_key is required for upsert and update (upsert also needs id_property) and not allowed on create"
+        CHECK ((operation = 'create') = (record_key IS NULL)
+               AND (record_key IS NULL OR length(record_key) >= 1)
+               AND (operation != 'upsert' OR id_property IS NOT NULL)),
+    new_record      boolean,
+    order_key       text,
+    step            text        NOT NULL DEFAULT 'record' CHECK (step IN ('record', 'associations')),
+    associations_done jsonb     CHECK (associations_done IS NULL OR jsonb_typeof(associations_done) = 'array'),
+    lane            text GENERATED ALWAYS AS (
+        CASE WHEN step = 'associations' THEN 'associations'
+             WHEN operation = 'create' THEN 'create'
+             ELSE operation || ':' || coalesce(id_property, '') END) STORED,
+    referenced_associations jsonb
+        CHECK (referenced_associations IS NULL OR jsonb_typeof(referenced_associations) = 'array')
+);
+
+CREATE INDEX outbox_unvalidated ON outbox (id) WHERE NOT validated;
+CREATE INDEX outbox_state ON outbox (state, object_type);
+CREATE INDEX outbox_read_due ON outbox (object_type, read_by, next_attempt_at, id)
+    WHERE state = 'pending' AND validated AND read_by IS NOT NULL;
+CREATE INDEX outbox_finished ON outbox (state, updated_at)
+    WHERE state IN ('succeeded', 'discarded');
+CREATE INDEX outbox_due ON outbox (object_type, lane, next_attempt_at, id)
+    WHERE state = 'pending' AND validated;
+CREATE INDEX outbox_order ON outbox (object_type, order_key, id)
+    WHERE order_key IS NOT NULL AND state IN ('pending', 'waiting', 'in_flight');
+
+CREATE TABLE waits_for (
+    trace_id      text        NOT NULL,
+    write_id      bigint      NOT NULL,
+    missing_since timestamptz,
+    PRIMARY KEY (trace_id, write_id)
+);
+CREATE INDEX waits_for_write ON waits_for (write_id);
+CREATE INDEX waits_for_missing ON waits_for (missing_since) WHERE missing_since IS NOT NULL;
+
+CREATE TABLE error_history (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    trace_id       text        NOT NULL,
+    attempt        integer     NOT NULL,
+    batch_id       text,
+    at             timestamptz NOT NULL DEFAULT now(),
+    http_status    integer     NOT NULL,
+    category       text,
+    message        text        NOT NULL,
+    correlation_id text,
+    raw            text
+);
+CREATE INDEX error_history_trace ON error_history (trace_id, id);
+
+CREATE TABLE batch_log (
+    batch_id       text        PRIMARY KEY,
+    object_type    text        NOT NULL,
+    size           integer     NOT NULL,
+    http_status    integer     NOT NULL,
+    outcome        text        NOT NULL,
+    duration_ms    bigint      NOT NULL,
+    correlation_id text,
+    sent_at        timestamptz NOT NULL,
+    finished_at    timestamptz NOT NULL
+);
+CREATE INDEX batch_log_sent ON batch_log (sent_at);
+
+CREATE TABLE daily_usage (
+    day      text    PRIMARY KEY,
+    requests integer NOT NULL DEFAULT 0
+);
+
+CREATE TABLE pauses (
+    scope      text        PRIMARY KEY,
+    kind       text        NOT NULL CHECK (kind IN ('unauthorized', 'forbidden', 'rate_limited',
+                                                    'daily_limit', 'unreachable', 'rejected')),
+    reason     text        NOT NULL,
+    until      timestamptz,
+    updated_at timestamptz NOT NULL
+);
+
+CREATE TABLE trace_properties (
+    object_type text        PRIMARY KEY,
+    property    text        NOT NULL,
+    state       text        NOT NULL CHECK (state IN ('ready', 'unavailable')),
+    reason      text,
+    updated_at  timestamptz NOT NULL
+);
+
+CREATE TABLE purged_traces (
+    trace_id  text        PRIMARY KEY,
+    purged_at timestamptz NOT NULL
+);
+CREATE INDEX purged_traces_at ON purged_traces (purged_at);
+
+-- The queue's count and cap (as on SQLite, migration 0008). Unfinished: pending, waiting
+-- or in flight.
+CREATE TABLE queue_state (
+    id          integer PRIMARY KEY CHECK (id = 1),
+    queued      bigint  NOT NULL,
+    max_queued  bigint  NOT NULL DEFAULT 0,
+    full_reason text
+);
+INSERT INTO queue_state (id, queued) VALUES (1, 0);
+
+-- Whatever a producer's INSERT says about the daemon's columns, the row enters as a new,
+-- unvalidated, pending write due now. The daemon's own inserts of writes it validated set
+-- `hubspot_outbox.ingest` for their transaction (SET LOCAL), which no producer does.
+CREATE FUNCTION outbox_before_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM purged_traces WHERE trace_id = NEW.trace_id) THEN
+        RAISE unique_violation USING MESSAGE =
+            'duplicate key value violates unique constraint "outbox_trace_id_key" (a write with this trace id was sent and has since been purged: it is a duplicate)';
+    END IF;
+    IF coalesce(current_setting('hubspot_outbox.ingest', true), '') != 'on' THEN
+        IF EXISTS (SELECT 1 FROM queue_state
+                   WHERE (max_queued > 0 AND queued >= max_queued) OR full_reason IS NOT NULL) THEN
+            RAISE EXCEPTION 'hubspot-outbox: the queue is full (queue.max_queued or queue.min_free_disk; see `hubspot-outbox status`); nothing was stored, try again later';
+        END IF;
+        NEW.state := 'pending';
+        NEW.validated := false;
+        NEW.attempts := 0;
+        NEW.hubspot_id := NULL;
+        NEW.last_error := NULL;
+        NEW.batch_id := NULL;
+        NEW.split_to := NULL;
+        NEW.note := NULL;
+        NEW.first_failed_at := NULL;
+        NEW.sent_with := NULL;
+        NEW.read_by := NULL;
+        NEW.new_record := NULL;
+        NEW.order_key := NULL;
+        NEW.step := 'record';
+        NEW.associations_done := NULL;
+        NEW.referenced_associations := NULL;
+        NEW.next_attempt_at := least(NEW.next_attempt_at, now());
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER outbox_before_insert BEFORE INSERT ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_before_insert();
+
+-- Counting unfinished writes, and the notification a listening daemon wakes on.
+CREATE FUNCTION outbox_after_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was boolean := TG_OP IN ('UPDATE', 'DELETE') AND OLD.state IN ('pending', 'waiting', 'in_flight');
+    now_ boolean := TG_OP IN ('INSERT', 'UPDATE') AND NEW.state IN ('pending', 'waiting', 'in_flight');
+BEGIN
+    IF was != now_ THEN
+        UPDATE queue_state SET queued = queued + CASE WHEN now_ THEN 1 ELSE -1 END;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM pg_notify('hubspot_outbox', NEW.object_type);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_after_change AFTER INSERT OR UPDATE OF state OR DELETE ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_after_change();
+
+-- The operator views.
+CREATE VIEW failed_writes AS
+SELECT o.trace_id,
+       o.object_type,
+       o.operation,
+       o.id_property,
+       o.record_key,
+       o.hubspot_id,
+       o.attempts,
+       coalesce(e.category, CASE WHEN o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) AS category,
+       coalesce(e.message, o.last_error) AS message,
+       o.last_error,
+       e.correlation_id,
+       o.updated_at AS failed_at
+FROM outbox AS o
+LEFT JOIN LATERAL (SELECT * FROM error_history AS h WHERE h.trace_id = o.trace_id
+                   ORDER BY h.id DESC LIMIT 1) AS e ON true
+WHERE o.state = 'failed';
+
+CREATE VIEW queue_depth AS
+SELECT object_type, operation, state, count(*) AS writes
+FROM outbox
+GROUP BY object_type, operation, state;
