@@ -422,6 +422,31 @@ async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it(
         .await,
         "associations: closes a reference cycle (selfish → selfish): none of these writes could ever be sent"
     );
+    // Through the trace property: an update of the contact a queued create makes, named by
+    // that create's trace id, waits for the create, which waits (through a deal) for it.
+    enqueue(
+        &d,
+        vec![
+            create("contacts", "c1", json!({}), vec![to_write("d1", 4)]),
+            create("deals", "d1", json!({}), vec![to_write("u1", 3)]),
+        ],
+    )
+    .await;
+    enqueue(
+        &d,
+        vec![json!({"objectType": "contacts", "operation": "update",
+                    "idProperty": "hubspot_outbox_trace_id", "id": "c1",
+                    "objectWriteTraceId": "u1", "properties": {"firstname": "U"}})],
+    )
+    .await;
+    settled(&d, 8).await;
+    let why = sql(&d, "SELECT last_error FROM outbox WHERE trace_id = 'u1'").await;
+    assert!(
+        why.starts_with(
+            "closes a reference cycle (u1 → c1 (an earlier write to the same record) → d1 → u1)"
+        ),
+        "{why}"
+    );
     assert_eq!(sql(&d, "SELECT count(*) FROM batch_log").await, "0");
     d.stop().await;
 }

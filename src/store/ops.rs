@@ -118,8 +118,9 @@ impl Store {
     /// Puts the selected `failed` or `unconfirmed` writes back to `pending`, attempts reset.
     /// They are marked unvalidated, so the intake checks them again before anything is
     /// sent: a row a producer inserted with SQL that failed validation fails again with
-    /// its reason instead of reaching HubSpot as it is. A write that pointed at queued
-    /// writes starts again from its associations as written, and waits for them again.
+    /// its reason instead of reaching HubSpot as it is. A write whose references were never
+    /// resolved (one it pointed at failed) still holds them, and waits for them again; one
+    /// whose references were resolved keeps the HubSpot ids they were resolved to.
     pub async fn retry_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
         self.change_selection(Op::Retry, selection).await
     }
@@ -159,7 +160,6 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE outbox SET properties = ?2, record_key = ?4, state = 'pending', attempts = 0,
-                    associations = coalesce(referenced_associations, associations),
                     validated = 0, next_attempt_at = ?3, split_to = NULL, batch_id = NULL,
                     first_failed_at = NULL, step = 'record', associations_done = NULL,
                     new_record = NULL, hubspot_id = CASE WHEN operation = 'create' THEN hubspot_id END,
@@ -354,7 +354,6 @@ macro_rules! count_head {
 macro_rules! retry_head {
     () => {
         "UPDATE outbox SET state = 'pending', attempts = 0, validated = 0, next_attempt_at = ?6,
-                associations = coalesce(referenced_associations, associations),
                 split_to = NULL, batch_id = NULL, first_failed_at = NULL, updated_at = ?6"
     };
 }

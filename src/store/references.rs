@@ -13,7 +13,7 @@
 
 mod cycle;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
@@ -152,7 +152,7 @@ pub(super) async fn settled_anywhere(
     let waiting: Vec<i64> = sqlx::query_scalar(
         "SELECT DISTINCT w.write_id FROM waits_for AS w
          JOIN outbox AS o ON o.trace_id = w.trace_id
-         WHERE o.state IN ('succeeded', 'failed', 'discarded')",
+         WHERE +o.state IN ('succeeded', 'failed', 'discarded')",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -169,26 +169,38 @@ impl Store {
         waited: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        // A cheap look first: most polls have nothing to do and take no write lock.
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM waits_for INDEXED BY waits_for_missing
+                            WHERE missing_since IS NOT NULL AND missing_since <= ?1)",
+        )
+        .bind(timestamp(cutoff))
+        .fetch_one(&self.pool)
+        .await?;
+        if !any {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        // Read again under the write lock: a write may have arrived since.
         let overdue: Vec<(i64, String, bool)> = sqlx::query_as(
             "SELECT w.write_id, w.trace_id,
                     EXISTS (SELECT 1 FROM outbox AS o WHERE o.trace_id = w.trace_id)
                     OR EXISTS (SELECT 1 FROM purged_traces AS p WHERE p.trace_id = w.trace_id)
              FROM waits_for AS w INDEXED BY waits_for_missing
+             JOIN outbox AS x ON x.id = w.write_id AND +x.state = 'waiting'
              WHERE w.missing_since IS NOT NULL AND w.missing_since <= ?1",
         )
         .bind(timestamp(cutoff))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        if overdue.is_empty() {
-            return Ok(0);
-        }
         let now_text = timestamp(now);
         let mut failures: Vec<(i64, String)> = Vec::new();
+        let mut failing: HashSet<i64> = HashSet::new();
         let mut arrived: Vec<(i64, String)> = Vec::new();
         for (write_id, trace_id, exists) in overdue {
             if exists {
                 arrived.push((write_id, trace_id));
-            } else if failures.iter().all(|(id, _)| *id != write_id) {
+            } else if failing.insert(write_id) {
                 failures.push((
                     write_id,
                     format!(
@@ -198,7 +210,6 @@ impl Store {
             }
         }
         let failed = failures.len() as u64;
-        let mut tx = self.begin_write().await?;
         // Arrived by a path that did not say so: no longer missing.
         let traces: Vec<&str> = arrived.iter().map(|(_, t)| t.as_str()).collect();
         sqlx::query(
@@ -222,6 +233,17 @@ impl Store {
     /// waiting set (at start). Returns the writes that became due.
     pub async fn resolve_waiting(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
+        // A write pointed at that was deleted (by hand) is missing from now on, so the
+        // writes waiting for it fail after `references.wait_for_missing`, not never.
+        sqlx::query(
+            "UPDATE waits_for SET missing_since = ?1
+             WHERE missing_since IS NULL
+               AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.trace_id = waits_for.trace_id)
+               AND NOT EXISTS (SELECT 1 FROM purged_traces AS p WHERE p.trace_id = waits_for.trace_id)",
+        )
+        .bind(timestamp(now))
+        .execute(&mut *tx)
+        .await?;
         let due = settled_anywhere(&mut tx, now).await?;
         tx.commit().await?;
         Ok(due)
@@ -321,7 +343,14 @@ async fn decide(
         let (mut ready, mut failures) = (Vec::new(), Vec::new());
         let none = HashMap::new();
         for (id, object_type, associations) in rows {
-            let parsed: Vec<Association> = serde_json::from_str(&associations).unwrap_or_default();
+            let parsed: Vec<Association> = match serde_json::from_str(&associations) {
+                Ok(parsed) => parsed,
+                // Validated rows always parse; one that does not is not sent without them.
+                Err(e) => {
+                    failures.push((id, format!("associations: cannot be read: {e}")));
+                    continue;
+                }
+            };
             match resolve(&object_type, &parsed, found.get(&id).unwrap_or(&none)) {
                 Resolution::Wait { .. } => {}
                 Resolution::Ready(resolved) => ready.push((id, resolved)),
@@ -375,7 +404,8 @@ async fn fail_and_cascade(
 
 /// Marks waiting (or newly pending) writes failed, each with its error recorded in its
 /// history (attempt 0: it was never sent for this), and drops what they waited for.
-/// Returns the trace ids of the writes failed (not those in neither state).
+/// Returns the trace ids of the writes it failed (a write no longer waiting or pending
+/// is left alone).
 async fn fail(
     conn: &mut SqliteConnection,
     failures: &[(i64, String)],

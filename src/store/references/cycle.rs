@@ -13,7 +13,12 @@ const MAX_CYCLE_WALK: usize = 10_000;
 
 /// Whether the write `start` waits, through other unfinished writes, for itself: each
 /// write waits for the writes it points at and for the write before it to the same record
-/// (see the claim's per-record order). Returns the cycle in words (`a → b → a`).
+/// (see the claim's per-record order), and an upsert or update keyed by the trace property
+/// for the queued create with that trace id. The store does not know which property is a
+/// type's trace property, so any upsert or update whose `id` is an earlier queued create's
+/// trace id is taken to wait for it: at worst a cycle is reported where the claim would
+/// not have waited (that needs an `id` equal to another write's trace id). Returns the
+/// cycle in words (`a → b → a`).
 pub(super) async fn find_cycle(
     conn: &mut SqliteConnection,
     start: i64,
@@ -32,6 +37,11 @@ pub(super) async fn find_cycle(
              JOIN waits_for AS w ON w.write_id = x.id
              JOIN outbox AS o ON o.trace_id = w.trace_id
              WHERE x.id = ?1 AND +x.state = 'waiting' AND +o.state IN ('pending', 'waiting', 'in_flight')
+             UNION ALL
+             SELECT x.trace_id, c.id, c.trace_id, 1 FROM outbox AS x
+             JOIN outbox AS c ON c.trace_id = x.record_key
+             WHERE x.id = ?1 AND x.id_property IS NOT NULL AND c.operation = 'create'
+               AND c.id < x.id AND +c.state IN ('pending', 'waiting', 'in_flight')
              UNION ALL
              SELECT * FROM (
                  SELECT x.trace_id, e.id, e.trace_id, 1 FROM outbox AS x
