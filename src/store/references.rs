@@ -21,7 +21,7 @@ use sqlx::SqliteConnection;
 use super::{Store, StoreError, timestamp};
 use crate::model::Association;
 use crate::model::references::{Found, Resolution, resolve};
-use cycle::find_cycle;
+use cycle::{find_cycle, on_cycles};
 
 /// The category of the error history entry a failed reference leaves.
 pub const REFERENCE_CATEGORY: &str = "REFERENCE";
@@ -56,7 +56,8 @@ pub(super) async fn accepted(
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        for id in suspects {
+        let suspects = serde_json::to_string(&suspects).expect("ids serialize");
+        for id in on_cycles(conn, &suspects).await? {
             if let Some(cycle) = find_cycle(conn, id).await? {
                 let error = format!(
                     "associations: closes a reference cycle ({cycle}): none of these writes could ever be sent"
@@ -101,7 +102,8 @@ pub(super) async fn accepted(
     .bind(&all)
     .fetch_all(&mut *conn)
     .await?;
-    for id in pointed_at {
+    let pointed_at = serde_json::to_string(&pointed_at).expect("ids serialize");
+    for id in on_cycles(conn, &pointed_at).await? {
         if let Some(cycle) = find_cycle(conn, id).await? {
             let error = format!(
                 "closes a reference cycle ({cycle}): it waits behind an earlier write to the \

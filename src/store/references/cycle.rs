@@ -11,6 +11,45 @@ use crate::store::StoreError;
 /// (a chain that long is far beyond any real use).
 const MAX_CYCLE_WALK: usize = 10_000;
 
+/// Which of the writes `ids` (a JSON array) wait, through other unfinished writes, for
+/// themselves: all of them walked at once, in one recursive statement over the same edges
+/// as [`find_cycle`] (which then names each cycle found). A reference to a write, an
+/// update named by a queued create's trace id, the write before it to the same record.
+pub(super) async fn on_cycles(
+    conn: &mut SqliteConnection,
+    ids: &str,
+) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "WITH RECURSIVE reach(origin, node, stepped) AS (
+             SELECT value, value, 0 FROM json_each(?1)
+             UNION
+             SELECT r.origin, o.id, 1 FROM reach AS r
+             JOIN outbox AS x ON x.id = r.node
+             JOIN waits_for AS w ON w.write_id = x.id
+             JOIN outbox AS o ON o.trace_id = w.trace_id
+             WHERE +x.state = 'waiting' AND +o.state IN ('pending', 'waiting', 'in_flight')
+             UNION
+             SELECT r.origin, c.id, 1 FROM reach AS r
+             JOIN outbox AS x ON x.id = r.node
+             JOIN outbox AS c ON c.trace_id = x.record_key
+             WHERE x.id_property IS NOT NULL AND c.operation = 'create' AND c.id < x.id
+               AND +c.state IN ('pending', 'waiting', 'in_flight')
+             UNION
+             SELECT r.origin,
+                    (SELECT max(e.id) FROM outbox AS e INDEXED BY outbox_order
+                     WHERE e.object_type = x.object_type AND e.order_key = x.order_key
+                       AND e.id < x.id AND e.state IN ('pending', 'waiting', 'in_flight')),
+                    1
+             FROM reach AS r JOIN outbox AS x ON x.id = r.node
+             WHERE x.order_key IS NOT NULL
+         )
+         SELECT DISTINCT origin FROM reach WHERE stepped = 1 AND node = origin",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// Whether the write `start` waits, through other unfinished writes, for itself: each
 /// write waits for the writes it points at and for the write before it to the same record
 /// (see the claim's per-record order), and an upsert or update keyed by the trace property
