@@ -78,7 +78,7 @@ pub enum Command {
         #[arg(long = "set-id", value_name = "ID", requires = "edit")]
         set_id: Option<String>,
     },
-    /// Give up failed or unconfirmed writes: marked discarded, kept for the record.
+    /// Give up failed or unconfirmed writes (or, named by trace id, waiting ones): marked discarded, kept for the record.
     Discard {
         #[command(flatten)]
         select: SelectArgs,

@@ -305,6 +305,47 @@ async fn a_reference_to_a_write_that_fails_fails_and_both_replay() {
 }
 
 #[tokio::test]
+async fn an_operator_gives_up_a_waiting_write_and_what_waits_for_it_fails() {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon(&fast(&sim, &[])).await;
+    enqueue(
+        &d,
+        vec![
+            create(
+                "deals",
+                "deal-w",
+                json!({}),
+                vec![to_write("co-never", 341)],
+            ),
+            create(
+                "line_items",
+                "item-w",
+                json!({}),
+                vec![to_write("deal-w", 20)],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(sql_count(&d, "state = 'waiting'").await, 2);
+    let deal = Selection::TraceIds(vec!["deal-w".into()]);
+    // Retry does not take a waiting write; discard does, named by its trace id.
+    assert_eq!(d.store.count_selection(&deal).await.unwrap(), 0);
+    assert_eq!(d.store.count_discard(&deal).await.unwrap(), 1);
+    assert_eq!(d.store.discard_writes(&deal).await.unwrap(), 1);
+    assert_eq!(
+        sql(
+            &d,
+            "SELECT trace_id, state, last_error FROM outbox ORDER BY id"
+        )
+        .await,
+        "deal-w|discarded|\nitem-w|failed|associations[0].to.objectWriteTraceId: write `deal-w` was discarded"
+    );
+    assert_eq!(sql(&d, "SELECT count(*) FROM waits_for").await, "0");
+    assert_eq!(sql(&d, "SELECT queued FROM queue_state").await, "0");
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn a_reference_never_enqueued_fails_after_wait_for_missing() {
     let sim = Simulator::start(SimOptions::default()).await;
     let d = start_daemon(&fast(

@@ -89,11 +89,18 @@ pub fn resolve(
             }) => (state, object_type, hubspot_id, last_error),
         };
         match (state.as_str(), hubspot_id) {
-            ("failed" | "discarded", _) => {
+            ("failed", _) => {
                 let why = last_error.as_deref().unwrap_or("no error recorded");
                 return Resolution::Fail(format!(
-                    "{field}: write `{trace}` {state}: {why} (once it succeeds, retry this write too)"
+                    "{field}: write `{trace}` failed: {why} (once it succeeds, retry this write too)"
                 ));
+            }
+            ("discarded", _) => {
+                let why = last_error
+                    .as_deref()
+                    .map(|e| format!(" (its last error: {e})"))
+                    .unwrap_or_default();
+                return Resolution::Fail(format!("{field}: write `{trace}` was discarded{why}"));
             }
             ("succeeded", Some(id)) => {
                 if let Some(expected) = expected_target(from, a)

@@ -1,5 +1,6 @@
 //! Changing writes: `retry` puts failed or unconfirmed writes back in the queue (with
-//! `--edit`, after fixing their properties), `discard` gives them up for the record.
+//! `--edit`, after fixing their properties), `discard` gives them up for the record
+//! (named by trace id, waiting writes too).
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -20,7 +21,9 @@ pub async fn change(
         "choose the writes: TRACE_ID..., or --failed, or --unconfirmed (with optional filters)",
     )?;
     let store = open_write(config).await?;
-    let (verb, n) = if args.dry_run {
+    let (verb, n) = if args.dry_run && discard {
+        ("would change", store.count_discard(&selection).await?)
+    } else if args.dry_run {
         ("would change", store.count_selection(&selection).await?)
     } else if discard {
         ("discarded", store.discard_writes(&selection).await?)

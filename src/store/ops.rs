@@ -105,9 +105,19 @@ impl Store {
         .await?)
     }
 
-    /// How many writes `selection` holds (what `--dry-run` reports).
+    /// How many writes `selection` holds for `retry` (what its `--dry-run` reports).
     pub async fn count_selection(&self, selection: &Selection) -> Result<u64, StoreError> {
-        let (sql, args) = selection_sql(Op::Count, selection);
+        self.count(Op::Count, selection).await
+    }
+
+    /// How many writes `selection` holds for `discard` (what its `--dry-run` reports):
+    /// by trace id, waiting writes too.
+    pub async fn count_discard(&self, selection: &Selection) -> Result<u64, StoreError> {
+        self.count(Op::CountDiscard, selection).await
+    }
+
+    async fn count(&self, op: Op, selection: &Selection) -> Result<u64, StoreError> {
+        let (sql, args) = selection_sql(op, selection);
         let mut query = sqlx::query_scalar::<_, i64>(sql);
         for a in args {
             query = query.bind(a);
@@ -126,6 +136,8 @@ impl Store {
     }
 
     /// Marks the selected `failed` or `unconfirmed` writes `discarded`: given up, kept.
+    /// Named by trace id, a `waiting` write may be discarded too (the writes waiting for
+    /// it then fail, naming it).
     pub async fn discard_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
         self.change_selection(Op::Discard, selection).await
     }
@@ -337,6 +349,11 @@ macro_rules! by_ids {
         " WHERE state IN ('failed', 'unconfirmed') AND trace_id IN (SELECT value FROM json_each(?1))"
     };
 }
+macro_rules! by_ids_or_waiting {
+    () => {
+        " WHERE state IN ('failed', 'unconfirmed', 'waiting') AND trace_id IN (SELECT value FROM json_each(?1))"
+    };
+}
 macro_rules! by_filter {
     () => {
         " WHERE state = ?5 AND trace_id IN (
@@ -367,6 +384,7 @@ macro_rules! discard_head {
 #[derive(Clone, Copy)]
 enum Op {
     Count,
+    CountDiscard,
     Retry,
     Discard,
 }
@@ -376,10 +394,11 @@ fn selection_sql(op: Op, selection: &Selection) -> (&'static str, Vec<Option<Str
     let by_id = matches!(selection, Selection::TraceIds(_));
     let sql = match (op, by_id) {
         (Op::Count, true) => concat!(count_head!(), by_ids!()),
-        (Op::Count, false) => concat!(count_head!(), by_filter!()),
+        (Op::CountDiscard, true) => concat!(count_head!(), by_ids_or_waiting!()),
+        (Op::Count | Op::CountDiscard, false) => concat!(count_head!(), by_filter!()),
         (Op::Retry, true) => concat!(retry_head!(), by_ids!()),
         (Op::Retry, false) => concat!(retry_head!(), by_filter!()),
-        (Op::Discard, true) => concat!(discard_head!(), by_ids!()),
+        (Op::Discard, true) => concat!(discard_head!(), by_ids_or_waiting!()),
         (Op::Discard, false) => concat!(discard_head!(), by_filter!()),
     };
     let (filter, state) = match selection {

@@ -151,6 +151,14 @@ pub(super) async fn settled_anywhere(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
+    // What a write no longer waiting (a discarded one) or gone waited for is forgotten.
+    sqlx::query(
+        "DELETE FROM waits_for WHERE write_id IN (
+             SELECT w.write_id FROM waits_for AS w LEFT JOIN outbox AS o ON o.id = w.write_id
+             WHERE o.id IS NULL OR +o.state != 'waiting')",
+    )
+    .execute(&mut *conn)
+    .await?;
     let waiting: Vec<i64> = sqlx::query_scalar(
         "SELECT DISTINCT w.write_id FROM waits_for AS w
          JOIN outbox AS o ON o.trace_id = w.trace_id
