@@ -43,8 +43,9 @@ pub enum Resolution {
     /// Every write it points at has succeeded: its associations with their HubSpot ids
     /// (and `toObjectType` filled in), as stored JSON text.
     Ready(String),
-    /// Some have not finished; `missing` lists the trace ids not in the outbox at all.
-    Wait { missing: Vec<String> },
+    /// Some have not finished, or are not in the outbox yet (how long that may last is
+    /// the store's to watch: `waits_for.missing_since`).
+    Wait,
     /// It can never be sent as written: why, naming the association and the write.
     Fail(String),
 }
@@ -60,7 +61,6 @@ pub fn resolve(
     targets: &HashMap<String, Found>,
 ) -> Resolution {
     let mut resolved = Vec::with_capacity(associations.len());
-    let mut missing: Vec<String> = Vec::new();
     let mut waiting = false;
     for (i, a) in associations.iter().enumerate() {
         let Some(trace) = a.to.write() else {
@@ -70,9 +70,7 @@ pub fn resolve(
         let field = format!("associations[{i}].to.objectWriteTraceId");
         let (state, object_type, hubspot_id, last_error) = match targets.get(trace.as_str()) {
             None => {
-                if !missing.contains(&trace.to_string()) {
-                    missing.push(trace.to_string());
-                }
+                waiting = true;
                 continue;
             }
             Some(Found::Purged) => {
@@ -125,8 +123,8 @@ pub fn resolve(
             _ => waiting = true,
         }
     }
-    if waiting || !missing.is_empty() {
-        Resolution::Wait { missing }
+    if waiting {
+        Resolution::Wait
     } else {
         Resolution::Ready(serde_json::to_string(&resolved).expect("associations serialize"))
     }
@@ -280,7 +278,7 @@ mod tests {
         targets.insert("co".to_owned(), row("pending", "companies", None));
         assert_eq!(
             resolve("contacts", &w.associations, &targets),
-            Resolution::Wait { missing: vec![] }
+            Resolution::Wait
         );
         targets.insert("co".to_owned(), row("succeeded", "companies", Some("77")));
         assert_eq!(
@@ -299,9 +297,7 @@ mod tests {
         targets.insert("bad".to_owned(), row("in_flight", "companies", None));
         assert_eq!(
             resolve("contacts", &w.associations, &targets),
-            Resolution::Wait {
-                missing: vec!["gone".into()]
-            }
+            Resolution::Wait
         );
         targets.insert("bad".to_owned(), row("failed", "companies", None));
         let Resolution::Fail(why) = resolve("contacts", &w.associations, &targets) else {

@@ -29,15 +29,14 @@ pub const REFERENCE_CATEGORY: &str = "REFERENCE";
 /// Writes just stored (by the socket's ingest or the intake, a retry included): `traces`
 /// all of them, `with_refs` (ids) those whose associations point at writes. These wait
 /// for what they point at, or are decided at once; a write that closes a reference cycle
-/// fails naming it. Returns the writes that became due.
+/// fails naming it.
 pub(super) async fn accepted(
     conn: &mut SqliteConnection,
     traces: &[&str],
     with_refs: &[i64],
     now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     let now_text = timestamp(now);
-    let mut due = 0;
     if !with_refs.is_empty() {
         let ids = serde_json::to_string(with_refs).expect("ids serialize");
         wait(conn, &ids, &now_text).await?;
@@ -56,15 +55,12 @@ pub(super) async fn accepted(
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        let suspects = serde_json::to_string(&suspects).expect("ids serialize");
-        for id in on_cycles(conn, &suspects).await? {
-            if let Some(cycle) = find_cycle(conn, id).await? {
-                let error = format!(
-                    "associations: closes a reference cycle ({cycle}): none of these writes could ever be sent"
-                );
-                due += fail_and_cascade(conn, vec![(id, error)], &now_text).await?;
-            }
-        }
+        fail_cycles(conn, &suspects, &now_text, |cycle| {
+            format!(
+                "associations: closes a reference cycle ({cycle}): none of these writes could ever be sent"
+            )
+        })
+        .await?;
         // Those pointing at a write already settled (or purged) are decided now; the rest
         // wait for a change.
         let settled: Vec<i64> = sqlx::query_scalar(
@@ -78,7 +74,7 @@ pub(super) async fn accepted(
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        due += decide(conn, settled, &now_text).await?;
+        decide(conn, settled, &now_text).await?;
     }
     let all = serde_json::to_string(traces).expect("strings serialize");
     // The common case, nothing waits for a newcomer, costs this one look-up.
@@ -89,7 +85,7 @@ pub(super) async fn accepted(
     .fetch_one(&mut *conn)
     .await?;
     if !awaited {
-        return Ok(due);
+        return Ok(());
     }
     // A newcomer that waiting writes point at may close a cycle through its record's
     // order: it waits behind an earlier write to the same record that waits for it.
@@ -102,16 +98,13 @@ pub(super) async fn accepted(
     .bind(&all)
     .fetch_all(&mut *conn)
     .await?;
-    let pointed_at = serde_json::to_string(&pointed_at).expect("ids serialize");
-    for id in on_cycles(conn, &pointed_at).await? {
-        if let Some(cycle) = find_cycle(conn, id).await? {
-            let error = format!(
-                "closes a reference cycle ({cycle}): it waits behind an earlier write to the \
-                 same record, which waits for it"
-            );
-            due += fail_and_cascade(conn, vec![(id, error)], &now_text).await?;
-        }
-    }
+    fail_cycles(conn, &pointed_at, &now_text, |cycle| {
+        format!(
+            "closes a reference cycle ({cycle}): it waits behind an earlier write to the \
+             same record, which waits for it"
+        )
+    })
+    .await?;
     // Writes that waited for a newcomer no longer wait for a missing one.
     sqlx::query(
         "UPDATE waits_for SET missing_since = NULL
@@ -120,18 +113,18 @@ pub(super) async fn accepted(
     .bind(&all)
     .execute(&mut *conn)
     .await?;
-    Ok(due)
+    Ok(())
 }
 
 /// Writes among `ids` have just settled (succeeded, failed, discarded): the writes that
-/// wait for them are decided. Returns the writes that became due.
+/// wait for them are decided.
 pub(super) async fn settled(
     conn: &mut SqliteConnection,
     ids: &[i64],
     now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     if ids.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let waiting: Vec<i64> = sqlx::query_scalar(
         "SELECT DISTINCT w.write_id FROM outbox AS o JOIN waits_for AS w ON w.trace_id = o.trace_id
@@ -141,7 +134,8 @@ pub(super) async fn settled(
     .bind(serde_json::to_string(ids).expect("ids serialize"))
     .fetch_all(&mut *conn)
     .await?;
-    decide(conn, waiting, &timestamp(now)).await
+    decide(conn, waiting, &timestamp(now)).await?;
+    Ok(())
 }
 
 /// Every waiting write that a settled write unblocks, found by a scan of the waiting set:
@@ -362,7 +356,7 @@ async fn decide(
                 }
             };
             match resolve(&object_type, &parsed, found.get(&id).unwrap_or(&none)) {
-                Resolution::Wait { .. } => {}
+                Resolution::Wait => {}
                 Resolution::Ready(resolved) => ready.push((id, resolved)),
                 Resolution::Fail(error) => failures.push((id, error)),
             }
@@ -401,15 +395,34 @@ async fn make_due(
     Ok(done.rows_affected())
 }
 
+/// Of the writes `ids`, fails each that is on a reference cycle, with `why(cycle)` (the
+/// cycle in words), and decides the writes waiting for it.
+async fn fail_cycles(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    now: &str,
+    why: impl Fn(&str) -> String,
+) -> Result<(), StoreError> {
+    let ids = serde_json::to_string(ids).expect("ids serialize");
+    for id in on_cycles(conn, &ids).await? {
+        // Named again one at a time: failing one write may have broken the next cycle.
+        if let Some(cycle) = find_cycle(conn, id).await? {
+            fail_and_cascade(conn, vec![(id, why(&cycle))], now).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Fails writes (each with its error) and decides the writes waiting for them.
 async fn fail_and_cascade(
     conn: &mut SqliteConnection,
     failures: Vec<(i64, String)>,
     now: &str,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     let failed = fail(conn, &failures, now).await?;
     let waiting = dependents(conn, &failed).await?;
-    decide(conn, waiting, now).await
+    decide(conn, waiting, now).await?;
+    Ok(())
 }
 
 /// Marks waiting (or newly pending) writes failed, each with its error recorded in its
