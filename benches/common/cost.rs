@@ -78,7 +78,7 @@ pub async fn scheduler_cost(store: &Store, object_type: &str, batches: u32) -> C
                     sent_with: Some("hubspot_outbox_trace_id"),
                     trace_property: Some("hubspot_outbox_trace_id"),
                 },
-                |c| choose_rows(c, 100, Some("email")),
+                &|c| choose_rows(c, 100, Some("email")),
             )
             .await
             .unwrap();

@@ -263,7 +263,7 @@ impl<S: BatchSender> Dispatcher<S> {
             };
             let rows = shared
                 .store
-                .claim_batch(&claim, |c| choose_rows(c, max, unique.as_deref()))
+                .claim_batch(&claim, &|c| choose_rows(c, max, unique.as_deref()))
                 .await?;
             if rows.is_empty() {
                 continue;

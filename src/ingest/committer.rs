@@ -174,7 +174,7 @@ async fn sync_loop(
         while let Ok(more) = to_sync.try_recv() {
             batch.push(more);
         }
-        match store.sync_wal().await {
+        match store.make_durable().await {
             Ok(()) => {
                 let stored_rows = batch.iter().any(|c| c.stored_rows);
                 for (reply, outcome) in batch.into_iter().flat_map(|c| c.answers) {

@@ -1,11 +1,11 @@
 //! Storing accepted writes. One transaction holds a whole group of socket requests (group
 //! commit): look up the trace ids that may already exist, insert the new rows in one
-//! statement, commit once. The committer then fsyncs once for every group committed
-//! meanwhile ([`Store::sync_wal`]) before acknowledging any of them.
+//! statement, commit once. The committer then makes durable once for every group
+//! committed meanwhile ([`IngestStore::make_durable`]) before acknowledging any of them.
 
-use sqlx::{Sqlite, Transaction};
+use async_trait::async_trait;
 
-use super::{Store, StoreError};
+use super::StoreError;
 
 /// A write already in the outbox under a trace id that a new request reuses.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -40,165 +40,42 @@ pub struct RowToStore {
     pub references: bool,
 }
 
-/// An open ingest transaction (holding SQLite's write lock). Dropping it without
-/// [`IngestTx::commit`] rolls back.
-pub struct IngestTx {
-    tx: Transaction<'static, Sqlite>,
-}
-
-impl Store {
-    /// Opens an ingest transaction on the ingest connection. Its commit is not durable
-    /// until [`Store::sync_wal`] returns.
-    pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
-        Ok(IngestTx {
-            tx: self.ingest.begin_with("BEGIN IMMEDIATE").await?,
-        })
-    }
-}
-
-impl IngestTx {
+/// An open ingest transaction. Dropping it without [`IngestTx::commit`] rolls back.
+#[async_trait]
+pub trait IngestTx: Send {
     /// The stored writes whose trace id is among `trace_ids`, and the purged writes whose
     /// trace id is remembered (`purged`, the other fields empty).
-    pub async fn find_existing(
-        &mut self,
-        trace_ids: &[&str],
-    ) -> Result<Vec<ExistingWrite>, StoreError> {
-        if trace_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = serde_json::to_string(trace_ids).expect("strings serialize");
-        let rows = sqlx::query_as(
-            "SELECT trace_id, object_type, operation, id_property, record_key, properties,
-                    coalesce(referenced_associations, associations) AS associations, 0 AS purged
-             FROM outbox
-             WHERE trace_id IN (SELECT value FROM json_each(?1))
-             UNION ALL
-             SELECT trace_id, '', 'create', NULL, NULL, '{}', '[]', 1 FROM purged_traces
-             WHERE trace_id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(rows)
-    }
+    async fn find_existing(&mut self, trace_ids: &[&str])
+    -> Result<Vec<ExistingWrite>, StoreError>;
 
     /// Inserts already-validated rows, in order, as `pending`. The rows travel as one JSON
     /// array parameter so the statement text is constant and a whole group is one
     /// statement, however many rows it has.
-    pub async fn insert_validated(&mut self, rows: &[RowToStore]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let payload = rows_as_json(rows);
-        // Marks these inserts as the daemon's own, validated on the way in (migration 0007:
-        // any other insert is made an unvalidated pending write); gone before the commit.
-        sqlx::query("INSERT INTO ingest_marker (id) VALUES (1)")
-            .execute(&mut *self.tx)
-            .await?;
-        let done = sqlx::query(
-            "INSERT INTO outbox (trace_id, object_type, properties, associations, operation,
-                                 id_property, record_key, order_key, validated)
-             SELECT value ->> 0, value ->> 1, value -> 2, value -> 3, value ->> 4, value ->> 5,
-                    value ->> 6, value ->> 7, 1
-             FROM json_each(?1) ORDER BY key",
-        )
-        .bind(payload)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query("DELETE FROM ingest_marker")
-            .execute(&mut *self.tx)
-            .await?;
-        // The queue's count (migration 0008), once for the group rather than per row.
-        sqlx::query("UPDATE queue_state SET queued = queued + ?1")
-            .bind(done.rows_affected() as i64)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() != rows.len() as u64 {
-            return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
-                "inserted {} rows, expected {}",
-                done.rows_affected(),
-                rows.len()
-            ))));
-        }
-        Ok(())
-    }
+    async fn insert_validated(&mut self, rows: &[RowToStore]) -> Result<(), StoreError>;
 
     /// After [`IngestTx::insert_validated`]: the rows whose associations point at writes
     /// wait for them (or are decided at once), and a row that closes a reference cycle
     /// fails naming it (see [`super::references`]).
-    pub async fn settle_references(&mut self, rows: &[RowToStore]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let traces: Vec<&str> = rows.iter().map(|r| r.trace_id.as_str()).collect();
-        let referring: Vec<&str> = rows
-            .iter()
-            .filter(|r| r.references)
-            .map(|r| r.trace_id.as_str())
-            .collect();
-        let with_refs: Vec<i64> = if referring.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT o.id FROM json_each(?1) AS j JOIN outbox AS o ON o.trace_id = j.value
-                 ORDER BY o.id",
-            )
-            .bind(serde_json::to_string(&referring).expect("strings serialize"))
-            .fetch_all(&mut *self.tx)
-            .await?
-        };
-        super::references::accepted(&mut self.tx, &traces, &with_refs, chrono::Utc::now()).await?;
-        Ok(())
-    }
+    async fn settle_references(&mut self, rows: &[RowToStore]) -> Result<(), StoreError>;
 
-    /// Rolls back now: a dropped transaction's rollback would wait for the connection's
-    /// next use, and SQLite's write lock with it (producers would wait meanwhile).
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        Ok(self.tx.rollback().await?)
-    }
+    /// Rolls back now: a dropped transaction's rollback may wait for the connection's
+    /// next use, and its locks with it (producers would wait meanwhile).
+    async fn rollback(self: Box<Self>) -> Result<(), StoreError>;
 
-    /// Commits. The rows are visible at once and durable after the next
-    /// [`Store::sync_wal`].
-    pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
-    }
+    /// Commits. The rows are visible at once and durable once
+    /// [`IngestStore::make_durable`] returns.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
-/// `[[trace_id, object_type, {properties}, [associations], operation, id_property,
-/// record_key, order_key], ...]`, with the stored JSON texts embedded as JSON (not as
-/// strings), so SQLite's `->` hands them back minified.
-fn rows_as_json(rows: &[RowToStore]) -> String {
-    let size: usize = rows
-        .iter()
-        .map(|r| {
-            r.trace_id.len() + r.object_type.len() + r.properties.len() + r.associations.len() + 16
-        })
-        .sum();
-    let mut out = String::with_capacity(size + 2);
-    out.push('[');
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&serde_json::to_string(&r.trace_id).expect("strings serialize"));
-        out.push(',');
-        out.push_str(&serde_json::to_string(&r.object_type).expect("strings serialize"));
-        out.push(',');
-        out.push_str(&r.properties);
-        out.push(',');
-        out.push_str(&r.associations);
-        for text in [
-            Some(r.operation.as_str()),
-            r.id_property.as_deref(),
-            r.record_key.as_deref(),
-            r.order_key.as_deref(),
-        ] {
-            out.push(',');
-            out.push_str(&serde_json::to_string(&text).expect("strings serialize"));
-        }
-        out.push(']');
-    }
-    out.push(']');
-    out
+/// Storing a group of socket requests in one transaction.
+#[async_trait]
+pub trait IngestStore: Send + Sync {
+    /// Opens an ingest transaction. Its commit is not durable until
+    /// [`IngestStore::make_durable`] returns.
+    async fn begin_ingest(&self) -> Result<Box<dyn IngestTx>, StoreError>;
+
+    /// Makes every ingest commit so far durable: the committer calls it once for every
+    /// group committed meanwhile, before acknowledging any of them (on SQLite, one fsync
+    /// of the WAL; see `SqliteStore::sync_wal`).
+    async fn make_durable(&self) -> Result<(), StoreError>;
 }

@@ -1,8 +1,15 @@
-//! The SQLite outbox: every SQL statement of the daemon lives under this module, one
-//! function per state change, one file per family of them. The stages above speak
-//! `crate::model` types to it; only the rows that exist for the store's own callers
-//! (look-ups, operator views, due counts) are defined here. Replacing SQLite means
-//! replacing this module behind the same functions; no trait abstracts it yet.
+//! The outbox: every SQL statement of the daemon lives under this module, one function
+//! per state change, one family of them per file. The stages above speak `crate::model`
+//! types to it through [`Store`], a handle on whichever database holds the outbox; only
+//! the rows that exist for the store's own callers (look-ups, operator views, due counts)
+//! are defined here.
+//!
+//! Each family is a trait, declared with its rows in its own file here and implemented
+//! once per database under [`sqlite`] (and, as issue 12 lands, `postgres`): the contract
+//! is written once and each database says it in its own SQL. A trait per family, not one
+//! for everything, so each implementation file holds one family. sqlx's `Any` driver is
+//! not used: it cannot say `BEGIN IMMEDIATE`, `SKIP LOCKED`, `LISTEN` or advisory locks.
+//! A [`Store`] dereferences to `dyn Outbox`, whose supertraits' methods need no import.
 //!
 //! - [`ingest`]: storing accepted writes (group commit, idempotency look-ups).
 //! - [`intake`]: validating rows that producers inserted with plain SQL.
@@ -12,6 +19,7 @@
 //! - [`ops`]: what operators change (retry, discard, edit, purge) and count.
 //! - [`read`]: looking writes and their error history up.
 //! - [`references`]: writes waiting for queued writes they point at.
+//! - [`queue`]: how full the queue is.
 //! - [`trace`]: each object type's trace property state; requests counted outside claims.
 
 pub mod claim;
@@ -23,15 +31,81 @@ pub mod queue;
 pub mod read;
 pub mod references;
 pub mod settle;
+pub mod sqlite;
 pub mod trace;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use async_trait::async_trait;
+
+use sqlite::SqliteStore;
+
+/// The whole outbox, whichever database holds it: every family, and what the daemon
+/// needs of the connection itself.
+#[async_trait]
+pub trait Outbox:
+    claim::ClaimStore
+    + ingest::IngestStore
+    + intake::IntakeStore
+    + ops::OpsStore
+    + pauses::PauseStore
+    + queue::QueueStore
+    + read::ReadStore
+    + references::ReferenceStore
+    + settle::SettleStore
+    + trace::TraceStore
+    + std::fmt::Debug
+    + Send
+    + Sync
+{
+    /// Whether the database answers a query: what `GET /healthz` reports.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Closes every connection (on SQLite, checkpointing the WAL on the last one).
+    async fn close(&self);
+}
+
+/// A handle on the outbox. Cloning shares the database's pools. It dereferences to
+/// [`Outbox`]: the family traits' methods are called on it directly.
+#[derive(Clone, Debug)]
+pub struct Store(Arc<dyn Outbox>);
+
+impl std::ops::Deref for Store {
+    type Target = dyn Outbox;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` for the daemon (see
+    /// [`SqliteStore::open`]).
+    pub async fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(SqliteStore::open(path, busy_timeout).await?)))
+    }
+
+    /// [`Store::open`] with the file capped at `max_size` bytes (0: no cap; see
+    /// [`SqliteStore::open_limited`]).
+    pub async fn open_limited(
+        path: &Path,
+        busy_timeout: Duration,
+        max_size: u64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(
+            SqliteStore::open_limited(path, busy_timeout, max_size).await?,
+        )))
+    }
+
+    /// Opens an existing SQLite database read-only, for commands that only look.
+    pub async fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(
+            SqliteStore::open_read_only(path, busy_timeout).await?,
+        )))
+    }
+}
 
 /// Every way the store can fail. The callers only need to know "the outbox is not usable
 /// right now"; the message says why.
@@ -79,153 +153,6 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqli
 /// `hubspot_outbox` for every insert. Only the schema exists so far: the daemon itself
 /// still runs on SQLite alone (see `tests/postgres_schema.rs`).
 pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// A handle on the outbox database. Cloning shares the pools.
-#[derive(Clone, Debug)]
-pub struct Store {
-    /// Every statement but socket ingest: `synchronous = FULL`, so each commit (a claim,
-    /// a HubSpot id recorded, a row marked failed) is fsync'd before it returns.
-    pool: SqlitePool,
-    /// Socket ingest only: one connection with `synchronous = NORMAL`, whose commits the
-    /// committer makes durable itself with [`Store::sync_wal`] before acknowledging. That
-    /// lets the next group commit while the previous one is being fsync'd.
-    ingest: SqlitePool,
-    path: PathBuf,
-}
-
-impl Store {
-    /// Opens (creating if needed) the database for the daemon: WAL, a busy timeout for the
-    /// lock SQLite shares with SQL producers, foreign keys, and pending migrations run.
-    /// See the field docs for the two durability settings.
-    pub async fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        Self::open_limited(path, busy_timeout, 0).await
-    }
-
-    /// [`Store::open`], with the database file capped at `max_size` bytes (0: no cap):
-    /// SQLite's `max_page_count` on every connection, so a write past it fails as on a
-    /// full disk ([`StoreError::is_full`]) and changes nothing.
-    pub async fn open_limited(
-        path: &Path,
-        busy_timeout: Duration,
-        max_size: u64,
-    ) -> Result<Self, StoreError> {
-        let mut options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true);
-        if max_size > 0 {
-            // SQLite's default page size; a database made with another keeps the cap in
-            // pages of this size, close enough for a quota.
-            let pages = max_size.div_ceil(4096).max(1);
-            options = options.pragma("max_page_count", pages.to_string());
-        }
-        // A few connections: writers queue on SQLite's single write lock anyway, readers
-        // (GET requests, health checks) proceed beside them in WAL mode.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        check_journal_mode(&pool).await?;
-        MIGRATOR.run(&pool).await?;
-        let ingest = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
-            .await?;
-        Ok(Self {
-            pool,
-            ingest,
-            path: path.to_owned(),
-        })
-    }
-
-    /// Opens an existing database read-only, for commands that only look.
-    pub async fn open_read_only(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(busy_timeout);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await?;
-        Ok(Self {
-            ingest: pool.clone(),
-            pool,
-            path: path.to_owned(),
-        })
-    }
-
-    /// Makes every commit made so far durable: fsyncs the WAL file.
-    ///
-    /// fsync flushes the file, not the descriptor, so syncing through our own descriptor
-    /// covers what SQLite wrote through its own. A commit's frames stay in the WAL until a
-    /// *completed* checkpoint has copied them into the database and fsync'd it (SQLite does
-    /// that at `synchronous = NORMAL`); only then is the WAL reused or removed. So a commit
-    /// is durable either in the WAL this syncs or in the already-synced database file. A
-    /// missing WAL file means the last connection checkpointed and removed it.
-    ///
-    /// The database file itself is never opened here: closing any descriptor of it would
-    /// drop every POSIX lock this process holds on it, SQLite's included.
-    pub async fn sync_wal(&self) -> Result<(), StoreError> {
-        let mut wal = self.path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
-        let synced = tokio::task::spawn_blocking(move || {
-            match std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(StoreError::Sync { path: wal, source }),
-            }
-        })
-        .await;
-        synced.unwrap_or_else(|e| {
-            Err(StoreError::Sync {
-                path: self.path.clone(),
-                source: std::io::Error::other(e),
-            })
-        })
-    }
-
-    /// Whether the database answers a query: what `GET /healthz` reports.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1 FROM outbox LIMIT 1")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Closes every connection, checkpointing the WAL on the last one.
-    pub async fn close(&self) {
-        self.ingest.close().await;
-        self.pool.close().await;
-    }
-
-    /// A write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`), so
-    /// it waits on the busy timeout instead of failing when a reader upgrades late.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-}
-
-/// Unknown pragmas and failed mode switches are silent in SQLite: read the mode back.
-async fn check_journal_mode(pool: &SqlitePool) -> Result<(), StoreError> {
-    let actual: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(pool)
-        .await?;
-    if actual.eq_ignore_ascii_case("wal") {
-        Ok(())
-    } else {
-        Err(StoreError::JournalMode {
-            expected: "wal",
-            actual,
-        })
-    }
-}
 
 /// The current time in the stored format, `YYYY-MM-DDTHH:MM:SS.sssZ` (UTC), the same text
 /// SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` defaults produce.

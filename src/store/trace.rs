@@ -1,9 +1,10 @@
 //! Whether each object type's trace property can be used, as the daemon found it: for
 //! operators (`status`, `/metrics`), and so the answer survives a restart's log.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, timestamp};
+use super::StoreError;
 
 /// One object type's trace property, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -15,51 +16,21 @@ pub struct TraceRow {
     pub reason: Option<String>,
 }
 
-impl Store {
+/// Each object type's trace property state, and requests counted outside claims.
+#[async_trait]
+pub trait TraceStore: Send + Sync {
     /// Records what the daemon found for `object_type`'s trace property.
-    pub async fn set_trace_state(
+    async fn set_trace_state(
         &self,
         object_type: &str,
         property: &str,
         reason: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let state = if reason.is_some() {
-            "unavailable"
-        } else {
-            "ready"
-        };
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO trace_properties (object_type, property, state, reason, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (object_type) DO UPDATE SET property = ?2, state = ?3, reason = ?4, updated_at = ?5",
-        )
-        .bind(object_type)
-        .bind(property)
-        .bind(state)
-        .bind(reason)
-        .bind(timestamp(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// Every object type's trace property state, by type.
-    pub async fn trace_states(&self) -> Result<Vec<TraceRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT object_type, property, state, reason FROM trace_properties ORDER BY object_type",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
+    async fn trace_states(&self) -> Result<Vec<TraceRow>, StoreError>;
 
     /// Counts one request against `day` (the claim of a batch counts its own).
-    pub async fn count_request(&self, day: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        super::pauses::count_request_in(&mut tx, day).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    async fn count_request(&self, day: &str) -> Result<(), StoreError>;
 }
