@@ -48,24 +48,10 @@ pub enum AppError {
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
-    let db = &config.database.path;
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| AppError::Dir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
-    // The lock comes first: a second daemon must not touch the database or the socket.
-    let _owner = OwnerLock::acquire(db)?;
-    let store = Store::open_limited(db, config.database.busy_timeout, config.database.max_size)
-        .await
-        .map_err(|source| AppError::Store {
-            path: db.display().to_string(),
-            source,
-        })?;
+    let (store, _owner) = open(&config).await?;
     let (listener, socket_file) = bind(&config.socket.path, config.socket.mode)?;
     info!(
-        database = %db.display(),
+        database = %database_name(&config),
         socket = %config.socket.path.display(),
         version = env!("CARGO_PKG_VERSION"),
         "hubspot-outbox started"
@@ -91,6 +77,45 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     result
 }
 
+/// The outbox, and the lock that makes this daemon its only owner: the SQLite file's,
+/// or on PostgreSQL (which several daemons share) the socket's. The lock comes first: a
+/// second daemon must not touch the database or the socket.
+async fn open(config: &Config) -> Result<(Store, OwnerLock), AppError> {
+    let failed = |source| AppError::Store {
+        path: database_name(config),
+        source,
+    };
+    let db = &config.database;
+    if let Some(url) = &db.url {
+        let socket = &config.socket.path;
+        let owner = OwnerLock::acquire_for(socket, format!("socket `{}`", socket.display()))?;
+        let store = Store::connect(url.expose(), db.max_connections, true)
+            .await
+            .map_err(failed)?;
+        return Ok((store, owner));
+    }
+    if let Some(dir) = db.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| AppError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let owner = OwnerLock::acquire(&db.path)?;
+    let store = Store::open_limited(&db.path, db.busy_timeout, db.max_size)
+        .await
+        .map_err(failed)?;
+    Ok((store, owner))
+}
+
+/// The outbox's database in words for logs and errors: the SQLite file, or the
+/// PostgreSQL URL without its password.
+pub fn database_name(config: &Config) -> String {
+    match &config.database.url {
+        Some(url) => url.redacted(),
+        None => config.database.path.display().to_string(),
+    }
+}
+
 /// Serves an opened store on a bound listener until `shutdown`; tests call it with their
 /// own store and listener.
 pub async fn serve(
@@ -113,7 +138,7 @@ pub async fn serve(
         .set_max_queued(config.queue.max_queued)
         .await
         .map_err(|source| AppError::Store {
-            path: config.database.path.display().to_string(),
+            path: database_name(config),
             source,
         })?;
     let capacity_task = tokio::spawn(capacity::monitor(

@@ -112,7 +112,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { json } => {
             let store = open_creating(&config).await?;
             store.close().await;
-            let path = config.database.path.display().to_string();
+            let path = hubspot_outbox::app::database_name(&config);
             print(vec![if json {
                 serde_json::json!({"database": path, "upToDate": true}).to_string()
             } else {
@@ -143,6 +143,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Prints a command's output lines to stdout.
 /// Opens the outbox, creating its directory and schema when they do not exist yet.
 async fn open_creating(config: &Config) -> anyhow::Result<hubspot_outbox::store::Store> {
+    if let Some(url) = &config.database.url {
+        return Ok(hubspot_outbox::store::Store::connect(url.expose(), 2, true).await?);
+    }
     if let Some(dir) = config
         .database
         .path

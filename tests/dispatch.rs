@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::eventually;
-use common::sim::{Simulator, enqueue, fast, settled, sql, sql_count, start_daemon};
+use common::sim::{
+    Simulator, enqueue, fast, settled, sql, sql_count, start_daemon, start_daemon_on,
+};
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use serde_json::{Value, json};
 
@@ -15,10 +17,10 @@ fn contact(i: usize) -> Value {
            "objectWriteTraceId": format!("c-{i}")})
 }
 
-#[tokio::test]
-async fn a_mixed_207_batch_fails_the_bad_input_and_creates_the_rest() {
+crate::on_both_backends! {
+async fn a_mixed_207_batch_fails_the_bad_input_and_creates_the_rest(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     let mut writes: Vec<Value> = (0..10).map(contact).collect();
     writes[4]["properties"]["unknown_colour"] = json!("red");
     enqueue(&d, writes).await;
@@ -42,9 +44,10 @@ async fn a_mixed_207_batch_fails_the_bad_input_and_creates_the_rest() {
     assert_eq!(sim.objects("contacts").await.len(), 9);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_whole_batch_400_is_split_until_the_one_bad_input_fails() {
+crate::on_both_backends! {
+async fn a_whole_batch_400_is_split_until_the_one_bad_input_fails(db) {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             whole_batch_errors: true,
@@ -53,7 +56,7 @@ async fn a_whole_batch_400_is_split_until_the_one_bad_input_fails() {
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     let mut writes: Vec<Value> = (0..50).map(contact).collect();
     writes[31]["properties"]["unknown_field"] = json!("x");
     enqueue(&d, writes).await;
@@ -76,11 +79,12 @@ async fn a_whole_batch_400_is_split_until_the_one_bad_input_fails() {
     assert_eq!(sim.objects("contacts").await.len(), 49);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_409_for_an_existing_contact_is_adopted_with_its_id() {
+crate::on_both_backends! {
+async fn a_409_for_an_existing_contact_is_adopted_with_its_id(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(
+    let d = start_daemon_on(&db, &fast(
         &sim,
         &[(
             "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
@@ -116,9 +120,10 @@ async fn a_409_for_an_existing_contact_is_adopted_with_its_id() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_429_storm_fails_nothing_and_counts_no_attempt() {
+crate::on_both_backends! {
+async fn a_429_storm_fails_nothing_and_counts_no_attempt(db) {
     // HubSpot allows less than the daemon was told, and sends no rate-limit headers to
     // adapt to: every excess request gets a 429.
     let sim = Simulator::start(SimOptions {
@@ -128,7 +133,7 @@ async fn a_429_storm_fails_nothing_and_counts_no_attempt() {
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "5")])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "5")])).await;
     enqueue(&d, (0..60).map(contact).collect()).await;
     settled(&d, 60).await;
     assert_eq!(sql_count(&d, "state = 'succeeded'").await, 60);
@@ -154,15 +159,16 @@ async fn a_429_storm_fails_nothing_and_counts_no_attempt() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_401_fails_nothing_and_sending_resumes_when_the_token_works() {
+crate::on_both_backends! {
+async fn a_401_fails_nothing_and_sending_resumes_when_the_token_works(db) {
     let sim = Simulator::start(SimOptions {
         token: "another-token".into(),
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     enqueue(&d, (0..20).map(contact).collect()).await;
     eventually("a 401 was met and recorded", || async {
         sql(&d, "SELECT kind FROM pauses WHERE scope = 'all'").await == "unauthorized"
@@ -179,9 +185,10 @@ async fn a_401_fails_nothing_and_sending_resumes_when_the_token_works() {
     assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn server_errors_are_retried_with_back_off_until_they_succeed() {
+crate::on_both_backends! {
+async fn server_errors_are_retried_with_back_off_until_they_succeed(db) {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             fail_rate: 1.0,
@@ -190,7 +197,7 @@ async fn server_errors_are_retried_with_back_off_until_they_succeed() {
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     enqueue(&d, (0..10).map(contact).collect()).await;
     eventually("a retry is scheduled", || async {
         sql_count(&d, "attempts >= 2 AND state = 'pending'").await == 10
@@ -207,9 +214,10 @@ async fn server_errors_are_retried_with_back_off_until_they_succeed() {
     assert_eq!(sim.objects("contacts").await.len(), 10);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_ids() {
+crate::on_both_backends! {
+async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_ids(db) {
     for echo in [true, false] {
         let sim = Simulator::start(SimOptions {
             echo_trace_ids: echo,
@@ -218,7 +226,7 @@ async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_id
         .await;
         // Without echoed trace ids, HubSpot's lowercased email is what identifies each
         // result (the writes' emails are mixed case).
-        let d = start_daemon(&fast(
+        let d = start_daemon_on(&db.another(), &fast(
             &sim,
             &[(
                 "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
@@ -250,7 +258,7 @@ async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_id
             .collect();
         let rows = sql(
             &d,
-            "SELECT hubspot_id, json_extract(properties, '$.email') FROM outbox",
+            "SELECT hubspot_id, properties ->> 'email' FROM outbox",
         )
         .await;
         for line in rows.lines() {
@@ -305,6 +313,7 @@ async fn shuffled_results_are_mapped_to_their_own_rows_with_or_without_echoed_id
         d.stop().await;
     }
 }
+}
 
 /// Creates objects in the simulator directly, as someone else would in HubSpot.
 async fn create_directly(sim: &Simulator, object_type: &str, inputs: Vec<Value>) {
@@ -332,8 +341,8 @@ fn creates(stats: &Value) -> u64 {
     stats["requests"].as_u64().unwrap() - others
 }
 
-#[tokio::test]
-async fn forty_conflicts_in_a_batch_of_a_hundred_cost_one_read_and_one_resend() {
+crate::on_both_backends! {
+async fn forty_conflicts_in_a_batch_of_a_hundred_cost_one_read_and_one_resend(db) {
     for custom in [false, true] {
         // Contacts conflict on email (HubSpot's 409 "Existing ID"); deals on a custom
         // unique property, which HubSpot answers with a whole-batch 400 "already has that
@@ -379,7 +388,7 @@ async fn forty_conflicts_in_a_batch_of_a_hundred_cost_one_read_and_one_resend() 
         } else {
             "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY"
         };
-        let d = start_daemon(&fast(
+        let d = start_daemon_on(&db.another(), &fast(
             &sim,
             &[
                 (unique_env, key),
@@ -421,11 +430,12 @@ async fn forty_conflicts_in_a_batch_of_a_hundred_cost_one_read_and_one_resend() 
         d.stop().await;
     }
 }
+}
 
-#[tokio::test]
-async fn an_unknown_object_type_fails_its_writes_and_not_the_others() {
+crate::on_both_backends! {
+async fn an_unknown_object_type_fails_its_writes_and_not_the_others(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     enqueue(
         &d,
         vec![
@@ -443,9 +453,10 @@ async fn an_unknown_object_type_fails_its_writes_and_not_the_others() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_403_pauses_only_its_object_type_until_the_scope_is_granted() {
+crate::on_both_backends! {
+async fn a_403_pauses_only_its_object_type_until_the_scope_is_granted(db) {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             forbidden_types: vec!["deals".into()],
@@ -454,7 +465,7 @@ async fn a_403_pauses_only_its_object_type_until_the_scope_is_granted() {
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     let mut writes: Vec<Value> = (0..5).map(contact).collect();
     writes.extend(
         (0..5).map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}})),
@@ -479,9 +490,10 @@ async fn a_403_pauses_only_its_object_type_until_the_scope_is_granted() {
     assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn retryable_errors_give_up_after_max_attempts_and_give_up_after_with_the_last_error() {
+crate::on_both_backends! {
+async fn retryable_errors_give_up_after_max_attempts_and_give_up_after_with_the_last_error(db) {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             fail_rate: 1.0,
@@ -490,7 +502,7 @@ async fn retryable_errors_give_up_after_max_attempts_and_give_up_after_with_the_
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(
+    let d = start_daemon_on(&db, &fast(
         &sim,
         &[
             ("HUBSPOT_OUTBOX__RETRY__MAX_ATTEMPTS", "3"),
@@ -510,9 +522,10 @@ async fn retryable_errors_give_up_after_max_attempts_and_give_up_after_with_the_
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn hold_parks_ambiguous_writes_as_unconfirmed_and_never_resends_them() {
+crate::on_both_backends! {
+async fn hold_parks_ambiguous_writes_as_unconfirmed_and_never_resends_them(db) {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             fail_after_create_rate: 1.0,
@@ -522,7 +535,7 @@ async fn hold_parks_ambiguous_writes_as_unconfirmed_and_never_resends_them() {
     })
     .await;
     // Deals without the trace property cannot be read back.
-    let d = start_daemon(&fast(
+    let d = start_daemon_on(&db, &fast(
         &sim,
         &[
             ("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold"),
@@ -551,9 +564,10 @@ async fn hold_parks_ambiguous_writes_as_unconfirmed_and_never_resends_them() {
     assert_eq!(sim.stats().await["requests"], 1);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
+crate::on_both_backends! {
+async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart(db) {
     let sim = Simulator::start(SimOptions::default()).await;
     let env = fast(
         &sim,
@@ -563,7 +577,7 @@ async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
             ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
         ],
     );
-    let d = start_daemon(&env).await;
+    let d = start_daemon_on(&db, &env).await;
     enqueue(&d, (0..6).map(contact).collect()).await;
     eventually("the daily limit stops sending", || async {
         sql(&d, "SELECT kind FROM pauses WHERE scope = 'all'").await == "daily_limit"
@@ -591,9 +605,10 @@ async fn the_daily_limit_is_counted_in_the_database_and_survives_a_restart() {
     assert_eq!(sim.stats().await["requests"], 3);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_connection_lost_after_creating_is_read_back_and_never_resent() {
+crate::on_both_backends! {
+async fn a_connection_lost_after_creating_is_read_back_and_never_resent(db) {
     let sim = Simulator::start(SimOptions {
         faults: SimFaults {
             close_after_create_rate: 1.0,
@@ -602,7 +617,7 @@ async fn a_connection_lost_after_creating_is_read_back_and_never_resent() {
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(
+    let d = start_daemon_on(&db, &fast(
         &sim,
         &[(
             "HUBSPOT_OUTBOX__OBJECTS__CONTACTS__UNIQUE_PROPERTY",
@@ -635,11 +650,12 @@ async fn a_connection_lost_after_creating_is_read_back_and_never_resent() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn the_socket_lists_retries_reports_status_and_serves_metrics() {
+crate::on_both_backends! {
+async fn the_socket_lists_retries_reports_status_and_serves_metrics(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     let mut writes: Vec<Value> = (0..5).map(contact).collect();
     writes[2]["properties"]["unknown_x"] = json!("1");
     enqueue(&d, writes).await;
@@ -713,13 +729,14 @@ async fn the_socket_lists_retries_reports_status_and_serves_metrics() {
     }
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn an_outage_of_refused_connections_then_503s_fails_nothing_and_the_backlog_drains_after() {
+crate::on_both_backends! {
+async fn an_outage_of_refused_connections_then_503s_fails_nothing_and_the_backlog_drains_after(db) {
     let sim = Simulator::start(SimOptions::default()).await;
     // Time compressed: a 3 s refusal and 3 s of 503s stand for hours, with probes at most
     // 500 ms apart standing for a minute. Two attempts would have failed every write.
-    let d = start_daemon(&fast(
+    let d = start_daemon_on(&db, &fast(
         &sim,
         &[
             ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "10"),
@@ -767,6 +784,7 @@ async fn an_outage_of_refused_connections_then_503s_fails_nothing_and_the_backlo
     );
     assert_eq!(sql(&d, "SELECT count(*) FROM pauses").await, "0");
     d.stop().await;
+}
 }
 
 #[tokio::test]
@@ -821,8 +839,8 @@ async fn a_settle_that_meets_a_locked_database_is_retried_and_the_answer_kept() 
     d.stop().await;
 }
 
-#[tokio::test]
-async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_duplicated() {
+crate::on_both_backends! {
+async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_duplicated(db) {
     // The token may not create properties, and every create is answered 500 after
     // HubSpot made the records.
     let sim = Simulator::start(SimOptions {
@@ -834,7 +852,7 @@ async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_dupl
         ..Default::default()
     })
     .await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     enqueue(
         &d,
         (0..5)
@@ -870,6 +888,7 @@ async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_dupl
     let held = sql(&d, "SELECT last_error FROM outbox LIMIT 1").await;
     assert!(held.contains("cannot be read back"), "{held}");
     d.stop().await;
+}
 }
 
 /// Runs the binary's `setup` against `sim`; returns (exit success, stdout); the log

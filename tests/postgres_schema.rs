@@ -121,7 +121,7 @@ async fn careless_inserts_are_refused_or_made_new_pending_writes() {
     .unwrap();
     assert_eq!(r.get::<String, _>("state"), "pending");
     assert!(!r.get::<bool, _>("validated"));
-    assert_eq!(r.get::<i32, _>("attempts"), 0);
+    assert_eq!(r.get::<i64, _>("attempts"), 0);
     assert_eq!(r.get::<Option<String>, _>("hubspot_id"), None);
     assert_eq!(r.get::<String, _>("step"), "record");
     assert!(r.get::<bool, _>("no_refs"));

@@ -8,7 +8,8 @@
 -- checked by the table); times are timestamptz; `validated` is a boolean; the SQL-insert
 -- guard is a BEFORE INSERT trigger that rewrites the row instead of updating it after.
 -- Every insert notifies channel `hubspot_outbox` at commit, so a listening daemon sees new
--- rows at once.
+-- rows at once. The queue's count is kept as appended changes, not a counter row (see
+-- `queue_changes`).
 
 CREATE TABLE outbox (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -21,14 +22,14 @@ CREATE TABLE outbox (
                                 CHECK (state IN ('pending', 'waiting', 'in_flight', 'succeeded',
                                                  'failed', 'unconfirmed', 'discarded')),
     hubspot_id      text,
-    attempts        integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    attempts        bigint      NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     last_error      text,
     validated       boolean     NOT NULL DEFAULT false,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     batch_id        text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    split_to        integer     CHECK (split_to IS NULL OR split_to >= 1),
+    split_to        bigint      CHECK (split_to IS NULL OR split_to >= 1),
     note            text,
     first_failed_at timestamptz,
     sent_with       text,
@@ -79,10 +80,10 @@ CREATE INDEX waits_for_missing ON waits_for (missing_since) WHERE missing_since 
 CREATE TABLE error_history (
     id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     trace_id       text        NOT NULL,
-    attempt        integer     NOT NULL,
+    attempt        bigint      NOT NULL,
     batch_id       text,
     at             timestamptz NOT NULL DEFAULT now(),
-    http_status    integer     NOT NULL,
+    http_status    bigint      NOT NULL,
     category       text,
     message        text        NOT NULL,
     correlation_id text,
@@ -93,8 +94,8 @@ CREATE INDEX error_history_trace ON error_history (trace_id, id);
 CREATE TABLE batch_log (
     batch_id       text        PRIMARY KEY,
     object_type    text        NOT NULL,
-    size           integer     NOT NULL,
-    http_status    integer     NOT NULL,
+    size           bigint      NOT NULL,
+    http_status    bigint      NOT NULL,
     outcome        text        NOT NULL,
     duration_ms    bigint      NOT NULL,
     correlation_id text,
@@ -105,7 +106,7 @@ CREATE INDEX batch_log_sent ON batch_log (sent_at);
 
 CREATE TABLE daily_usage (
     day      text    PRIMARY KEY,
-    requests integer NOT NULL DEFAULT 0
+    requests bigint  NOT NULL DEFAULT 0
 );
 
 CREATE TABLE pauses (
@@ -132,14 +133,32 @@ CREATE TABLE purged_traces (
 CREATE INDEX purged_traces_at ON purged_traces (purged_at);
 
 -- The queue's count and cap (as on SQLite, migration 0008). Unfinished: pending, waiting
--- or in flight.
-CREATE TABLE queue_state (
+-- or in flight. Changes to the count are appended to `queue_changes` (one row per
+-- statement, by the statement triggers below) and folded into `queue_count` by the daemon,
+-- never updated in place: a counter row updated by every insert would make each
+-- producer's transaction wait for every other one's commit. `queue_state` shows the sum.
+CREATE TABLE queue_count (
     id          integer PRIMARY KEY CHECK (id = 1),
     queued      bigint  NOT NULL,
     max_queued  bigint  NOT NULL DEFAULT 0,
     full_reason text
 );
-INSERT INTO queue_state (id, queued) VALUES (1, 0);
+INSERT INTO queue_count (id, queued) VALUES (1, 0);
+
+CREATE TABLE queue_changes (
+    id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delta bigint NOT NULL
+);
+
+CREATE VIEW queue_state AS
+SELECT id, queued + coalesce((SELECT sum(delta) FROM queue_changes), 0)::bigint AS queued,
+       max_queued, full_reason
+FROM queue_count;
+
+-- Times as the daemon reads them, in SQLite's stored format (`2026-12-04T21:00:00.000Z`).
+CREATE FUNCTION outbox_ts(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
 
 -- Whatever a producer's INSERT says about the daemon's columns, the row enters as a new,
 -- unvalidated, pending write due now. The daemon's own inserts of writes it validated set
@@ -151,6 +170,8 @@ BEGIN
             'duplicate key value violates unique constraint "outbox_trace_id_key" (a write with this trace id was sent and has since been purged: it is a duplicate)';
     END IF;
     IF coalesce(current_setting('hubspot_outbox.ingest', true), '') != 'on' THEN
+        -- The count as of this statement's start: one statement's own rows are not
+        -- counted against the cap until it ends.
         IF EXISTS (SELECT 1 FROM queue_state
                    WHERE (max_queued > 0 AND queued >= max_queued) OR full_reason IS NOT NULL) THEN
             RAISE EXCEPTION 'hubspot-outbox: the queue is full (queue.max_queued or queue.min_free_disk; see `hubspot-outbox status`); nothing was stored, try again later';
@@ -178,22 +199,53 @@ END $$;
 CREATE TRIGGER outbox_before_insert BEFORE INSERT ON outbox
     FOR EACH ROW EXECUTE FUNCTION outbox_before_insert();
 
--- Counting unfinished writes, and the notification a listening daemon wakes on.
-CREATE FUNCTION outbox_after_change() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Counting unfinished writes (one `queue_changes` row per statement that changes the
+-- count), and the notification a listening daemon wakes on (one per object type per
+-- statement; PostgreSQL delivers it at commit, and not at all on a rollback).
+CREATE FUNCTION outbox_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    was boolean := TG_OP IN ('UPDATE', 'DELETE') AND OLD.state IN ('pending', 'waiting', 'in_flight');
-    now_ boolean := TG_OP IN ('INSERT', 'UPDATE') AND NEW.state IN ('pending', 'waiting', 'in_flight');
+    n bigint;
 BEGIN
-    IF was != now_ THEN
-        UPDATE queue_state SET queued = queued + CASE WHEN now_ THEN 1 ELSE -1 END;
+    SELECT count(*) INTO n FROM new_rows WHERE state IN ('pending', 'waiting', 'in_flight');
+    IF n != 0 THEN
+        INSERT INTO queue_changes (delta) VALUES (n);
     END IF;
-    IF TG_OP = 'INSERT' THEN
-        PERFORM pg_notify('hubspot_outbox', NEW.object_type);
+    PERFORM pg_notify('hubspot_outbox', t) FROM (SELECT DISTINCT object_type AS t FROM new_rows) AS d;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_after_insert AFTER INSERT ON outbox
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_after_insert();
+
+CREATE FUNCTION outbox_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    SELECT (SELECT count(*) FROM new_rows WHERE state IN ('pending', 'waiting', 'in_flight'))
+         - (SELECT count(*) FROM old_rows WHERE state IN ('pending', 'waiting', 'in_flight'))
+      INTO n;
+    IF n != 0 THEN
+        INSERT INTO queue_changes (delta) VALUES (n);
     END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER outbox_after_change AFTER INSERT OR UPDATE OF state OR DELETE ON outbox
-    FOR EACH ROW EXECUTE FUNCTION outbox_after_change();
+CREATE TRIGGER outbox_after_update AFTER UPDATE ON outbox
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_after_update();
+
+CREATE FUNCTION outbox_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM old_rows WHERE state IN ('pending', 'waiting', 'in_flight');
+    IF n != 0 THEN
+        INSERT INTO queue_changes (delta) VALUES (-n);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_after_delete AFTER DELETE ON outbox
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_after_delete();
 
 -- The operator views.
 CREATE VIEW failed_writes AS

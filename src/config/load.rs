@@ -10,9 +10,9 @@ use super::env::Env;
 use super::raw::{RawHubSpot, RawObject, RawRateLimit, RawRetry, RawSettings};
 use super::token::load_token;
 use super::{
-    Backoff, Config, ConfigError, DatabaseConfig, HUBSPOT_MAX_BATCH, HubSpotConfig, ObjectConfig,
-    OnConflict, Operator, OperatorKind, RateLimitConfig, ReferencesConfig, RetentionConfig,
-    RetryConfig, SocketConfig, invalid,
+    Backoff, Config, ConfigError, DatabaseConfig, DatabaseUrl, HUBSPOT_MAX_BATCH, HubSpotConfig,
+    ObjectConfig, OnConflict, Operator, OperatorKind, RateLimitConfig, ReferencesConfig,
+    RetentionConfig, RetryConfig, SocketConfig, invalid,
 };
 use crate::model::ObjectType;
 
@@ -116,9 +116,23 @@ impl Config {
         }
         let retry = retry_config(raw.retry)?;
         let objects = objects_config(raw.objects)?;
+        let url = match raw.database.url.as_deref() {
+            None | Some("") => None,
+            Some(url) => Some(DatabaseUrl::parse(url).map_err(|e| invalid("database.url", e))?),
+        };
+        if url.is_some() && raw.database.max_connections < 2 {
+            return Err(invalid("database.max_connections", "must be at least 2"));
+        }
+        let mut queue = raw.queue;
+        if url.is_some() {
+            // PostgreSQL's disk is the server's, not this host's: it manages it itself.
+            queue.min_free_disk = 0;
+        }
         Ok(Self {
             database: DatabaseConfig {
                 path: db_path,
+                url,
+                max_connections: raw.database.max_connections,
                 poll_interval: raw.database.poll_interval,
                 busy_timeout: raw.database.busy_timeout,
                 max_size: raw.database.max_size,
@@ -134,7 +148,7 @@ impl Config {
                 shutdown_timeout: raw.socket.shutdown_timeout,
             },
             limits: raw.limits,
-            queue: raw.queue,
+            queue,
             retention: retention(raw.retention)?,
             references: references(raw.references)?,
             log: raw.log,

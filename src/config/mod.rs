@@ -10,8 +10,10 @@
 //! - [`raw`]: the file's shape and its defaults, as serde reads it;
 //! - [`load`]: layering (file, then environment) and validation, raw to typed;
 //! - [`token`]: the secret access token and where it comes from;
+//! - [`database_url`]: a PostgreSQL outbox's URL, which never prints its password;
 //! - [`mod@env`]: the environment, injected so tests need not touch the process's.
 
+pub mod database_url;
 pub mod env;
 pub mod load;
 pub mod raw;
@@ -25,6 +27,7 @@ use serde::Deserialize;
 
 use crate::model::{Backoff, OnAmbiguous, OnConflict, Policy};
 
+pub use database_url::DatabaseUrl;
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use token::{AccessToken, TOKEN_CREDENTIAL, TOKEN_ENV};
 
@@ -370,7 +373,14 @@ impl Config {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
+    /// The SQLite file (without `url`); with `url` it only places the default socket.
     pub path: PathBuf,
+    /// `database.url`: the outbox is in PostgreSQL there instead of the SQLite file.
+    /// `path`'s other settings (`busy_timeout`, `max_size`) and `queue.min_free_disk`
+    /// are SQLite's and do not apply: PostgreSQL manages its own disk.
+    pub url: Option<DatabaseUrl>,
+    /// Most connections the daemon opens to PostgreSQL.
+    pub max_connections: u32,
     /// How often the daemon looks for rows that producers inserted with plain SQL.
     pub poll_interval: Duration,
     /// How long a connection waits for SQLite's write lock before failing.

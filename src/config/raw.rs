@@ -36,6 +36,8 @@ pub struct RawSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct RawDatabase {
     pub path: Option<PathBuf>,
+    pub url: Option<String>,
+    pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -48,6 +50,8 @@ impl Default for RawDatabase {
     fn default() -> Self {
         Self {
             path: None,
+            url: None,
+            max_connections: 8,
             poll_interval: Duration::from_millis(250),
             busy_timeout: Duration::from_secs(5),
             max_size: 0,

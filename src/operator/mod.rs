@@ -49,6 +49,9 @@ pub enum OpsError {
 
 /// Opens the database read-only; it must exist.
 pub async fn open_read(config: &Config) -> Result<Store, OpsError> {
+    if let Some(url) = &config.database.url {
+        return Ok(Store::connect(url.expose(), 2, false).await?);
+    }
     let path = &config.database.path;
     if !path.exists() {
         return Err(OpsError::NoDatabase(path.display().to_string()));
@@ -58,6 +61,9 @@ pub async fn open_read(config: &Config) -> Result<Store, OpsError> {
 
 /// Opens the database for changes; it must exist (commands never create an outbox).
 pub async fn open_write(config: &Config) -> Result<Store, OpsError> {
+    if let Some(url) = &config.database.url {
+        return Ok(Store::connect(url.expose(), 2, true).await?);
+    }
     let path = &config.database.path;
     if !path.exists() {
         return Err(OpsError::NoDatabase(path.display().to_string()));

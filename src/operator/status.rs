@@ -215,7 +215,9 @@ pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
     };
     let value = json!({
         "database": {"path": config.database.path, "pollInterval": format!("{:?}", config.database.poll_interval),
-                     "busyTimeout": format!("{:?}", config.database.busy_timeout)},
+                     "busyTimeout": format!("{:?}", config.database.busy_timeout),
+                     "url": config.database.url.as_ref().map(|u| u.redacted()),
+                     "maxConnections": config.database.max_connections},
         "socket": {"path": config.socket.path, "mode": format!("{:04o}", config.socket.mode)},
         "limits": {"maxRequestBytes": config.limits.max_request_bytes, "maxWritesPerRequest": config.limits.max_writes_per_request},
         "hubspot": {"baseUrl": config.hubspot.base_url, "apiVersion": config.hubspot.api_version,

@@ -1,6 +1,8 @@
 //! "One daemon owns this database": an exclusive `flock` on `<database>.lock`. The kernel
 //! drops the lock when the process dies, however it dies, so a restart right after a
-//! SIGKILL is never refused or delayed (a lease row with a timeout would be).
+//! SIGKILL is never refused or delayed (a lease row with a timeout would be). On
+//! PostgreSQL, where several daemons share the database, the same lock guards each
+//! daemon's socket instead (`<socket>.lock`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -9,11 +11,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "database `{database}` is in use by another hubspot-outbox daemon{pid} (lock `{lock}` is held); \
-         only one daemon may own a database"
+        "{owned} is in use by another hubspot-outbox daemon{pid} (lock `{lock}` is held); \
+         only one daemon may own it"
     )]
     Held {
-        database: PathBuf,
+        /// What the lock guards, in words: "database `…`" or "socket `…`".
+        owned: String,
         lock: PathBuf,
         pid: String,
     },
@@ -40,7 +43,12 @@ pub fn lock_path(database: &Path) -> PathBuf {
 impl OwnerLock {
     /// Takes the lock or fails at once (never waits) when another process holds it.
     pub fn acquire(database: &Path) -> Result<Self, LockError> {
-        let lock = lock_path(database);
+        Self::acquire_for(database, format!("database `{}`", database.display()))
+    }
+
+    /// Takes the lock of the file `guarded` (described as `owned` in the refusal).
+    pub fn acquire_for(guarded: &Path, owned: String) -> Result<Self, LockError> {
+        let lock = lock_path(guarded);
         let io = |source| LockError::Io {
             lock: lock.clone(),
             source,
@@ -59,7 +67,7 @@ impl OwnerLock {
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
                 return Err(LockError::Held {
-                    database: database.to_owned(),
+                    owned,
                     lock,
                     pid: if holder.is_empty() {
                         String::new()

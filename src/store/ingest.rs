@@ -79,3 +79,42 @@ pub trait IngestStore: Send + Sync {
     /// of the WAL; see `SqliteStore::sync_wal`).
     async fn make_durable(&self) -> Result<(), StoreError>;
 }
+
+/// `[[trace_id, object_type, {properties}, [associations], operation, id_property,
+/// record_key, order_key], ...]`, with the stored JSON texts embedded as JSON (not as
+/// strings), so the database's `->` hands them back as JSON.
+pub(in crate::store) fn rows_as_json(rows: &[RowToStore]) -> String {
+    let size: usize = rows
+        .iter()
+        .map(|r| {
+            r.trace_id.len() + r.object_type.len() + r.properties.len() + r.associations.len() + 16
+        })
+        .sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('[');
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        out.push_str(&serde_json::to_string(&r.trace_id).expect("strings serialize"));
+        out.push(',');
+        out.push_str(&serde_json::to_string(&r.object_type).expect("strings serialize"));
+        out.push(',');
+        out.push_str(&r.properties);
+        out.push(',');
+        out.push_str(&r.associations);
+        for text in [
+            Some(r.operation.as_str()),
+            r.id_property.as_deref(),
+            r.record_key.as_deref(),
+            r.order_key.as_deref(),
+        ] {
+            out.push(',');
+            out.push_str(&serde_json::to_string(&text).expect("strings serialize"));
+        }
+        out.push(']');
+    }
+    out.push(']');
+    out
+}

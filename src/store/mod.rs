@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod intake;
 pub mod ops;
 pub mod pauses;
+pub mod postgres;
 pub mod queue;
 pub mod read;
 pub mod references;
@@ -96,6 +97,19 @@ impl Store {
     ) -> Result<Self, StoreError> {
         Ok(Self(Arc::new(
             SqliteStore::open_limited(path, busy_timeout, max_size).await?,
+        )))
+    }
+
+    /// The outbox in the PostgreSQL database at `url`, with up to `max_connections`
+    /// connections; with `migrate`, pending migrations run first (see
+    /// [`postgres::PgStore::connect`]).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        migrate: bool,
+    ) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(
+            postgres::PgStore::connect(url, max_connections, migrate).await?,
         )))
     }
 

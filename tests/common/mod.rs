@@ -21,6 +21,73 @@ use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hubspot-outbox");
 
+/// Where a test's outbox lives: the SQLite file in the test's directory, or a fresh
+/// database of its own on the test binary's PostgreSQL server (see [`pg::shared`]).
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database; `None` (the reason printed) where PostgreSQL is not
+    /// installed.
+    pub fn postgres() -> Option<Self> {
+        pg::fresh_database().map(Self::Postgres)
+    }
+
+    /// A backend of the same kind with an outbox of its own: for a test that starts
+    /// several daemons that must not share one (SQLite's file is per directory already).
+    pub fn another(&self) -> Self {
+        match self {
+            Self::Sqlite => Self::Sqlite,
+            Self::Postgres(_) => Self::postgres().expect("the server is running"),
+        }
+    }
+
+    /// The settings that select this backend.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Sqlite => Vec::new(),
+            Self::Postgres(url) => vec![("HUBSPOT_OUTBOX__DATABASE__URL", url.clone())],
+        }
+    }
+}
+
+/// Declares each test twice, as `name::sqlite` and `name::postgres` (the latter skipped,
+/// saying so, where PostgreSQL is not installed): the same body, handed the
+/// [`Backend`] to start its daemon on.
+///
+/// ```ignore
+/// on_both_backends! {
+///     async fn a_write_is_sent(db) { let d = start_daemon_on(&db, &env).await; ... }
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($db: $crate::common::Backend) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run($crate::common::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(db) = $crate::common::Backend::postgres() {
+                    run(db).await
+                }
+            }
+        }
+    )*};
+}
+
 /// A config whose database and socket live in `dir`, plus extra `HUBSPOT_OUTBOX__` pairs.
 pub fn config_in(dir: &Path, extra: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = HashMap::new();
@@ -48,6 +115,7 @@ pub fn config_in(dir: &Path, extra: &[(&str, &str)]) -> Config {
 /// A daemon served in this process (the same `app::serve` the binary runs).
 pub struct InProcess {
     pub dir: TempDir,
+    pub backend: Backend,
     pub config: Config,
     pub store: Store,
     shutdown: CancellationToken,
@@ -60,9 +128,18 @@ impl InProcess {
     }
 
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        Self::start_on_backend(&Backend::Sqlite, extra).await
+    }
+
+    /// A daemon on `backend`'s outbox, with extra settings.
+    pub async fn start_on_backend(backend: &Backend, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_in(dir.path(), extra);
-        Self::start_on(dir, config).await
+        let backend_env = backend.env();
+        let mut all: Vec<(&str, &str)> =
+            backend_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(extra);
+        let config = config_in(dir.path(), &all);
+        Self::start_on(dir, backend.clone(), config).await
     }
 
     /// Stops this daemon and starts a new one on the same database and settings.
@@ -70,17 +147,22 @@ impl InProcess {
         self.shutdown.cancel();
         self.task.await.unwrap();
         self.store.close().await;
-        Self::start_on(self.dir, self.config).await
+        Self::start_on(self.dir, self.backend, self.config).await
     }
 
-    async fn start_on(dir: TempDir, config: Config) -> Self {
-        let store = Store::open_limited(
-            &config.database.path,
-            config.database.busy_timeout,
-            config.database.max_size,
-        )
-        .await
-        .unwrap();
+    async fn start_on(dir: TempDir, backend: Backend, config: Config) -> Self {
+        let store = match &config.database.url {
+            Some(url) => Store::connect(url.expose(), config.database.max_connections, true)
+                .await
+                .unwrap(),
+            None => Store::open_limited(
+                &config.database.path,
+                config.database.busy_timeout,
+                config.database.max_size,
+            )
+            .await
+            .unwrap(),
+        };
         let (listener, file) = bind(&config.socket.path, config.socket.mode).unwrap();
         let shutdown = CancellationToken::new();
         let task = {
@@ -93,11 +175,27 @@ impl InProcess {
         };
         Self {
             dir,
+            backend,
             config,
             store,
             shutdown,
             task,
         }
+    }
+
+    /// Runs `sql` on the outbox with the database's own shell (`sqlite3` or `psql`) and
+    /// returns its rows as `a|b` lines; panics if the statement fails.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = match &self.backend {
+            Backend::Sqlite => sqlite3(&self.db_path(), sql),
+            Backend::Postgres(url) => pg::shared().unwrap().psql(url, sql),
+        };
+        assert!(
+            out.status.success(),
+            "`{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     pub async fn client(&self) -> SocketClient {

@@ -3,9 +3,16 @@
 //! installed (Debian's package `postgresql`), [`PgServer::start`] says so and returns
 //! `None`, and the test skips. `initdb` refuses to run as root, so as root the server runs
 //! as `nobody`.
+//!
+//! [`shared`] is one server for a whole test binary, each test in a database of its own
+//! ([`fresh_database`]): a server start costs about a second, a database a few
+//! milliseconds. A static is never dropped, so a watcher process stops that server and
+//! removes its directory once the test binary has exited, however it exits.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct PgServer {
     pub url: String,
@@ -110,7 +117,7 @@ impl PgServer {
             let port = free_port();
             let sockets = server.data.parent().unwrap().display().to_string();
             let options = format!(
-                "-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+                "-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
             );
             let log = server.data.parent().unwrap().join("server.log");
             let started = server
@@ -153,6 +160,75 @@ impl PgServer {
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+
+    /// The server's `psql`, connected to `url`, printing rows as `a|b` (like the
+    /// `sqlite3` shell's default).
+    pub fn psql(&self, url: &str, sql: &str) -> std::process::Output {
+        Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap()
+    }
+}
+
+static SHARED: OnceLock<Option<PgServer>> = OnceLock::new();
+
+/// The test binary's one server, started by the first test that asks (see the module's
+/// doc); `None` where PostgreSQL is not installed.
+pub fn shared() -> Option<&'static PgServer> {
+    SHARED
+        .get_or_init(|| {
+            let server = PgServer::start()?;
+            // Stops the server and removes its files after this process exits.
+            let data = server.data.display().to_string();
+            let pg_ctl = server.bin.join("pg_ctl").display().to_string();
+            let stop = if server.as_nobody {
+                format!("runuser -u nobody -- {pg_ctl} -D {data} -m immediate -w stop")
+            } else {
+                format!("{pg_ctl} -D {data} -m immediate -w stop")
+            };
+            let dir = server.data.parent().unwrap().display().to_string();
+            let script = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+                pid = std::process::id()
+            );
+            // Started in the background of a shell that exits at once, so the watcher
+            // outlives this process (it is no child of ours to wait for).
+            let started = Command::new("sh")
+                .args(["-c", &format!("({script}) </dev/null >/dev/null 2>&1 &")])
+                .stdin(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(started.success());
+            Some(server)
+        })
+        .as_ref()
+}
+
+/// A new, empty database on the shared server, and its URL.
+pub fn fresh_database() -> Option<String> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let server = shared()?;
+    let name = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let out = server.psql(&server.url, &format!("CREATE DATABASE {name}"));
+    assert!(
+        out.status.success(),
+        "CREATE DATABASE: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server_url, _) = server.url.rsplit_once('/').unwrap();
+    Some(format!("{server_url}/{name}"))
 }
 
 impl Drop for PgServer {

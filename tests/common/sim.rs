@@ -118,8 +118,13 @@ pub fn fast(sim: &Simulator, extra: &[(&'static str, &'static str)]) -> Vec<(Str
 }
 
 pub async fn start_daemon(env: &[(String, String)]) -> InProcess {
+    start_daemon_on(&super::Backend::Sqlite, env).await
+}
+
+/// [`start_daemon`] on `backend`'s outbox.
+pub async fn start_daemon_on(backend: &super::Backend, env: &[(String, String)]) -> InProcess {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    InProcess::start_with(&pairs).await
+    InProcess::start_on_backend(backend, &pairs).await
 }
 
 pub async fn enqueue(d: &InProcess, writes: Vec<Value>) {
@@ -129,16 +134,13 @@ pub async fn enqueue(d: &InProcess, writes: Vec<Value>) {
 }
 
 pub async fn sql_count(d: &InProcess, filter: &str) -> i64 {
-    let out = super::sqlite3(
-        &d.db_path(),
-        &format!("SELECT count(*) FROM outbox WHERE {filter}"),
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    d.sql(&format!("SELECT count(*) FROM outbox WHERE {filter}"))
+        .parse()
+        .unwrap()
 }
 
 pub async fn sql(d: &InProcess, query: &str) -> String {
-    let out = super::sqlite3(&d.db_path(), query);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    d.sql(query)
 }
 
 pub async fn settled(d: &InProcess, total: i64) {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
-use crate::store::ingest::{ExistingWrite, IngestStore, IngestTx, RowToStore};
+use crate::store::ingest::{ExistingWrite, IngestStore, IngestTx, RowToStore, rows_as_json};
 
 #[async_trait]
 impl IngestStore for SqliteStore {
@@ -124,43 +124,4 @@ impl IngestTx for SqliteIngestTx {
 /// [`IngestTx::commit`] rolls back.
 pub struct SqliteIngestTx {
     tx: Transaction<'static, Sqlite>,
-}
-
-/// `[[trace_id, object_type, {properties}, [associations], operation, id_property,
-/// record_key, order_key], ...]`, with the stored JSON texts embedded as JSON (not as
-/// strings), so SQLite's `->` hands them back minified.
-fn rows_as_json(rows: &[RowToStore]) -> String {
-    let size: usize = rows
-        .iter()
-        .map(|r| {
-            r.trace_id.len() + r.object_type.len() + r.properties.len() + r.associations.len() + 16
-        })
-        .sum();
-    let mut out = String::with_capacity(size + 2);
-    out.push('[');
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        out.push_str(&serde_json::to_string(&r.trace_id).expect("strings serialize"));
-        out.push(',');
-        out.push_str(&serde_json::to_string(&r.object_type).expect("strings serialize"));
-        out.push(',');
-        out.push_str(&r.properties);
-        out.push(',');
-        out.push_str(&r.associations);
-        for text in [
-            Some(r.operation.as_str()),
-            r.id_property.as_deref(),
-            r.record_key.as_deref(),
-            r.order_key.as_deref(),
-        ] {
-            out.push(',');
-            out.push_str(&serde_json::to_string(&text).expect("strings serialize"));
-        }
-        out.push(']');
-    }
-    out.push(']');
-    out
 }

@@ -1,0 +1,242 @@
+//! Claiming work on PostgreSQL. Several daemons may claim at once: the candidates are
+//! locked as they are read (`FOR UPDATE SKIP LOCKED`), so two daemons never take the same
+//! row and neither waits for the other; the transaction is as short as on SQLite and never
+//! held across an HTTP call.
+
+use super::PgStore;
+use crate::model::{ClaimedRow, Operation};
+use crate::store::claim::{Chooser, Claim, ClaimStore, DueType, InFlightRow};
+use crate::store::{StoreError, timestamp};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// The columns a claim reads, in [`ClaimedRecord`]'s order.
+macro_rules! claimed_columns {
+    () => {
+        "id, trace_id, properties::text AS properties, associations::text AS associations,
+         attempts, split_to, outbox_ts(first_failed_at) AS first_failed_at, read_by, sent_with,
+         last_error, operation, id_property, record_key, hubspot_id,
+         associations_done::text AS associations_done, step"
+    };
+}
+
+#[async_trait]
+impl ClaimStore for PgStore {
+    /// Walks the `outbox_due` index lane by lane (a loose index scan written as a
+    /// recursive query, as on SQLite) instead of grouping every due row.
+    async fn due_types(&self, now: DateTime<Utc>, cap: usize) -> Result<Vec<DueType>, StoreError> {
+        Ok(sqlx::query_as(
+            "WITH RECURSIVE lanes(t, l) AS (
+                 SELECT t0, (SELECT min(lane) FROM outbox
+                             WHERE state = 'pending' AND validated AND object_type = t0)
+                 FROM (SELECT min(object_type) AS t0 FROM outbox
+                       WHERE state = 'pending' AND validated) AS first
+                 UNION ALL
+                 SELECT CASE WHEN (SELECT min(lane) FROM outbox
+                                   WHERE state = 'pending' AND validated
+                                     AND object_type = t AND lane > l) IS NOT NULL
+                             THEN t
+                             ELSE (SELECT min(object_type) FROM outbox
+                                   WHERE state = 'pending' AND validated AND object_type > t)
+                        END,
+                        coalesce(
+                            (SELECT min(lane) FROM outbox
+                             WHERE state = 'pending' AND validated
+                               AND object_type = t AND lane > l),
+                            (SELECT min(lane) FROM outbox
+                             WHERE state = 'pending' AND validated
+                               AND object_type = (SELECT min(object_type) FROM outbox
+                                                  WHERE state = 'pending' AND validated
+                                                    AND object_type > t)))
+                 FROM lanes WHERE t IS NOT NULL
+             )
+             SELECT object_type, lane, count, oldest_due_at FROM (
+                 SELECT t AS object_type, l AS lane,
+                        (SELECT count(*) FROM (
+                             SELECT 1 FROM outbox
+                             WHERE state = 'pending' AND validated AND object_type = t
+                               AND lane = l AND next_attempt_at <= $1::timestamptz
+                             LIMIT $2) AS d) AS count,
+                        outbox_ts((SELECT min(next_attempt_at) FROM outbox
+                         WHERE state = 'pending' AND validated AND object_type = t
+                           AND lane = l AND next_attempt_at <= $1::timestamptz)) AS oldest_due_at
+                 FROM lanes WHERE t IS NOT NULL
+             ) AS due
+             WHERE oldest_due_at IS NOT NULL
+             ORDER BY object_type, lane",
+        )
+        .bind(timestamp(now))
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT outbox_ts(min(next_attempt_at)) FROM outbox WHERE state = 'pending' AND validated",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn claim_batch(
+        &self,
+        claim: &Claim<'_>,
+        choose: &Chooser<'_>,
+    ) -> Result<Vec<ClaimedRow>, StoreError> {
+        let now_text = timestamp(claim.now);
+        let mut tx = self.begin_write().await?;
+        let mut candidates: Vec<ClaimedRecord> = Vec::new();
+        if claim.lane == "create" {
+            candidates = sqlx::query_as(concat!(
+                "SELECT ",
+                claimed_columns!(),
+                " FROM outbox
+                 WHERE state = 'pending' AND validated AND object_type = $1 AND read_by IS NOT NULL
+                   AND next_attempt_at <= $2::timestamptz
+                 ORDER BY read_by, next_attempt_at, id LIMIT $3
+                 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(claim.object_type)
+            .bind(&now_text)
+            .bind(claim.look_ahead as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let read = !candidates.is_empty();
+        if !read {
+            candidates = sqlx::query_as(concat!(
+                "SELECT ",
+                claimed_columns!(),
+                " FROM outbox AS o
+                 WHERE state = 'pending' AND validated AND object_type = $1 AND lane = $4
+                   AND read_by IS NULL AND next_attempt_at <= $2::timestamptz
+                   AND (order_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM outbox AS e
+                        WHERE e.object_type = o.object_type AND e.order_key = o.order_key
+                          AND e.id < o.id AND e.state IN ('pending', 'waiting', 'in_flight')))
+                   AND ($5 IS NULL OR o.id_property IS DISTINCT FROM $5 OR NOT EXISTS (
+                        SELECT 1 FROM outbox AS c
+                        WHERE c.trace_id = o.record_key AND c.id < o.id
+                          AND c.state IN ('pending', 'waiting', 'in_flight')))
+                 ORDER BY next_attempt_at, id LIMIT $3
+                 FOR UPDATE OF o SKIP LOCKED"
+            ))
+            .bind(claim.object_type)
+            .bind(&now_text)
+            .bind(claim.look_ahead as i64)
+            .bind(claim.lane)
+            .bind(claim.trace_property)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        let candidates: Vec<ClaimedRow> = candidates.into_iter().map(ClaimedRow::from).collect();
+        let chosen: Vec<ClaimedRow> = choose(&candidates)
+            .into_iter()
+            .map(|i| candidates[i].clone())
+            .collect();
+        if chosen.is_empty() {
+            // Ended here, not left to the drop: the rows' locks go at once.
+            tx.rollback().await?;
+            return Ok(chosen);
+        }
+        let ids: Vec<i64> = chosen.iter().map(|r| r.id).collect();
+        // A read leaves `sent_with` as the create set it.
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'in_flight', batch_id = $1, updated_at = $2::timestamptz,
+                    sent_with = CASE WHEN $4 THEN sent_with ELSE $5 END
+             WHERE id = ANY($3) AND state = 'pending'",
+        )
+        .bind(claim.batch_id)
+        .bind(&now_text)
+        .bind(ids)
+        .bind(read)
+        .bind(claim.sent_with)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != chosen.len() as u64 {
+            return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
+                "claimed {} of {} rows",
+                done.rows_affected(),
+                chosen.len()
+            ))));
+        }
+        super::pauses::count_request_in(&mut tx, claim.day).await?;
+        tx.commit().await?;
+        Ok(chosen)
+    }
+
+    async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
+        let records: Vec<InFlightRecord> = sqlx::query_as(concat!(
+            "SELECT coalesce(batch_id, '') AS batch_id, object_type, ",
+            claimed_columns!(),
+            " FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(records
+            .into_iter()
+            .map(|r| InFlightRow {
+                batch_id: r.batch_id,
+                object_type: r.object_type,
+                sent_with: r.sent_with,
+                row: r.row.into(),
+            })
+            .collect())
+    }
+}
+
+/// A claimed row as the claim queries read it; handed out as [`ClaimedRow`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ClaimedRecord {
+    id: i64,
+    trace_id: String,
+    properties: String,
+    associations: String,
+    attempts: i64,
+    split_to: Option<i64>,
+    first_failed_at: Option<String>,
+    read_by: Option<String>,
+    sent_with: Option<String>,
+    last_error: Option<String>,
+    operation: String,
+    id_property: Option<String>,
+    record_key: Option<String>,
+    hubspot_id: Option<String>,
+    associations_done: Option<String>,
+    step: String,
+}
+
+impl From<ClaimedRecord> for ClaimedRow {
+    fn from(r: ClaimedRecord) -> Self {
+        Self {
+            id: r.id,
+            trace_id: r.trace_id,
+            properties: r.properties,
+            associations: r.associations,
+            attempts: r.attempts,
+            split_to: r.split_to,
+            first_failed_at: r.first_failed_at,
+            read_by: r.read_by,
+            sent_with: r.sent_with,
+            last_error: r.last_error,
+            // The table's CHECK allows nothing else.
+            operation: Operation::parse(&r.operation).unwrap_or_default(),
+            id_property: r.id_property,
+            record_key: r.record_key,
+            hubspot_id: r.hubspot_id,
+            associations_done: r.associations_done,
+            associating: r.step == "associations",
+        }
+    }
+}
+
+/// An in-flight row as the recovery query reads it.
+#[derive(sqlx::FromRow)]
+struct InFlightRecord {
+    batch_id: String,
+    object_type: String,
+    sent_with: Option<String>,
+    #[sqlx(flatten)]
+    row: ClaimedRecord,
+}

@@ -1,0 +1,99 @@
+//! The outbox on PostgreSQL (issue 12): the same families as on SQLite, in PostgreSQL's
+//! SQL. What differs, and why:
+//!
+//! - Several daemons may share the database, so nothing relies on one writer at a time.
+//!   Claims lock the rows they take (`FOR UPDATE SKIP LOCKED`), and every transaction
+//!   that settles writes or registers writes that wait for writes first takes one
+//!   transaction-scoped advisory lock ([`lock_references`]): SQLite's single write lock
+//!   gave that order for free, and without it a write could start waiting for a write
+//!   that settles in a concurrent transaction and never hear of it.
+//! - Times are `timestamptz`; they are bound as the same text the SQLite store uses
+//!   (cast in the SQL) and read back through `outbox_ts()` in that same text, so the
+//!   stages above see one format whichever database holds the outbox.
+//! - JSON columns are `jsonb`: read back as text (`::text`), which may space or order an
+//!   object's keys differently from what was written; everything that compares them
+//!   parses them first.
+//! - Sets of ids travel as arrays (`= ANY($1)`), payloads as one `jsonb` parameter.
+
+mod claim;
+mod ingest;
+mod intake;
+mod ops;
+mod pauses;
+mod queue;
+mod read;
+mod references;
+mod settle;
+mod trace;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::{Outbox, PG_MIGRATOR, StoreError};
+
+/// A handle on an outbox in PostgreSQL. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// The advisory lock key of the reference bookkeeping (see [`lock_references`]): the
+/// text `hubspot_outbox.references` hashed once, written out so no two daemons could ever
+/// disagree on it.
+const REFERENCES_LOCK: i64 = 0x6873_6f62_7265_6673;
+
+impl PgStore {
+    /// Connects to the database at `url` with up to `max_connections` connections, and
+    /// with `migrate` runs pending migrations (sqlx holds an advisory lock meanwhile, so
+    /// daemons starting together migrate once). Commands that only look pass `false`: a
+    /// reader's role need not be allowed to change the schema.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        migrate: bool,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .min_connections(1)
+            .connect(url)
+            .await?;
+        if migrate {
+            PG_MIGRATOR.run(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// A transaction for changes. Read committed: each statement sees what was committed
+    /// before it began, and every change is guarded by the state it expects.
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+/// Takes the reference bookkeeping's lock until the end of the transaction. Every
+/// transaction that settles writes (succeeded, failed, discarded) or registers writes
+/// that wait for writes takes it before its first change, so those transactions run one
+/// at a time (each a few milliseconds) and always take their locks in the same order;
+/// claims and reads never take it.
+async fn lock_references(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(REFERENCES_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM outbox LIMIT 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
