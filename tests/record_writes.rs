@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::eventually;
-use common::sim::{Simulator, enqueue, fast, settled, sql, sql_count, start_daemon};
+use common::sim::{Simulator, enqueue, fast, settled, sql, sql_count, start_daemon_on};
 use hubspot_outbox::simulator::SimOptions;
 use serde_json::{Value, json};
 
@@ -28,10 +28,10 @@ fn next(state: &mut u64) -> u64 {
     *state >> 33
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_record_ends_with_the_last_write_enqueued_for_it() {
+crate::on_both_backends! {
+async fn each_record_ends_with_the_last_write_enqueued_for_it(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[EMAIL_UNIQUE])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[EMAIL_UNIQUE])).await;
     let mut state = 7;
     let mut last: HashMap<String, usize> = HashMap::new();
     let mut writes = Vec::new();
@@ -82,7 +82,7 @@ async fn each_record_ends_with_the_last_write_enqueued_for_it() {
     }
     // Every upsert knows whether it made its record: one `new` per email.
     assert_eq!(
-        sql_count(&d, "operation = 'upsert' AND new_record = 1").await,
+        sql_count(&d, "operation = 'upsert' AND new_record").await,
         last.len() as i64
     );
     let stats = sim.stats().await;
@@ -93,11 +93,12 @@ async fn each_record_ends_with_the_last_write_enqueued_for_it() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn updates_by_record_id_and_by_value_and_a_missing_record_fails_clearly() {
+crate::on_both_backends! {
+async fn updates_by_record_id_and_by_value_and_a_missing_record_fails_clearly(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[EMAIL_UNIQUE])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[EMAIL_UNIQUE])).await;
     enqueue(
         &d,
         vec![json!({"objectType": "contacts", "objectWriteTraceId": "c",
@@ -150,11 +151,12 @@ async fn updates_by_record_id_and_by_value_and_a_missing_record_fails_clearly() 
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn an_upsert_succeeds_only_once_its_associations_exist() {
+crate::on_both_backends! {
+async fn an_upsert_succeeds_only_once_its_associations_exist(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[EMAIL_UNIQUE])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[EMAIL_UNIQUE])).await;
     enqueue(
         &d,
         vec![
@@ -255,7 +257,7 @@ async fn an_upsert_succeeds_only_once_its_associations_exist() {
     );
     let v = sql(
         &d,
-        "SELECT state, hubspot_id IS NOT NULL, last_error FROM outbox WHERE trace_id = 'v'",
+        "SELECT state, CAST(hubspot_id IS NOT NULL AS INTEGER), last_error FROM outbox WHERE trace_id = 'v'",
     )
     .await;
     assert!(
@@ -283,11 +285,12 @@ async fn an_upsert_succeeds_only_once_its_associations_exist() {
     assert_eq!(sim.stats().await["calls"]["upsert"], upserts);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_non_unique_id_property_pauses_only_its_lane() {
+crate::on_both_backends! {
+async fn a_non_unique_id_property_pauses_only_its_lane(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[EMAIL_UNIQUE])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[EMAIL_UNIQUE])).await;
     enqueue(
         &d,
         vec![
@@ -305,7 +308,7 @@ async fn a_non_unique_id_property_pauses_only_its_lane() {
     eventually("the lane is paused, with HubSpot's reason", || async {
         sql(
             &d,
-            "SELECT scope, kind, reason LIKE '%non-unique%' FROM pauses",
+            "SELECT scope, kind, CAST(reason LIKE '%non-unique%' AS INTEGER) FROM pauses",
         )
         .await
             == "lane:contacts upsert:firstname|rejected|1"
@@ -321,4 +324,5 @@ async fn a_non_unique_id_property_pauses_only_its_lane() {
         "kept, no attempt charged"
     );
     d.stop().await;
+}
 }

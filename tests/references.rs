@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::eventually;
-use common::sim::{Simulator, enqueue, fast, settled, sql, sql_count, start_daemon};
+use common::sim::{Simulator, enqueue, fast, settled, sql, sql_count, start_daemon_on};
 use hubspot_outbox::simulator::SimOptions;
 use hubspot_outbox::store::ops::Selection;
 use serde_json::{Value, json};
@@ -45,10 +45,10 @@ async fn associations_by_source(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_company_and_200_contacts_in_one_request_contacts_first() {
+crate::on_both_backends! {
+async fn a_company_and_200_contacts_in_one_request_contacts_first(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     let mut writes: Vec<Value> = (0..200)
         .map(|i| {
             create(
@@ -87,19 +87,23 @@ async fn a_company_and_200_contacts_in_one_request_contacts_first() {
     // The references as written are kept beside the ids they were resolved to.
     let kept = sql(
         &d,
-        "SELECT referenced_associations ->> '$[0].to.objectWriteTraceId', associations ->> '$[0].to.id'
-         FROM outbox WHERE trace_id = 'contact-7'",
+        &format!(
+            "SELECT {}, {} FROM outbox WHERE trace_id = 'contact-7'",
+            d.json_at("referenced_associations", "$[0].to.objectWriteTraceId"),
+            d.json_at("associations", "$[0].to.id")
+        ),
     )
     .await;
     assert_eq!(kept, format!("company-42|{company}"));
     assert_eq!(sql(&d, "SELECT count(*) FROM waits_for").await, "0");
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_three_level_chain_resolves_level_by_level() {
+crate::on_both_backends! {
+async fn a_three_level_chain_resolves_level_by_level(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     // Deepest first: a line item of a deal of a company, none of which exists yet.
     enqueue(
         &d,
@@ -139,13 +143,12 @@ async fn a_three_level_chain_resolves_level_by_level() {
     assert_eq!(sql(&d, "SELECT count(*) FROM batch_log").await, "3");
     d.stop().await;
 }
+}
 
-// Multi-threaded: the sqlite3 shell below blocks its thread while it waits for the write
-// lock, and the daemon must be able to finish a transaction meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn references_across_requests_sql_inserts_and_a_restart() {
+crate::on_both_backends! {
+async fn references_across_requests_sql_inserts_and_a_restart(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     // A contact over the socket and a deal by SQL, both before their company exists.
     enqueue(
         &d,
@@ -157,16 +160,10 @@ async fn references_across_requests_sql_inserts_and_a_restart() {
         )],
     )
     .await;
-    let inserted = common::sqlite3(
-        &d.db_path(),
+    d.sql(
         r#"INSERT INTO outbox (trace_id, object_type, properties, associations)
            VALUES ('by-sql', 'deals', '{"dealname": "D"}',
                    '[{"to": {"objectWriteTraceId": "co-later"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 341}]}]')"#,
-    );
-    assert!(
-        inserted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inserted.stderr)
     );
     eventually("both wait", || async {
         sql_count(&d, "state = 'waiting'").await == 2
@@ -218,11 +215,12 @@ async fn references_across_requests_sql_inserts_and_a_restart() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_reference_to_a_write_that_fails_fails_and_both_replay() {
+crate::on_both_backends! {
+async fn a_reference_to_a_write_that_fails_fails_and_both_replay(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     // The simulator refuses properties named `unknown…`: the company fails, and the
     // contact and the deal pointing at it (the deal through the contact) fail with it.
     enqueue(
@@ -303,11 +301,12 @@ async fn a_reference_to_a_write_that_fails_fails_and_both_replay() {
     );
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn an_operator_gives_up_a_waiting_write_and_what_waits_for_it_fails() {
+crate::on_both_backends! {
+async fn an_operator_gives_up_a_waiting_write_and_what_waits_for_it_fails(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     enqueue(
         &d,
         vec![
@@ -344,11 +343,12 @@ async fn an_operator_gives_up_a_waiting_write_and_what_waits_for_it_fails() {
     assert_eq!(sql(&d, "SELECT queued FROM queue_state").await, "0");
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn a_reference_never_enqueued_fails_after_wait_for_missing() {
+crate::on_both_backends! {
+async fn a_reference_never_enqueued_fails_after_wait_for_missing(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(
+    let d = start_daemon_on(&db, &fast(
         &sim,
         &[
             ("HUBSPOT_OUTBOX__REFERENCES__WAIT_FOR_MISSING", "1s"),
@@ -380,11 +380,12 @@ async fn a_reference_never_enqueued_fails_after_wait_for_missing() {
     assert_eq!(sql(&d, "SELECT count(*) FROM batch_log").await, "0");
     d.stop().await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it() {
+crate::on_both_backends! {
+async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     let a = create("contacts", "a", json!({}), vec![to_write("b", 279)]);
     let b = create("companies", "b", json!({}), vec![to_write("a", 280)]);
     let mut c = d.client().await;
@@ -447,13 +448,11 @@ async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it(
          second): it waits behind an earlier write to the same record, which waits for it"
     );
     // A row inserted with SQL that points at itself.
-    let inserted = common::sqlite3(
-        &d.db_path(),
+    d.sql(
         r#"INSERT INTO outbox (trace_id, object_type, properties, associations)
            VALUES ('selfish', 'contacts', '{}',
                    '[{"to": {"objectWriteTraceId": "selfish"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}]}]')"#,
     );
-    assert!(inserted.status.success());
     settled(&d, 5).await;
     assert_eq!(
         sql(
@@ -491,11 +490,12 @@ async fn a_cycle_is_refused_and_one_closed_later_fails_the_write_that_closes_it(
     assert_eq!(sql(&d, "SELECT count(*) FROM batch_log").await, "0");
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn an_upsert_pointing_at_a_queued_create_associates_after_it() {
+crate::on_both_backends! {
+async fn an_upsert_pointing_at_a_queued_create_associates_after_it(db) {
     let sim = Simulator::start(SimOptions::default()).await;
-    let d = start_daemon(&fast(&sim, &[])).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
     enqueue(
         &d,
         vec![
@@ -518,10 +518,14 @@ async fn an_upsert_pointing_at_a_queued_create_associates_after_it() {
     assert_eq!(
         sql(
             &d,
-            "SELECT associations ->> '$[0].toObjectType' FROM outbox WHERE trace_id = 'upsert-1'"
+            &format!(
+                "SELECT {} FROM outbox WHERE trace_id = 'upsert-1'",
+                d.json_at("associations", "$[0].toObjectType")
+            )
         )
         .await,
         "companies"
     );
     d.stop().await;
+}
 }

@@ -56,7 +56,8 @@ impl Backend {
 
 /// Declares each test twice, as `name::sqlite` and `name::postgres` (the latter skipped,
 /// saying so, where PostgreSQL is not installed): the same body, handed the
-/// [`Backend`] to start its daemon on.
+/// [`Backend`] to start its daemon on. Multi-threaded, so a database shell run by the test
+/// never holds up the daemon it waits for.
 ///
 /// ```ignore
 /// on_both_backends! {
@@ -73,12 +74,12 @@ macro_rules! on_both_backends {
 
             async fn run($db: $crate::common::Backend) $body
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
                 run($crate::common::Backend::Sqlite).await
             }
 
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(db) = $crate::common::Backend::postgres() {
                     run(db).await
@@ -180,6 +181,22 @@ impl InProcess {
             store,
             shutdown,
             task,
+        }
+    }
+
+    /// The SQL that reads `path` (SQLite's form: `$[0].to.id`) out of the JSON `column`,
+    /// as text, in this backend's dialect.
+    pub fn json_at(&self, column: &str, path: &str) -> String {
+        match &self.backend {
+            Backend::Sqlite => format!("{column} ->> '{path}'"),
+            Backend::Postgres(_) => {
+                let steps: Vec<&str> = path
+                    .trim_start_matches('$')
+                    .split(['.', '[', ']'])
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                format!("{column} #>> '{{{}}}'", steps.join(","))
+            }
         }
     }
 
