@@ -89,7 +89,7 @@ async fn open(config: &Config) -> Result<(Store, OwnerLock), AppError> {
     if let Some(url) = &db.url {
         let socket = &config.socket.path;
         let owner = OwnerLock::acquire_for(socket, format!("socket `{}`", socket.display()))?;
-        let store = Store::connect(url.expose(), db.max_connections, true)
+        let store = Store::connect(url.expose(), db.max_connections, crate::store::Role::Daemon)
             .await
             .map_err(failed)?;
         return Ok((store, owner));

@@ -144,7 +144,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Opens the outbox, creating its directory and schema when they do not exist yet.
 async fn open_creating(config: &Config) -> anyhow::Result<hubspot_outbox::store::Store> {
     if let Some(url) = &config.database.url {
-        return Ok(hubspot_outbox::store::Store::connect(url.expose(), 2, true).await?);
+        return Ok(hubspot_outbox::store::Store::connect(
+            url.expose(),
+            2,
+            hubspot_outbox::store::Role::Operator,
+        )
+        .await?);
     }
     if let Some(dir) = config
         .database

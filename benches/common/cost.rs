@@ -77,11 +77,16 @@ pub async fn scheduler_cost(store: &Store, object_type: &str, batches: u32) -> C
                     day: "2026-11-29",
                     sent_with: Some("hubspot_outbox_trace_id"),
                     trace_property: Some("hubspot_outbox_trace_id"),
+                    rate: hubspot_outbox::model::rate::Rule {
+                        n: 190,
+                        interval: std::time::Duration::from_secs(10),
+                    },
                 },
                 &|c| choose_rows(c, 100, Some("email")),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .rows;
         claim_t += t.elapsed();
         let t = Instant::now();
         let results: Vec<_> = claimed

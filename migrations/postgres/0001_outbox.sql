@@ -54,7 +54,10 @@ CREATE TABLE outbox (
              WHEN operation = 'create' THEN 'create'
              ELSE operation || ':' || coalesce(id_property, '') END) STORED,
     referenced_associations jsonb
-        CHECK (referenced_associations IS NULL OR jsonb_typeof(referenced_associations) = 'array')
+        CHECK (referenced_associations IS NULL OR jsonb_typeof(referenced_associations) = 'array'),
+    -- PostgreSQL only: the daemon whose claim put the row in flight, as the key of the
+    -- advisory lock that daemon holds for as long as it runs (see store::postgres).
+    claimed_by      bigint
 );
 
 CREATE INDEX outbox_unvalidated ON outbox (id) WHERE NOT validated;
@@ -155,6 +158,19 @@ SELECT id, queued + coalesce((SELECT sum(delta) FROM queue_changes), 0)::bigint 
        max_queued, full_reason
 FROM queue_count;
 
+-- The rate budget several daemons share (one HubSpot account): every departure any of them
+-- took, by the database's clock, and the row whose lock orders the taking (held for the
+-- few statements of a claim, never across a request).
+CREATE TABLE rate_ledger (
+    id bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL
+);
+CREATE INDEX rate_ledger_at ON rate_ledger (at);
+CREATE TABLE rate_budget (
+    id integer PRIMARY KEY CHECK (id = 1)
+);
+INSERT INTO rate_budget (id) VALUES (1);
+
 -- Times as the daemon reads them, in SQLite's stored format (`2026-12-04T21:00:00.000Z`).
 CREATE FUNCTION outbox_ts(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
@@ -192,6 +208,7 @@ BEGIN
         NEW.step := 'record';
         NEW.associations_done := NULL;
         NEW.referenced_associations := NULL;
+        NEW.claimed_by := NULL;
         NEW.next_attempt_at := least(NEW.next_attempt_at, now());
     END IF;
     RETURN NEW;

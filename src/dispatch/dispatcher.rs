@@ -28,7 +28,9 @@ use crate::config::Config;
 use crate::model::{day_key, next_daily_reset};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::systemd::Heartbeat;
-use crate::store::claim::Claim;
+use super::fleet::RECOVER_EVERY;
+use crate::model::rate::Rule;
+use crate::store::claim::{Claim, Claimed};
 use crate::store::{Store, StoreError};
 
 /// The key a lane's pause is kept under beside the object types' (`contacts upsert:email`;
@@ -138,15 +140,27 @@ impl<S: BatchSender> Dispatcher<S> {
         drain: Duration,
         heartbeat: Arc<Heartbeat>,
     ) {
-        if let Err(e) = self.shared.store.clear_pauses().await {
+        // Alone, this daemon starts knowing of no pause and meets again whatever still
+        // holds; sharing the outbox, the pauses are other daemons' too (see `fleet`).
+        if !self.shared.store.is_shared()
+            && let Err(e) = self.shared.store.clear_pauses().await
+        {
             error!(error = %e, "clearing pauses recorded by an earlier run failed; `status` may show stale ones");
         }
         if let Err(e) = self.recover().await {
             error!(error = %e, "recovering in-flight writes failed; they stay in flight until the next start");
         }
         let poll = self.shared.config.database.poll_interval;
+        let mut recovered_at = std::time::Instant::now();
         loop {
             heartbeat.beat();
+            // Sharing the outbox, another daemon may die with rows in flight at any time.
+            if self.shared.store.is_shared() && recovered_at.elapsed() >= RECOVER_EVERY {
+                recovered_at = std::time::Instant::now();
+                if let Err(e) = self.recover().await {
+                    error!(error = %e, "taking over writes left in flight by a stopped daemon failed; will retry");
+                }
+            }
             // Register for the wake-up before looking for work, so none is missed.
             let notified = self.shared.wake.notified();
             tokio::pin!(notified);
@@ -187,6 +201,7 @@ impl<S: BatchSender> Dispatcher<S> {
     pub async fn tick(&self) -> Result<Tick, StoreError> {
         let shared = &self.shared;
         let now = shared.clock.now();
+        shared.sync_fleet(now).await?;
         if let Some(wait) = shared.global_pause(now) {
             return Ok(Tick::Idle(wait));
         }
@@ -260,8 +275,12 @@ impl<S: BatchSender> Dispatcher<S> {
                 day: &day,
                 sent_with: trace.as_deref().filter(|_| lane == "create"),
                 trace_property: trace.as_deref(),
+                rate: {
+                    let (n, interval) = shared.limiter.limit();
+                    Rule { n, interval }
+                },
             };
-            let rows = shared
+            let Claimed { rows, departs_in } = shared
                 .store
                 .claim_batch(&claim, &|c| choose_rows(c, max, unique.as_deref()))
                 .await?;
@@ -269,7 +288,7 @@ impl<S: BatchSender> Dispatcher<S> {
                 continue;
             }
             shared.counted(&day);
-            let slot = shared.limiter.reserve();
+            let slot = shared.limiter.reserve_after(departs_in);
             if reach_probe {
                 shared.breaker.lock().expect("lock").probe_sent();
             } else if lane_probe {

@@ -35,9 +35,8 @@ use tracing::{info, warn};
 use super::clock::Clock;
 use crate::hubspot::wire::RateHeaders;
 
-/// How much later than the window's end a slot frees, for the spread of network time
-/// between the daemon and HubSpot.
-pub const SKEW_MARGIN: Duration = Duration::from_millis(50);
+pub use crate::model::rate::SKEW_MARGIN;
+use crate::model::rate::Rule;
 
 /// How long `Remaining: 0` holds sending when the daemon sent nothing HubSpot could be
 /// counting (the headers answer a request from before a restart, or from another client).
@@ -67,14 +66,16 @@ impl Window {
         }
     }
 
-    /// How long one departure occupies a slot.
-    fn span(&self) -> Duration {
-        self.interval + SKEW_MARGIN
+    fn rule(&self) -> Rule {
+        Rule {
+            n: self.n,
+            interval: self.interval,
+        }
     }
 
-    /// The least time between two departures.
-    fn gap(&self) -> Duration {
-        self.interval / (2 * self.n)
+    /// How long one departure occupies a slot.
+    fn span(&self) -> Duration {
+        self.rule().span()
     }
 
     /// Forgets departures whose window has closed.
@@ -90,18 +91,9 @@ impl Window {
     /// The earliest moment, at or after `now`, the next request may leave: after any
     /// pause, one gap after the last departure, and one span after the `n`-th latest.
     pub fn next_slot(&self, now: Duration) -> Duration {
-        let mut at = now;
-        if let Some(paused) = self.paused_until {
-            at = at.max(paused);
-        }
-        if let Some(last) = self.sends.back() {
-            at = at.max(*last + self.gap());
-        }
-        let n = self.n as usize;
-        if self.sends.len() >= n {
-            at = at.max(self.sends[self.sends.len() - n] + self.span());
-        }
-        at
+        let (older, newer) = self.sends.as_slices();
+        let sorted: Vec<Duration> = older.iter().chain(newer).copied().collect();
+        self.rule().next_departure(&sorted, self.paused_until, now)
     }
 
     /// Takes the next slot: records a departure there and returns it.
@@ -221,6 +213,21 @@ impl Limiter {
     /// monotonic time); the request must not leave before it.
     pub fn reserve(&self) -> Duration {
         self.window().reserve(self.clock.elapsed())
+    }
+
+    /// [`Limiter::reserve`], no earlier than `earliest_in` from now when it is given (the
+    /// slot a claim took in the rate budget daemons share).
+    pub fn reserve_after(&self, earliest_in: Option<Duration>) -> Duration {
+        let mut window = self.window();
+        let now = self.clock.elapsed();
+        let reserved = window.reserve(now);
+        match earliest_in {
+            Some(wait) if now + wait > reserved => {
+                window.moved(reserved, now + wait);
+                now + wait
+            }
+            _ => reserved,
+        }
     }
 
     /// A reserved departure left later than reserved.

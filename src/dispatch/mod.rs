@@ -9,6 +9,7 @@
 //! - [`pauses`]: pauses taken and lifted (429, daily limit, 401, 403, unreachable).
 //! - [`breaker`]: when HubSpot is unreachable, single probes instead of batches (pure).
 //! - [`recovery`]: rows a crash left in flight, settled at start.
+//! - [`fleet`]: what daemons sharing one outbox (PostgreSQL) learn from each other.
 //! - [`shared`]: the state the loop and its sending tasks share.
 //! - [`trace`]: the trace property per object type: checked, created, or done without.
 //! - [`clock`]: time behind a seam, so tests move it by hand.
@@ -16,6 +17,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod dispatcher;
+pub mod fleet;
 pub mod limiter;
 pub mod pauses;
 pub mod reconciler;

@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod day;
 pub mod plan;
 pub mod policy;
+pub mod rate;
 pub mod references;
 pub mod validate;
 pub mod write;

@@ -50,7 +50,7 @@ pub enum OpsError {
 /// Opens the database read-only; it must exist.
 pub async fn open_read(config: &Config) -> Result<Store, OpsError> {
     if let Some(url) = &config.database.url {
-        return Ok(Store::connect(url.expose(), 2, false).await?);
+        return Ok(Store::connect(url.expose(), 2, crate::store::Role::Reader).await?);
     }
     let path = &config.database.path;
     if !path.exists() {
@@ -62,7 +62,7 @@ pub async fn open_read(config: &Config) -> Result<Store, OpsError> {
 /// Opens the database for changes; it must exist (commands never create an outbox).
 pub async fn open_write(config: &Config) -> Result<Store, OpsError> {
     if let Some(url) = &config.database.url {
-        return Ok(Store::connect(url.expose(), 2, true).await?);
+        return Ok(Store::connect(url.expose(), 2, crate::store::Role::Operator).await?);
     }
     let path = &config.database.path;
     if !path.exists() {

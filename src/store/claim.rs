@@ -3,6 +3,7 @@
 //! crash left in flight, for recovery at start.
 
 use crate::model::ClaimedRow;
+use crate::model::rate::Rule;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -28,6 +29,20 @@ pub struct Claim<'a> {
     /// The type's trace property: an upsert or update naming a record by it (its value a
     /// create's trace id) waits for that create to finish.
     pub trace_property: Option<&'a str>,
+    /// HubSpot's burst limit in force: where daemons share the outbox, the claim takes
+    /// its request's slot in the budget they share (see [`Claimed::departs_in`]).
+    pub rate: Rule,
+}
+
+/// What a claim took.
+#[derive(Debug, Clone, Default)]
+pub struct Claimed {
+    /// The rows, in the order chosen; empty when nothing was chosen (and nothing changed).
+    pub rows: Vec<ClaimedRow>,
+    /// Where daemons share one rate budget (PostgreSQL): how long from now until the
+    /// request's slot in it, taken in the claim's transaction. `None`: this daemon's own
+    /// limiter is the whole budget.
+    pub departs_in: Option<std::time::Duration>,
 }
 
 /// A row left `in_flight`, with the batch that claimed it.
@@ -70,14 +85,12 @@ pub trait ClaimStore: Send + Sync {
     /// trace id) is pending, waiting or in flight, so writes to one record go one at a time, in
     /// the order they came. `choose` picks which candidates go (unique values, split caps,
     /// one read-back property or association target per batch); those are marked
-    /// `in_flight` under `batch_id` and one request is counted against `day`. Returns the
-    /// claimed rows in the order chosen; empty when nothing was chosen (and nothing is
-    /// changed).
+    /// `in_flight` under `batch_id` and one request is counted against `day`.
     async fn claim_batch(
         &self,
         claim: &Claim<'_>,
         choose: &Chooser<'_>,
-    ) -> Result<Vec<ClaimedRow>, StoreError>;
+    ) -> Result<Claimed, StoreError>;
 
     /// Rows a crash or kill left `in_flight`, with their batch and object type, for the
     /// ambiguity rules.

@@ -66,6 +66,31 @@ pub trait Outbox:
 
     /// Closes every connection (on SQLite, checkpointing the WAL on the last one).
     async fn close(&self);
+
+    /// Whether other daemons may share this outbox (PostgreSQL): rows in flight may then
+    /// be a dead daemon's at any time, not only at start, and are looked for periodically.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Whether this daemon is the one that runs maintenance (retention) now: always
+    /// alone; sharing the outbox, the one holding the maintenance lock, which passes to
+    /// another daemon when its holder stops.
+    async fn leads_maintenance(&self) -> bool {
+        true
+    }
+}
+
+/// What a PostgreSQL handle is opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The daemon: migrates, and holds a liveness lock so other daemons can tell whether
+    /// its rows in flight are still being sent.
+    Daemon,
+    /// An operator's command that changes writes: migrates, claims nothing.
+    Operator,
+    /// A command that only looks: no migration (its role may lack the right).
+    Reader,
 }
 
 /// A handle on the outbox. Cloning shares the database's pools. It dereferences to
@@ -101,15 +126,10 @@ impl Store {
     }
 
     /// The outbox in the PostgreSQL database at `url`, with up to `max_connections`
-    /// connections; with `migrate`, pending migrations run first (see
-    /// [`postgres::PgStore::connect`]).
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        migrate: bool,
-    ) -> Result<Self, StoreError> {
+    /// connections, opened for `role` (see [`postgres::PgStore::connect`]).
+    pub async fn connect(url: &str, max_connections: u32, role: Role) -> Result<Self, StoreError> {
         Ok(Self(Arc::new(
-            postgres::PgStore::connect(url, max_connections, migrate).await?,
+            postgres::PgStore::connect(url, max_connections, role).await?,
         )))
     }
 

@@ -14,6 +14,8 @@ pub struct PauseRow {
     pub kind: String,
     pub reason: String,
     pub until: Option<String>,
+    /// When it was last recorded (a daemon probing a refused token records it again).
+    pub updated_at: String,
 }
 
 /// Pauses of sending and the day's request count.

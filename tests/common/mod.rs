@@ -153,9 +153,13 @@ impl InProcess {
 
     async fn start_on(dir: TempDir, backend: Backend, config: Config) -> Self {
         let store = match &config.database.url {
-            Some(url) => Store::connect(url.expose(), config.database.max_connections, true)
-                .await
-                .unwrap(),
+            Some(url) => Store::connect(
+                url.expose(),
+                config.database.max_connections,
+                hubspot_outbox::store::Role::Daemon,
+            )
+            .await
+            .unwrap(),
             None => Store::open_limited(
                 &config.database.path,
                 config.database.busy_timeout,

@@ -4,10 +4,14 @@
 //! held across an HTTP call.
 
 use super::PgStore;
+use crate::model::rate::Rule;
 use crate::model::{ClaimedRow, Operation};
-use crate::store::claim::{Chooser, Claim, ClaimStore, DueType, InFlightRow};
+use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow};
 use crate::store::{StoreError, timestamp};
+use std::time::Duration;
+
 use async_trait::async_trait;
+use sqlx::PgConnection;
 use chrono::{DateTime, Utc};
 
 /// The columns a claim reads, in [`ClaimedRecord`]'s order.
@@ -83,8 +87,9 @@ impl ClaimStore for PgStore {
         &self,
         claim: &Claim<'_>,
         choose: &Chooser<'_>,
-    ) -> Result<Vec<ClaimedRow>, StoreError> {
+    ) -> Result<Claimed, StoreError> {
         let now_text = timestamp(claim.now);
+        let claimant = self.claimant()?;
         let mut tx = self.begin_write().await?;
         let mut candidates: Vec<ClaimedRecord> = Vec::new();
         if claim.lane == "create" {
@@ -138,13 +143,13 @@ impl ClaimStore for PgStore {
         if chosen.is_empty() {
             // Ended here, not left to the drop: the rows' locks go at once.
             tx.rollback().await?;
-            return Ok(chosen);
+            return Ok(Claimed::default());
         }
         let ids: Vec<i64> = chosen.iter().map(|r| r.id).collect();
         // A read leaves `sent_with` as the create set it.
         let done = sqlx::query(
             "UPDATE outbox SET state = 'in_flight', batch_id = $1, updated_at = $2::timestamptz,
-                    sent_with = CASE WHEN $4 THEN sent_with ELSE $5 END
+                    sent_with = CASE WHEN $4 THEN sent_with ELSE $5 END, claimed_by = $6
              WHERE id = ANY($3) AND state = 'pending'",
         )
         .bind(claim.batch_id)
@@ -152,6 +157,7 @@ impl ClaimStore for PgStore {
         .bind(ids)
         .bind(read)
         .bind(claim.sent_with)
+        .bind(claimant)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != chosen.len() as u64 {
@@ -162,18 +168,61 @@ impl ClaimStore for PgStore {
             ))));
         }
         super::pauses::count_request_in(&mut tx, claim.day).await?;
+        let departs_in = take_slot(&mut tx, claim.rate).await?;
         tx.commit().await?;
-        Ok(chosen)
+        Ok(Claimed {
+            rows: chosen,
+            departs_in: Some(departs_in),
+        })
     }
 
+    /// Several daemons share the outbox: the rows in flight here are only those of daemons
+    /// that are gone (their liveness lock is free: see `owner`), taken over by this one in
+    /// the same transaction that found them, so two daemons never recover the same row.
     async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
-        let records: Vec<InFlightRecord> = sqlx::query_as(concat!(
-            "SELECT coalesce(batch_id, '') AS batch_id, object_type, ",
-            claimed_columns!(),
-            " FROM outbox WHERE state = 'in_flight' ORDER BY batch_id, id"
-        ))
-        .fetch_all(&self.pool)
+        let me = self.claimant()?;
+        let mut tx = self.begin_write().await?;
+        let owners: Vec<Option<i64>> = sqlx::query_scalar(
+            "SELECT DISTINCT claimed_by FROM outbox
+             WHERE state = 'in_flight' AND claimed_by IS DISTINCT FROM $1",
+        )
+        .bind(me)
+        .fetch_all(&mut *tx)
         .await?;
+        let (mut gone, mut unowned) = (Vec::new(), false);
+        for owner in owners {
+            match owner {
+                None => unowned = true,
+                // Free: its session ended. Held till this transaction ends, so a daemon
+                // looking at the same moment takes it for a live one and leaves its rows.
+                Some(key) => {
+                    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if free {
+                        gone.push(key);
+                    }
+                }
+            }
+        }
+        if gone.is_empty() && !unowned {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let mut records: Vec<InFlightRecord> = sqlx::query_as(concat!(
+            "UPDATE outbox SET claimed_by = $1
+             WHERE state = 'in_flight' AND (claimed_by = ANY($2) OR ($3 AND claimed_by IS NULL))
+             RETURNING coalesce(batch_id, '') AS batch_id, object_type, ",
+            claimed_columns!()
+        ))
+        .bind(me)
+        .bind(&gone)
+        .bind(unowned)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        records.sort_by(|a, b| (&a.batch_id, a.row.id).cmp(&(&b.batch_id, b.row.id)));
         Ok(records
             .into_iter()
             .map(|r| InFlightRow {
@@ -239,4 +288,39 @@ struct InFlightRecord {
     sent_with: Option<String>,
     #[sqlx(flatten)]
     row: ClaimedRecord,
+}
+
+/// Takes the next departure in the rate budget the daemons share: under the budget row's
+/// lock (so two claims never take one slot), by the database's clock (so the daemons'
+/// clocks need not agree), by the same rule as a daemon's own limiter. Records it, and
+/// forgets departures no window can hold any more. Returns how long from now it is.
+async fn take_slot(tx: &mut PgConnection, rule: Rule) -> Result<Duration, StoreError> {
+    sqlx::query("SELECT id FROM rate_budget WHERE id = 1 FOR UPDATE")
+        .execute(&mut *tx)
+        .await?;
+    let span = rule.span().as_secs_f64();
+    let (now, departures): (f64, Vec<f64>) = sqlx::query_as(
+        "SELECT extract(epoch FROM clock_timestamp())::float8,
+                coalesce((SELECT array_agg(extract(epoch FROM at)::float8 ORDER BY at)
+                          FROM rate_ledger WHERE at > clock_timestamp() - make_interval(secs => $1)),
+                         '{}')",
+    )
+    .bind(span)
+    .fetch_one(&mut *tx)
+    .await?;
+    let sorted: Vec<Duration> = departures
+        .into_iter()
+        .map(|t| Duration::from_secs_f64(t.max(0.0)))
+        .collect();
+    let now = Duration::from_secs_f64(now.max(0.0));
+    let at = rule.next_departure(&sorted, None, now);
+    sqlx::query("INSERT INTO rate_ledger (at) VALUES (to_timestamp($1))")
+        .bind(at.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM rate_ledger WHERE at < to_timestamp($1)")
+        .bind((now.as_secs_f64() - 2.0 * span).max(0.0))
+        .execute(&mut *tx)
+        .await?;
+    Ok(at.saturating_sub(now))
 }

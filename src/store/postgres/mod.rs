@@ -19,6 +19,7 @@ mod claim;
 mod ingest;
 mod intake;
 mod ops;
+mod owner;
 mod pauses;
 mod queue;
 mod read;
@@ -26,16 +27,21 @@ mod references;
 mod settle;
 mod trace;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::{Outbox, PG_MIGRATOR, StoreError};
+use super::{Outbox, PG_MIGRATOR, Role, StoreError};
+use owner::Owner;
 
 /// A handle on an outbox in PostgreSQL. Cloning shares the pool.
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// A daemon's liveness lock (see [`owner`]); commands have none and claim nothing.
+    owner: Option<Arc<Owner>>,
 }
 
 /// The advisory lock key of the reference bookkeeping (see [`lock_references`]): the
@@ -43,25 +49,46 @@ pub struct PgStore {
 /// disagree on it.
 const REFERENCES_LOCK: i64 = 0x6873_6f62_7265_6673;
 
+/// The advisory lock key of maintenance (retention): held by one daemon's liveness
+/// session at a time (see [`owner::Owner::leads`]).
+const MAINTENANCE_LOCK: i64 = 0x6873_6f62_6d61_696e;
+
 impl PgStore {
-    /// Connects to the database at `url` with up to `max_connections` connections, and
-    /// with `migrate` runs pending migrations (sqlx holds an advisory lock meanwhile, so
-    /// daemons starting together migrate once). Commands that only look pass `false`: a
-    /// reader's role need not be allowed to change the schema.
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        migrate: bool,
-    ) -> Result<Self, StoreError> {
+    /// Connects to the database at `url` with up to `max_connections` connections. A
+    /// daemon or an operator's command runs pending migrations first (sqlx holds an
+    /// advisory lock meanwhile, so daemons starting together migrate once); a reader does
+    /// not, as its database role need not be allowed to change the schema. A daemon also
+    /// takes its liveness lock (see [`owner`]).
+    pub async fn connect(url: &str, max_connections: u32, role: Role) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .min_connections(1)
             .connect(url)
             .await?;
-        if migrate {
+        if role != Role::Reader {
             PG_MIGRATOR.run(&pool).await?;
         }
-        Ok(Self { pool })
+        let owner = match role {
+            Role::Daemon => Some(Owner::acquire(url).await?),
+            _ => None,
+        };
+        Ok(Self { pool, owner })
+    }
+
+    /// This daemon's liveness key for a claim: an error when it has none (a command) or
+    /// has lost it for now, so nothing is claimed that another daemon could take for a
+    /// dead daemon's.
+    fn claimant(&self) -> Result<i64, StoreError> {
+        match &self.owner {
+            Some(owner) if owner.held() => Ok(owner.key),
+            Some(_) => Err(StoreError::Sqlx(sqlx::Error::Protocol(
+                "this daemon's liveness lock is lost for now; nothing is claimed until it is back"
+                    .into(),
+            ))),
+            None => Err(StoreError::Sqlx(sqlx::Error::Protocol(
+                "only a daemon claims writes".into(),
+            ))),
+        }
     }
 
     /// A transaction for changes. Read committed: each statement sees what was committed
@@ -95,5 +122,16 @@ impl Outbox for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn leads_maintenance(&self) -> bool {
+        match &self.owner {
+            Some(owner) => owner.leads(MAINTENANCE_LOCK).await,
+            None => false,
+        }
     }
 }

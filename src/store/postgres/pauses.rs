@@ -63,7 +63,8 @@ impl PauseStore for PgStore {
 
     async fn pauses(&self) -> Result<Vec<PauseRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT scope, kind, reason, outbox_ts(until) AS until FROM pauses ORDER BY scope",
+            "SELECT scope, kind, reason, outbox_ts(until) AS until, outbox_ts(updated_at) AS updated_at
+             FROM pauses ORDER BY scope",
         )
         .fetch_all(&self.pool)
         .await?)

@@ -4,7 +4,7 @@
 
 use super::SqliteStore;
 use crate::model::{ClaimedRow, Operation};
-use crate::store::claim::{Chooser, Claim, ClaimStore, DueType, InFlightRow};
+use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow};
 use crate::store::{StoreError, timestamp};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -83,7 +83,7 @@ impl ClaimStore for SqliteStore {
         &self,
         claim: &Claim<'_>,
         choose: &Chooser<'_>,
-    ) -> Result<Vec<ClaimedRow>, StoreError> {
+    ) -> Result<Claimed, StoreError> {
         let now_text = timestamp(claim.now);
         let mut tx = self.begin_write().await?;
         let mut candidates: Vec<ClaimedRecord> = Vec::new();
@@ -139,7 +139,7 @@ impl ClaimStore for SqliteStore {
             // Ended here, not left to the drop: a dropped transaction's rollback waits for
             // the connection's next use, and SQLite's write lock with it.
             tx.rollback().await?;
-            return Ok(chosen);
+            return Ok(Claimed::default());
         }
         let ids = serde_json::to_string(&chosen.iter().map(|r| r.id).collect::<Vec<_>>())
             .expect("ids serialize");
@@ -165,7 +165,10 @@ impl ClaimStore for SqliteStore {
         }
         super::pauses::count_request_in(&mut tx, claim.day).await?;
         tx.commit().await?;
-        Ok(chosen)
+        Ok(Claimed {
+            rows: chosen,
+            departs_in: None,
+        })
     }
 
     async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError> {
