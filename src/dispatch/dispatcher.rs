@@ -20,16 +20,17 @@ use tracing::{error, warn};
 
 use super::breaker::Breaker;
 use super::clock::{Clock, SystemClock};
+use super::fleet::RECOVER_EVERY;
 use super::limiter::Limiter;
 use super::scheduler::{Due, Readiness, choose_rows, ready_types};
 use super::sender::{BatchSender, HttpSender};
+use super::settle::Departure;
 use super::shared::{Paused, Shared};
 use crate::config::Config;
+use crate::model::rate::Rule;
 use crate::model::{day_key, next_daily_reset};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::systemd::Heartbeat;
-use super::fleet::RECOVER_EVERY;
-use crate::model::rate::Rule;
 use crate::store::claim::{Claim, Claimed};
 use crate::store::{Store, StoreError};
 
@@ -93,11 +94,15 @@ impl<S: BatchSender> Dispatcher<S> {
         jitter: fn() -> f64,
     ) -> Self {
         let rl = &config.rate_limit;
+        let limiter = Limiter::new(rl.requests_per_interval, rl.interval, clock.clone());
+        if store.is_shared() {
+            limiter.share_budget();
+        }
         Self {
             permits: Arc::new(Semaphore::new(rl.max_in_flight)),
             last_type: Mutex::new(None),
             shared: Arc::new(Shared {
-                limiter: Limiter::new(rl.requests_per_interval, rl.interval, clock.clone()),
+                limiter,
                 store,
                 sender,
                 wake,
@@ -220,6 +225,14 @@ impl<S: BatchSender> Dispatcher<S> {
         if wait > CLAIM_AHEAD {
             return Ok(Tick::Idle(wait - CLAIM_AHEAD));
         }
+        // Nor while the budget shared with other daemons is taken until later.
+        let (n, interval) = shared.limiter.limit();
+        let rate = Rule { n, interval };
+        if let Some(wait) = shared.store.next_departure(rate).await?
+            && wait > CLAIM_AHEAD
+        {
+            return Ok(Tick::Idle(wait - CLAIM_AHEAD));
+        }
         let due: Vec<Due> = shared
             .store
             .due_types(now, shared.config.batching.max_size)
@@ -275,12 +288,9 @@ impl<S: BatchSender> Dispatcher<S> {
                 day: &day,
                 sent_with: trace.as_deref().filter(|_| lane == "create"),
                 trace_property: trace.as_deref(),
-                rate: {
-                    let (n, interval) = shared.limiter.limit();
-                    Rule { n, interval }
-                },
+                rate,
             };
-            let Claimed { rows, departs_in } = shared
+            let Claimed { rows, shared_slot } = shared
                 .store
                 .claim_batch(&claim, &|c| choose_rows(c, max, unique.as_deref()))
                 .await?;
@@ -288,7 +298,9 @@ impl<S: BatchSender> Dispatcher<S> {
                 continue;
             }
             shared.counted(&day);
-            let slot = shared.limiter.reserve_after(departs_in);
+            let slot = shared
+                .limiter
+                .reserve_after(shared_slot.map(|s| s.departs_in));
             if reach_probe {
                 shared.breaker.lock().expect("lock").probe_sent();
             } else if lane_probe {
@@ -302,7 +314,14 @@ impl<S: BatchSender> Dispatcher<S> {
             let task = shared.clone();
             tokio::spawn(async move {
                 if let Err(e) = task
-                    .depart(&object_type, &batch_id, &rows, slot, reach_probe, trace)
+                    .depart(
+                        &object_type,
+                        &batch_id,
+                        &rows,
+                        Departure { slot, shared_slot },
+                        reach_probe,
+                        trace,
+                    )
                     .await
                 {
                     error!(error = %e, %object_type, %batch_id,

@@ -18,12 +18,55 @@ use tracing::warn;
 
 use super::shared::Shared;
 use crate::model::day_key;
+use crate::model::rate::Rule;
 use crate::store::StoreError;
+use crate::store::claim::SharedSlot;
 
 /// How often a daemon on a shared outbox looks for rows in flight of daemons that died.
 pub const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
+/// How much later than its shared slot a request may still leave (a timer is never quite
+/// on time); later than that, it takes another slot.
+pub const SLOT_TOLERANCE: Duration = Duration::from_millis(20);
+
 impl<S> Shared<S> {
+    /// Waits for the departure `slot` (the limiter's reservation) and, where the budget
+    /// is shared, for the request's `shared` slot: a request woken later than
+    /// [`SLOT_TOLERANCE`] (a busy host) gives that slot up and waits for a new one, since
+    /// the other daemons placed theirs around the moment it was due. Returns the
+    /// reservation as it now stands.
+    pub async fn wait_for_slot(&self, slot: Duration, shared: Option<SharedSlot>) -> Duration {
+        let (mut slot, mut shared) = (slot, shared);
+        loop {
+            self.clock.sleep_until(slot).await;
+            let now = self.clock.elapsed();
+            let Some(taken) = shared else {
+                return slot;
+            };
+            if now <= slot + SLOT_TOLERANCE {
+                return slot;
+            }
+            let (n, interval) = self.limiter.limit();
+            match self
+                .store
+                .retake_departure(taken.id, Rule { n, interval })
+                .await
+            {
+                Ok(Some(next)) => {
+                    let at = self.clock.elapsed() + next.departs_in;
+                    self.limiter.moved(slot, at);
+                    slot = at;
+                    shared = Some(next);
+                }
+                Ok(None) => return slot,
+                Err(e) => {
+                    warn!(error = %e, "taking another slot in the shared rate budget failed; leaving late");
+                    return slot;
+                }
+            }
+        }
+    }
+
     /// Adopts the pauses other daemons recorded and the day's shared count; nothing on an
     /// outbox no other daemon shares.
     pub async fn sync_fleet(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -34,7 +77,10 @@ impl<S> Shared<S> {
             if pause.scope != "all" && pause.kind != "daily_limit" {
                 continue;
             }
-            let until = pause.until.as_deref().and_then(|t| t.parse::<DateTime<Utc>>().ok());
+            let until = pause
+                .until
+                .as_deref()
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok());
             match pause.kind.as_str() {
                 "rate_limited" => {
                     if let Some(wait) = until.and_then(|u| (u - now).to_std().ok()) {

@@ -35,8 +35,8 @@ use tracing::{info, warn};
 use super::clock::Clock;
 use crate::hubspot::wire::RateHeaders;
 
-pub use crate::model::rate::SKEW_MARGIN;
 use crate::model::rate::Rule;
+pub use crate::model::rate::SKEW_MARGIN;
 
 /// How long `Remaining: 0` holds sending when the daemon sent nothing HubSpot could be
 /// counting (the headers answer a request from before a restart, or from another client).
@@ -53,6 +53,11 @@ pub struct Window {
     /// Departures (and reserved departures) still inside some window, oldest first.
     sends: VecDeque<Duration>,
     paused_until: Option<Duration>,
+    /// Whether `Remaining: 0` holds sending. Not where daemons share one budget in the
+    /// database: there HubSpot's count is theirs together, the shared ledger already
+    /// keeps it, and a hold would make this daemon leave later than the slot it took
+    /// (which is what lets the others' slots be placed right). A 429 still pauses all.
+    remaining_holds: bool,
 }
 
 impl Window {
@@ -63,6 +68,7 @@ impl Window {
             interval,
             sends: VecDeque::new(),
             paused_until: None,
+            remaining_holds: true,
         }
     }
 
@@ -156,7 +162,7 @@ impl Window {
                 self.n = n;
             }
         }
-        if headers.remaining == Some(0) {
+        if headers.remaining == Some(0) && self.remaining_holds {
             // HubSpot counted `n` requests in the window that ended with this one: the
             // oldest of ours in that window frees the next slot.
             let counted = self
@@ -197,6 +203,11 @@ impl Limiter {
             clock,
             window: Mutex::new(Window::new(requests_per_interval, interval)),
         }
+    }
+
+    /// Daemons share the budget in the database (see [`Window::remaining_holds`]).
+    pub fn share_budget(&self) {
+        self.window().remaining_holds = false;
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {

@@ -20,10 +20,19 @@ use crate::config::Config;
 use crate::hubspot::classify::{Answer, RatePolicy, classify, not_sent, transport_failure};
 use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Lane, Plan, RowUpdate};
 use crate::store::StoreError;
+use crate::store::claim::SharedSlot;
 
 /// The longest pause a claimed batch waits out before it leaves; past this it goes back
 /// to the queue unsent.
 pub const HOLD_THROUGH: Duration = Duration::from_secs(1);
+
+/// When a claimed batch may leave: the limiter's reservation, and where daemons share
+/// the budget, its slot there.
+#[derive(Debug, Clone, Copy)]
+pub struct Departure {
+    pub slot: Duration,
+    pub shared_slot: Option<SharedSlot>,
+}
 
 impl<S: BatchSender> Shared<S> {
     /// Waits for the departure `slot` the limiter reserved (the batch was claimed a little
@@ -37,10 +46,11 @@ impl<S: BatchSender> Shared<S> {
         object_type: &str,
         batch_id: &str,
         rows: &[ClaimedRow],
-        slot: Duration,
+        departure: Departure,
         probe: bool,
         trace: Option<String>,
     ) -> Result<(), StoreError> {
+        let Departure { slot, shared_slot } = departure;
         // A slot far ahead means a pause began while the batch was being claimed: rather
         // than hold its rows in flight until then, send it back at once.
         let now = self.clock.elapsed();
@@ -49,7 +59,7 @@ impl<S: BatchSender> Shared<S> {
                 .send_back_unsent(object_type, batch_id, rows, slot, slot - now, probe)
                 .await;
         }
-        self.clock.sleep_until(slot).await;
+        let slot = self.wait_for_slot(slot, shared_slot).await;
         // A short pause (HubSpot's `Remaining: 0` until a slot frees) is waited out; a
         // long one (a 429's window) is not worth holding rows in flight for.
         if let Some(wait) = self.limiter.paused_for().filter(|w| *w <= HOLD_THROUGH) {

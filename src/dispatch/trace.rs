@@ -14,6 +14,7 @@ use super::sender::{BatchSender, Request, Sent};
 use super::shared::{Shared, TraceState};
 use crate::hubspot::classify::{classify, not_sent, transport_failure};
 use crate::hubspot::properties::{PropertyAnswer, create_body, pick_group, property_answer};
+use crate::model::rate::Rule;
 use crate::model::{Pause, day_key, later};
 use crate::store::StoreError;
 
@@ -240,12 +241,19 @@ impl<S: BatchSender> Shared<S> {
         // Counted before its slot (a write that may wait for an fsync), and the slot moved
         // to the moment it really leaves: the limiter must know when HubSpot will count it.
         let day = day_key(self.clock.now(), &self.config.rate_limit.timezone);
-        if let Err(e) = self.store.count_request(&day).await {
-            warn!(error = %e, "counting a properties request against the day failed");
-        }
+        let (n, interval) = self.limiter.limit();
+        let shared_slot = match self.store.count_request(&day, Rule { n, interval }).await {
+            Ok(slot) => slot,
+            Err(e) => {
+                warn!(error = %e, "counting a properties request against the day failed");
+                None
+            }
+        };
         self.counted(&day);
-        let slot = self.limiter.reserve();
-        self.clock.sleep_until(slot).await;
+        let slot = self
+            .limiter
+            .reserve_after(shared_slot.map(|s| s.departs_in));
+        let slot = self.wait_for_slot(slot, shared_slot).await;
         let departed = self.clock.elapsed();
         if departed != slot {
             self.limiter.moved(slot, departed);

@@ -30,7 +30,7 @@ pub struct Claim<'a> {
     /// create's trace id) waits for that create to finish.
     pub trace_property: Option<&'a str>,
     /// HubSpot's burst limit in force: where daemons share the outbox, the claim takes
-    /// its request's slot in the budget they share (see [`Claimed::departs_in`]).
+    /// its request's slot in the budget they share (see [`Claimed::shared_slot`]).
     pub rate: Rule,
 }
 
@@ -39,10 +39,18 @@ pub struct Claim<'a> {
 pub struct Claimed {
     /// The rows, in the order chosen; empty when nothing was chosen (and nothing changed).
     pub rows: Vec<ClaimedRow>,
-    /// Where daemons share one rate budget (PostgreSQL): how long from now until the
-    /// request's slot in it, taken in the claim's transaction. `None`: this daemon's own
-    /// limiter is the whole budget.
-    pub departs_in: Option<std::time::Duration>,
+    /// Where daemons share one rate budget (PostgreSQL): the request's slot in it, taken
+    /// in the claim's transaction. `None`: this daemon's own limiter is the whole budget.
+    pub shared_slot: Option<SharedSlot>,
+}
+
+/// A departure taken in the rate budget daemons share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedSlot {
+    /// Its entry in the budget's ledger.
+    pub id: i64,
+    /// How long from when it was taken until it.
+    pub departs_in: std::time::Duration,
 }
 
 /// A row left `in_flight`, with the batch that claimed it.
@@ -91,6 +99,20 @@ pub trait ClaimStore: Send + Sync {
         claim: &Claim<'_>,
         choose: &Chooser<'_>,
     ) -> Result<Claimed, StoreError>;
+
+    /// Where daemons share one rate budget: how long from now until its next free slot,
+    /// without taking it (a tick does not claim rows it could not send soon). `None`:
+    /// this daemon's own limiter is the whole budget.
+    async fn next_departure(&self, rate: Rule) -> Result<Option<std::time::Duration>, StoreError>;
+
+    /// A request that could not leave at its shared slot `missed` (it woke late) gives it
+    /// up and takes the next one: the others' slots were placed around the moment it
+    /// was due, and leaving later could put one request too many in some window.
+    async fn retake_departure(
+        &self,
+        missed: i64,
+        rate: Rule,
+    ) -> Result<Option<SharedSlot>, StoreError>;
 
     /// Rows a crash or kill left `in_flight`, with their batch and object type, for the
     /// ambiguity rules.

@@ -1,6 +1,7 @@
 //! Whether each object type's trace property can be used, as the daemon found it: for
 //! operators (`status`, `/metrics`), and so the answer survives a restart's log.
 
+use crate::model::rate::Rule;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -31,6 +32,12 @@ pub trait TraceStore: Send + Sync {
     /// Every object type's trace property state, by type.
     async fn trace_states(&self) -> Result<Vec<TraceRow>, StoreError>;
 
-    /// Counts one request against `day` (the claim of a batch counts its own).
-    async fn count_request(&self, day: &str) -> Result<(), StoreError>;
+    /// Counts one request against `day` (the claim of a batch counts its own), and where
+    /// daemons share the outbox takes its slot in their rate budget under `rate`: how
+    /// long from now that slot is (see `Claimed::shared_slot`).
+    async fn count_request(
+        &self,
+        day: &str,
+        rate: Rule,
+    ) -> Result<Option<crate::store::claim::SharedSlot>, StoreError>;
 }

@@ -6,13 +6,13 @@
 use super::PgStore;
 use crate::model::rate::Rule;
 use crate::model::{ClaimedRow, Operation};
-use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow};
+use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow, SharedSlot};
 use crate::store::{StoreError, timestamp};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgConnection;
 use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
 
 /// The columns a claim reads, in [`ClaimedRecord`]'s order.
 macro_rules! claimed_columns {
@@ -26,6 +26,25 @@ macro_rules! claimed_columns {
 
 #[async_trait]
 impl ClaimStore for PgStore {
+    async fn retake_departure(
+        &self,
+        missed: i64,
+        rate: Rule,
+    ) -> Result<Option<SharedSlot>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let slot = retake_slot(&mut tx, missed, rate).await?;
+        tx.commit().await?;
+        Ok(Some(slot))
+    }
+
+    async fn next_departure(&self, rate: Rule) -> Result<Option<Duration>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let (sorted, now) = ledger(&mut conn, rate).await?;
+        Ok(Some(
+            rate.next_departure(&sorted, None, now).saturating_sub(now),
+        ))
+    }
+
     /// Walks the `outbox_due` index lane by lane (a loose index scan written as a
     /// recursive query, as on SQLite) instead of grouping every due row.
     async fn due_types(&self, now: DateTime<Utc>, cap: usize) -> Result<Vec<DueType>, StoreError> {
@@ -168,11 +187,11 @@ impl ClaimStore for PgStore {
             ))));
         }
         super::pauses::count_request_in(&mut tx, claim.day).await?;
-        let departs_in = take_slot(&mut tx, claim.rate).await?;
+        let slot = take_slot(&mut tx, claim.rate).await?;
         tx.commit().await?;
         Ok(Claimed {
             rows: chosen,
-            departs_in: Some(departs_in),
+            shared_slot: Some(slot),
         })
     }
 
@@ -290,37 +309,63 @@ struct InFlightRecord {
     row: ClaimedRecord,
 }
 
-/// Takes the next departure in the rate budget the daemons share: under the budget row's
-/// lock (so two claims never take one slot), by the database's clock (so the daemons'
-/// clocks need not agree), by the same rule as a daemon's own limiter. Records it, and
-/// forgets departures no window can hold any more. Returns how long from now it is.
-async fn take_slot(tx: &mut PgConnection, rule: Rule) -> Result<Duration, StoreError> {
-    sqlx::query("SELECT id FROM rate_budget WHERE id = 1 FOR UPDATE")
-        .execute(&mut *tx)
-        .await?;
-    let span = rule.span().as_secs_f64();
+/// The rate budget's departures still inside some window, oldest first, and the
+/// database's clock now, both as time since the epoch.
+async fn ledger(
+    conn: &mut PgConnection,
+    rule: Rule,
+) -> Result<(Vec<Duration>, Duration), StoreError> {
     let (now, departures): (f64, Vec<f64>) = sqlx::query_as(
         "SELECT extract(epoch FROM clock_timestamp())::float8,
                 coalesce((SELECT array_agg(extract(epoch FROM at)::float8 ORDER BY at)
                           FROM rate_ledger WHERE at > clock_timestamp() - make_interval(secs => $1)),
                          '{}')",
     )
-    .bind(span)
-    .fetch_one(&mut *tx)
+    .bind(rule.span().as_secs_f64())
+    .fetch_one(&mut *conn)
     .await?;
-    let sorted: Vec<Duration> = departures
+    let sorted = departures
         .into_iter()
         .map(|t| Duration::from_secs_f64(t.max(0.0)))
         .collect();
-    let now = Duration::from_secs_f64(now.max(0.0));
-    let at = rule.next_departure(&sorted, None, now);
-    sqlx::query("INSERT INTO rate_ledger (at) VALUES (to_timestamp($1))")
-        .bind(at.as_secs_f64())
+    Ok((sorted, Duration::from_secs_f64(now.max(0.0))))
+}
+
+/// Takes the next departure in the rate budget the daemons share: under the budget row's
+/// lock (so two claims never take one slot), by the database's clock (so the daemons'
+/// clocks need not agree), by the same rule as a daemon's own limiter. Records it, and
+/// forgets departures no window can hold any more.
+pub(super) async fn take_slot(tx: &mut PgConnection, rule: Rule) -> Result<SharedSlot, StoreError> {
+    retake_slot(tx, 0, rule).await
+}
+
+/// [`take_slot`], giving up the slot `missed` first (0: none).
+async fn retake_slot(
+    tx: &mut PgConnection,
+    missed: i64,
+    rule: Rule,
+) -> Result<SharedSlot, StoreError> {
+    sqlx::query("SELECT id FROM rate_budget WHERE id = 1 FOR UPDATE")
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM rate_ledger WHERE id = $1")
+        .bind(missed)
+        .execute(&mut *tx)
+        .await?;
+    let span = rule.span().as_secs_f64();
+    let (sorted, now) = ledger(tx, rule).await?;
+    let at = rule.next_departure(&sorted, None, now);
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO rate_ledger (at) VALUES (to_timestamp($1)) RETURNING id")
+            .bind(at.as_secs_f64())
+            .fetch_one(&mut *tx)
+            .await?;
     sqlx::query("DELETE FROM rate_ledger WHERE at < to_timestamp($1)")
         .bind((now.as_secs_f64() - 2.0 * span).max(0.0))
         .execute(&mut *tx)
         .await?;
-    Ok(at.saturating_sub(now))
+    Ok(SharedSlot {
+        id,
+        departs_in: at.saturating_sub(now),
+    })
 }

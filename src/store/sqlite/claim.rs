@@ -4,8 +4,11 @@
 
 use super::SqliteStore;
 use crate::model::{ClaimedRow, Operation};
-use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow};
+use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow, SharedSlot};
 use crate::store::{StoreError, timestamp};
+use std::time::Duration;
+
+use crate::model::rate::Rule;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -20,6 +23,19 @@ macro_rules! claimed_columns {
 
 #[async_trait]
 impl ClaimStore for SqliteStore {
+    /// One daemon owns a SQLite outbox: its limiter is the whole budget.
+    async fn next_departure(&self, _rate: Rule) -> Result<Option<Duration>, StoreError> {
+        Ok(None)
+    }
+
+    async fn retake_departure(
+        &self,
+        _missed: i64,
+        _rate: Rule,
+    ) -> Result<Option<SharedSlot>, StoreError> {
+        Ok(None)
+    }
+
     /// Walks the `outbox_due` index lane by lane (each step a few seeks: a loose index
     /// scan written as a recursive query) instead of grouping every due row: with
     /// 1,000,000 rows queued a `GROUP BY` took about 0.4 s per tick, this takes well under
@@ -167,7 +183,7 @@ impl ClaimStore for SqliteStore {
         tx.commit().await?;
         Ok(Claimed {
             rows: chosen,
-            departs_in: None,
+            shared_slot: None,
         })
     }
 

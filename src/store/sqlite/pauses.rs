@@ -61,11 +61,11 @@ impl PauseStore for SqliteStore {
     }
 
     async fn pauses(&self) -> Result<Vec<PauseRow>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT scope, kind, reason, until, updated_at FROM pauses ORDER BY scope")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_as(
+            "SELECT scope, kind, reason, until, updated_at FROM pauses ORDER BY scope",
         )
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

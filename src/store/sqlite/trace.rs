@@ -1,6 +1,7 @@
 //! Whether each object type's trace property can be used, as the daemon found it: for
 //! operators (`status`, `/metrics`), and so the answer survives a restart's log.
 
+use crate::model::rate::Rule;
 use crate::store::{StoreError, timestamp};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -47,10 +48,14 @@ impl TraceStore for SqliteStore {
         .await?)
     }
 
-    async fn count_request(&self, day: &str) -> Result<(), StoreError> {
+    async fn count_request(
+        &self,
+        day: &str,
+        _rate: Rule,
+    ) -> Result<Option<crate::store::claim::SharedSlot>, StoreError> {
         let mut tx = self.begin_write().await?;
         super::pauses::count_request_in(&mut tx, day).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(None)
     }
 }
