@@ -24,8 +24,8 @@ use super::fleet::RECOVER_EVERY;
 use super::limiter::Limiter;
 use super::scheduler::{Due, Readiness, choose_rows, ready_types};
 use super::sender::{BatchSender, HttpSender};
-use super::settle::Departure;
-use super::shared::{Paused, Shared};
+
+use super::shared::{Departure, Paused, Shared};
 use crate::config::Config;
 use crate::model::rate::Rule;
 use crate::model::{day_key, next_daily_reset};

@@ -205,7 +205,8 @@ impl Limiter {
         }
     }
 
-    /// Daemons share the budget in the database (see [`Window::remaining_holds`]).
+    /// Daemons share the budget in the database: `Remaining: 0` no longer holds sending
+    /// (see `Window::remaining_holds`).
     pub fn share_budget(&self) {
         self.window().remaining_holds = false;
     }

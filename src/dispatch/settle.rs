@@ -15,24 +15,15 @@ use super::scheduler::association_target;
 use super::sender::{
     BatchSender, Request, Sent, associate_body, batch_body, read_body, record_body,
 };
-use super::shared::Shared;
+use super::shared::{Departure, Shared};
 use crate::config::Config;
 use crate::hubspot::classify::{Answer, RatePolicy, classify, not_sent, transport_failure};
 use crate::model::{BatchLogEntry, BatchRow, ClaimedRow, Lane, Plan, RowUpdate};
 use crate::store::StoreError;
-use crate::store::claim::SharedSlot;
 
 /// The longest pause a claimed batch waits out before it leaves; past this it goes back
 /// to the queue unsent.
 pub const HOLD_THROUGH: Duration = Duration::from_secs(1);
-
-/// When a claimed batch may leave: the limiter's reservation, and where daemons share
-/// the budget, its slot there.
-#[derive(Debug, Clone, Copy)]
-pub struct Departure {
-    pub slot: Duration,
-    pub shared_slot: Option<SharedSlot>,
-}
 
 impl<S: BatchSender> Shared<S> {
     /// Waits for the departure `slot` the limiter reserved (the batch was claimed a little

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -14,6 +15,7 @@ use super::limiter::Limiter;
 use crate::config::Config;
 use crate::runtime::metrics::Metrics;
 use crate::store::Store;
+use crate::store::claim::SharedSlot;
 
 /// The loop's state and seams, behind one `Arc` held by the loop and by every sending
 /// task until its batch is settled.
@@ -51,6 +53,14 @@ impl<S> Shared<S> {
             *daily = (String::new(), 0);
         }
     }
+}
+
+/// When a claimed batch may leave: the limiter's reservation, and where daemons share
+/// the budget, its slot there.
+#[derive(Debug, Clone, Copy)]
+pub struct Departure {
+    pub slot: Duration,
+    pub shared_slot: Option<SharedSlot>,
 }
 
 /// Pauses this process keeps in memory; the `pauses` table mirrors them for operators.

@@ -4,7 +4,7 @@
 //! - Several daemons may share the database, so nothing relies on one writer at a time.
 //!   Claims lock the rows they take (`FOR UPDATE SKIP LOCKED`), and every transaction
 //!   that settles writes or registers writes that wait for writes first takes one
-//!   transaction-scoped advisory lock ([`lock_references`]): SQLite's single write lock
+//!   transaction-scoped advisory lock (`lock_references`): SQLite's single write lock
 //!   gave that order for free, and without it a write could start waiting for a write
 //!   that settles in a concurrent transaction and never hear of it.
 //! - Times are `timestamptz`; they are bound as the same text the SQLite store uses
@@ -58,7 +58,7 @@ impl PgStore {
     /// daemon or an operator's command runs pending migrations first (sqlx holds an
     /// advisory lock meanwhile, so daemons starting together migrate once); a reader does
     /// not, as its database role need not be allowed to change the schema. A daemon also
-    /// takes its liveness lock (see [`owner`]).
+    /// takes its liveness lock (see `owner`).
     pub async fn connect(url: &str, max_connections: u32, role: Role) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
