@@ -156,10 +156,16 @@ pub async fn serve(
         config.retention.clone(),
         intake_stop.clone(),
     ));
+    // Producers' commits wake the intake at once where the database says so.
+    let inserted = Arc::new(Notify::new());
+    if config.database.listen {
+        store.listen(inserted.clone());
+    }
     let intake_task = tokio::spawn(intake::run(
         store.clone(),
         Arc::new(config.clone()),
         work.clone(),
+        inserted,
         intake_stop.clone(),
         intake_beat.clone(),
     ));

@@ -186,3 +186,50 @@ async fn a_killed_daemons_writes_in_flight_are_taken_over_and_never_duplicated()
     );
     other.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_commit_wakes_the_daemon_at_once_and_poll_only_still_finds_it() {
+    let Some(db) = Backend::postgres() else {
+        return;
+    };
+    let sim = Simulator::start(SimOptions::default()).await;
+    // Polling every minute: only the notification can wake the daemon within the test.
+    let listening = start_daemon_on(
+        &db,
+        &fast(&sim, &[("HUBSPOT_OUTBOX__DATABASE__POLL_INTERVAL", "60s")]),
+    )
+    .await;
+    // Give the intake's first pass (at start) time to end, so it cannot be what finds
+    // the row below.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    produce(&listening, 0, 1);
+    within(
+        Duration::from_secs(10),
+        "the committed row sent",
+        || async { count(&listening, "state = 'succeeded'") == 1 },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    listening.stop().await;
+    // Poll-only (PgBouncer in transaction mode): found by the poll.
+    let polling = start_daemon_on(
+        &db.another(),
+        &fast(
+            &sim,
+            &[
+                ("HUBSPOT_OUTBOX__DATABASE__LISTEN", "false"),
+                ("HUBSPOT_OUTBOX__DATABASE__POLL_INTERVAL", "200ms"),
+            ],
+        ),
+    )
+    .await;
+    produce(&polling, 1, 1);
+    within(
+        Duration::from_secs(10),
+        "the committed row sent",
+        || async { count(&polling, "state = 'succeeded'") == 1 },
+    )
+    .await;
+    polling.stop().await;
+}

@@ -133,6 +133,7 @@ impl Config {
                 path: db_path,
                 url,
                 max_connections: raw.database.max_connections,
+                listen: raw.database.listen,
                 poll_interval: raw.database.poll_interval,
                 busy_timeout: raw.database.busy_timeout,
                 max_size: raw.database.max_size,

@@ -381,6 +381,10 @@ pub struct DatabaseConfig {
     pub url: Option<DatabaseUrl>,
     /// Most connections the daemon opens to PostgreSQL.
     pub max_connections: u32,
+    /// On PostgreSQL: LISTEN for producers' commits (the insert trigger's NOTIFY) and
+    /// validate them at once; `false` polls only, for PgBouncer in transaction mode
+    /// (which cannot hold a LISTEN). Polling runs either way.
+    pub listen: bool,
     /// How often the daemon looks for rows that producers inserted with plain SQL.
     pub poll_interval: Duration,
     /// How long a connection waits for SQLite's write lock before failing.

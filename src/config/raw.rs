@@ -38,6 +38,7 @@ pub struct RawDatabase {
     pub path: Option<PathBuf>,
     pub url: Option<String>,
     pub max_connections: u32,
+    pub listen: bool,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -52,6 +53,7 @@ impl Default for RawDatabase {
             path: None,
             url: None,
             max_connections: 8,
+            listen: true,
             poll_interval: Duration::from_millis(250),
             busy_timeout: Duration::from_secs(5),
             max_size: 0,

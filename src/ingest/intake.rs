@@ -88,7 +88,8 @@ pub async fn tick(store: &Store, config: &Config) -> Result<(usize, usize), Stor
     }
 }
 
-/// Repeats [`tick`] every `poll_interval` until `shutdown`, and fails the writes that
+/// Repeats [`tick`] every `poll_interval` (and whenever `inserted` is woken: a producer
+/// committed rows, on PostgreSQL) until `shutdown`, and fails the writes that
 /// have waited `references.wait_for_missing` for a write never enqueued. At start, decides
 /// the waiting writes whose referenced writes settled while the daemon was stopped (an
 /// operator's SQL, say). Notifies `validated` when rows became sendable. A database error
@@ -97,6 +98,7 @@ pub async fn run(
     store: Store,
     config: Arc<Config>,
     validated: Arc<Notify>,
+    inserted: Arc<Notify>,
     shutdown: CancellationToken,
     heartbeat: Arc<Heartbeat>,
 ) {
@@ -138,6 +140,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = inserted.notified() => {}
             _ = tokio::time::sleep(config.database.poll_interval) => {}
         }
     }

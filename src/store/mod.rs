@@ -73,6 +73,11 @@ pub trait Outbox:
         false
     }
 
+    /// Wakes `inserted` whenever a producer commits new rows, where the database can say
+    /// so (PostgreSQL's LISTEN/NOTIFY); polling finds them otherwise, and always finds
+    /// what a notification missed.
+    fn listen(&self, _inserted: Arc<tokio::sync::Notify>) {}
+
     /// Whether this daemon is the one that runs maintenance (retention) now: always
     /// alone; sharing the outbox, the one holding the maintenance lock, which passes to
     /// another daemon when its holder stops.

@@ -36,10 +36,22 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use super::{Outbox, PG_MIGRATOR, Role, StoreError};
 use owner::Owner;
 
+/// A database URL, which may hold a password: never printed, not even in debug output.
+#[derive(Clone)]
+struct Url(String);
+
+impl std::fmt::Debug for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Url(..)")
+    }
+}
+
 /// A handle on an outbox in PostgreSQL. Cloning shares the pool.
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// For the connections outside the pool: the liveness lock's, the listener's.
+    url: Url,
     /// A daemon's liveness lock (see [`owner`]); commands have none and claim nothing.
     owner: Option<Arc<Owner>>,
 }
@@ -72,7 +84,11 @@ impl PgStore {
             Role::Daemon => Some(Owner::acquire(url).await?),
             _ => None,
         };
-        Ok(Self { pool, owner })
+        Ok(Self {
+            pool,
+            url: Url(url.to_owned()),
+            owner,
+        })
     }
 
     /// This daemon's liveness key for a claim: an error when it has none (a command) or
@@ -126,6 +142,39 @@ impl Outbox for PgStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    /// LISTENs on channel `hubspot_outbox` (the insert trigger's NOTIFY, at each commit)
+    /// on a connection of its own, and wakes `inserted` for every notification. sqlx's
+    /// listener connects again after a lost connection; what was notified meanwhile is
+    /// found by the next poll.
+    fn listen(&self, inserted: Arc<tokio::sync::Notify>) {
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            let mut listener = loop {
+                match sqlx::postgres::PgListener::connect(&url.0).await {
+                    Ok(mut l) => match l.listen("hubspot_outbox").await {
+                        Ok(()) => break l,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "LISTEN hubspot_outbox failed; polling meanwhile")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot connect to listen for new rows; polling meanwhile")
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            };
+            loop {
+                match listener.recv().await {
+                    Ok(_) => inserted.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for new rows failed; polling meanwhile");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
     }
 
     async fn leads_maintenance(&self) -> bool {

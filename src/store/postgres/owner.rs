@@ -31,7 +31,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 pub struct Owner {
     /// The advisory lock's key, and what `claimed_by` says.
     pub key: i64,
-    url: String,
+    url: super::Url,
     conn: Mutex<Option<PgConnection>>,
     held: AtomicBool,
     /// Whether the liveness session also holds the maintenance lock.
@@ -50,7 +50,7 @@ impl Owner {
         };
         let owner = Arc::new(Self {
             key,
-            url: url.to_owned(),
+            url: super::Url(url.to_owned()),
             conn: Mutex::new(None),
             held: AtomicBool::new(false),
             leading: AtomicBool::new(false),
@@ -99,7 +99,7 @@ impl Owner {
 
     /// Opens the lock's connection and takes the lock.
     async fn lock(&self) -> Result<(), StoreError> {
-        let mut conn = PgConnection::connect(&self.url).await?;
+        let mut conn = PgConnection::connect(&self.url.0).await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(self.key)
             .fetch_one(&mut conn)
