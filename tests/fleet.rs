@@ -233,3 +233,52 @@ async fn a_producers_commit_wakes_the_daemon_at_once_and_poll_only_still_finds_i
     .await;
     polling.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_commands_work_on_a_postgresql_outbox() {
+    let Some(db) = Backend::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = common::daemon_command(dir.path(), args)
+            .envs(db.env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let migrated = cli(&["migrate", "--json"]);
+    assert!(migrated.contains("\"upToDate\":true"), "{migrated}");
+    assert!(!migrated.contains("password"), "{migrated}");
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
+    produce(&d, 0, 2);
+    d.sql(
+        r#"INSERT INTO outbox (trace_id, object_type, properties)
+           VALUES ('bad', 'contacts', '{"x": null}')"#,
+    );
+    within(Duration::from_secs(10), "all settled", || async {
+        count(&d, "state IN ('succeeded', 'failed')") == 3
+    })
+    .await;
+    let status = cli(&["status", "--json"]);
+    assert!(status.contains("\"succeeded\""), "{status}");
+    let failed = cli(&["failed", "--json"]);
+    assert!(
+        failed.contains("\"objectWriteTraceId\":\"bad\"") && failed.contains("properties.x"),
+        "{failed}"
+    );
+    let shown = cli(&["show", "c-0", "--json"]);
+    assert!(shown.contains("\"state\":\"succeeded\""), "{shown}");
+    cli(&["discard", "bad"]);
+    assert_eq!(
+        d.sql("SELECT state FROM outbox WHERE trace_id = 'bad'"),
+        "discarded"
+    );
+    d.stop().await;
+}

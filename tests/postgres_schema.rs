@@ -248,3 +248,51 @@ async fn the_operator_views_say_what_they_say_on_sqlite() {
         "a failed write is no longer counted"
     );
 }
+
+/// docs/postgresql.md's grants: a producer's role with INSERT on `outbox` (and SELECT on
+/// the operator views) enqueues, inside its own transaction, and can do nothing else to
+/// the daemon's tables.
+#[tokio::test]
+async fn a_producer_role_with_the_documented_grants_enqueues_and_nothing_more() {
+    let Some((server, pool)) = migrated().await else {
+        return;
+    };
+    for sql in [
+        "CREATE ROLE app LOGIN",
+        "GRANT INSERT ON outbox TO app",
+        "GRANT SELECT ON failed_writes, queue_depth TO app",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let url = server.url.replace("postgres@", "app@");
+    let app = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut tx = app.begin().await.unwrap();
+    tx.execute(r#"INSERT INTO outbox (object_type, properties, trace_id) VALUES ('contacts', '{"email":"a@example.com"}', 'order-1')"#)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let depth: i64 = sqlx::query_scalar("SELECT sum(writes)::bigint FROM queue_depth")
+        .fetch_one(&app)
+        .await
+        .unwrap();
+    assert_eq!(depth, 1);
+    for forbidden in [
+        "UPDATE outbox SET state = 'succeeded'",
+        "DELETE FROM outbox",
+        "SELECT * FROM outbox",
+        "DELETE FROM purged_traces",
+        "UPDATE queue_count SET max_queued = 0",
+    ] {
+        let e = sqlx::query(forbidden)
+            .execute(&app)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("permission denied"), "{forbidden}: {e}");
+    }
+    app.close().await;
+}

@@ -176,10 +176,15 @@ CREATE FUNCTION outbox_ts(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
 $$;
 
+-- The trigger functions run as the daemon's role (SECURITY DEFINER, with the schema they
+-- were made in), so a producer's role needs INSERT on `outbox` and nothing else: not the
+-- queue's count, not the purged trace ids (see docs/postgresql.md, "Roles and grants").
+
 -- Whatever a producer's INSERT says about the daemon's columns, the row enters as a new,
 -- unvalidated, pending write due now. The daemon's own inserts of writes it validated set
 -- `hubspot_outbox.ingest` for their transaction (SET LOCAL), which no producer does.
-CREATE FUNCTION outbox_before_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION outbox_before_insert() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM purged_traces WHERE trace_id = NEW.trace_id) THEN
         RAISE unique_violation USING MESSAGE =
@@ -219,7 +224,8 @@ CREATE TRIGGER outbox_before_insert BEFORE INSERT ON outbox
 -- Counting unfinished writes (one `queue_changes` row per statement that changes the
 -- count), and the notification a listening daemon wakes on (one per object type per
 -- statement; PostgreSQL delivers it at commit, and not at all on a rollback).
-CREATE FUNCTION outbox_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION outbox_after_insert() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     n bigint;
 BEGIN
@@ -234,7 +240,8 @@ CREATE TRIGGER outbox_after_insert AFTER INSERT ON outbox
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_after_insert();
 
-CREATE FUNCTION outbox_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION outbox_after_update() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     n bigint;
 BEGIN
@@ -250,7 +257,8 @@ CREATE TRIGGER outbox_after_update AFTER UPDATE ON outbox
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION outbox_after_update();
 
-CREATE FUNCTION outbox_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION outbox_after_delete() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     n bigint;
 BEGIN

@@ -1,7 +1,7 @@
 //! How full the queue is, on PostgreSQL: the count is `queue_count.queued` plus the
 //! changes the statement triggers appended to `queue_changes` since the last fold (see
-//! migration 0001), so producers' transactions never wait on a counter row. Reading the
-//! state folds those changes in, in one statement.
+//! migration 0001), so producers' transactions never wait on a counter row. A daemon
+//! reading the state folds those changes in, in one statement.
 
 use async_trait::async_trait;
 
@@ -12,6 +12,14 @@ use crate::store::queue::{QueueState, QueueStore};
 #[async_trait]
 impl QueueStore for PgStore {
     async fn queue_state(&self) -> Result<QueueState, StoreError> {
+        if self.owner.is_none() {
+            // A command reads the sum and changes nothing (its role may only read).
+            return Ok(sqlx::query_as(
+                "SELECT queued, max_queued, full_reason FROM queue_state WHERE id = 1",
+            )
+            .fetch_one(&self.pool)
+            .await?);
+        }
         // One statement, one snapshot: the changes deleted are exactly the ones added.
         Ok(sqlx::query_as(
             "WITH folded AS (DELETE FROM queue_changes RETURNING delta)
