@@ -63,3 +63,28 @@ pub async fn simulator(options: SimOptions, stop: &CancellationToken) -> String 
     ));
     url
 }
+
+/// `n × interval ÷ mean(t[k+n] − t[k])` over sorted departure times (ms): how much of
+/// every rolling window was used.
+pub fn window_utilisation(times: &[i64], n: usize, interval: Duration) -> f64 {
+    let gaps: Vec<i64> = times.windows(n + 1).map(|w| w[n] - w[0]).collect();
+    if gaps.is_empty() {
+        return 0.0;
+    }
+    let mean = gaps.iter().sum::<i64>() as f64 / gaps.len() as f64;
+    interval.as_millis() as f64 / mean
+}
+
+/// The most departures within any `interval` (half-open) of each other.
+pub fn most_in_window(times: &[i64], interval: Duration) -> usize {
+    let span = interval.as_millis() as i64;
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start] >= span {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}

@@ -67,6 +67,15 @@ impl PgServer {
     /// A running server with database `postgres` and trusted local logins, or `None` (with
     /// a line saying why) where PostgreSQL is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// [`PgServer::start`] with `fsync` on, as a production server runs (benchmarks).
+    pub fn start_durable() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(fsync: bool) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             eprintln!(
                 "SKIPPED: PostgreSQL's initdb and pg_ctl were not found (install Debian's package `postgresql`)"
@@ -117,7 +126,8 @@ impl PgServer {
             let port = free_port();
             let sockets = server.data.parent().unwrap().display().to_string();
             let options = format!(
-                "-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+                "-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=300",
+                if fsync { "on" } else { "off" }
             );
             let log = server.data.parent().unwrap().join("server.log");
             let started = server
