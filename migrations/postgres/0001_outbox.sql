@@ -191,12 +191,6 @@ BEGIN
             'duplicate key value violates unique constraint "outbox_trace_id_key" (a write with this trace id was sent and has since been purged: it is a duplicate)';
     END IF;
     IF coalesce(current_setting('hubspot_outbox.ingest', true), '') != 'on' THEN
-        -- The count as of this statement's start: one statement's own rows are not
-        -- counted against the cap until it ends.
-        IF EXISTS (SELECT 1 FROM queue_state
-                   WHERE (max_queued > 0 AND queued >= max_queued) OR full_reason IS NOT NULL) THEN
-            RAISE EXCEPTION 'hubspot-outbox: the queue is full (queue.max_queued or queue.min_free_disk; see `hubspot-outbox status`); nothing was stored, try again later';
-        END IF;
         NEW.state := 'pending';
         NEW.validated := false;
         NEW.attempts := 0;
@@ -220,6 +214,21 @@ BEGIN
 END $$;
 CREATE TRIGGER outbox_before_insert BEFORE INSERT ON outbox
     FOR EACH ROW EXECUTE FUNCTION outbox_before_insert();
+
+-- A producer's insert is refused while the queue is full: checked once per statement,
+-- against the count as of its start (a statement's own rows count from its end).
+CREATE FUNCTION outbox_check_full() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF coalesce(current_setting('hubspot_outbox.ingest', true), '') != 'on'
+       AND EXISTS (SELECT 1 FROM queue_state
+                   WHERE (max_queued > 0 AND queued >= max_queued) OR full_reason IS NOT NULL) THEN
+        RAISE EXCEPTION 'hubspot-outbox: the queue is full (queue.max_queued or queue.min_free_disk; see `hubspot-outbox status`); nothing was stored, try again later';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_check_full BEFORE INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_check_full();
 
 -- Counting unfinished writes (one `queue_changes` row per statement that changes the
 -- count), and the notification a listening daemon wakes on (one per object type per
