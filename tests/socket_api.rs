@@ -23,9 +23,9 @@ async fn post(c: &mut SocketClient, body: &Value) -> (u16, Value) {
     (a.status.as_u16(), a.json())
 }
 
-#[tokio::test]
-async fn one_object_an_array_and_ndjson_are_accepted_in_input_order() {
-    let d = InProcess::start().await;
+crate::on_both_backends! {
+async fn one_object_an_array_and_ndjson_are_accepted_in_input_order(db) {
+    let d = InProcess::start_on_backend(&db, &[]).await;
     let mut c = d.client().await;
 
     let (status, a) = post(&mut c, &with_trace(contact("a@example.com"), "one")).await;
@@ -70,10 +70,11 @@ async fn one_object_an_array_and_ndjson_are_accepted_in_input_order() {
     assert_eq!(got.json()["properties"], json!({"email": "b@example.com"}));
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn numbers_and_booleans_are_stored_as_strings_and_shown_with_their_state() {
-    let d = InProcess::start().await;
+crate::on_both_backends! {
+async fn numbers_and_booleans_are_stored_as_strings_and_shown_with_their_state(db) {
+    let d = InProcess::start_on_backend(&db, &[]).await;
     let mut c = d.client().await;
     let w = json!({
         "objectType": "contacts",
@@ -94,10 +95,11 @@ async fn numbers_and_booleans_are_stored_as_strings_and_shown_with_their_state()
     assert_eq!(c.get("/v1/writes/nope").await.unwrap().status, 404);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn resending_a_write_is_a_duplicate_and_reusing_its_id_is_a_conflict() {
-    let d = InProcess::start().await;
+crate::on_both_backends! {
+async fn resending_a_write_is_a_duplicate_and_reusing_its_id_is_a_conflict(db) {
+    let d = InProcess::start_on_backend(&db, &[]).await;
     let mut c = d.client().await;
     let w = with_trace(contact("a@example.com"), "order-1");
     assert_eq!(post(&mut c, &w).await.0, 202);
@@ -133,10 +135,11 @@ async fn resending_a_write_is_a_duplicate_and_reusing_its_id_is_a_conflict() {
     assert_eq!(c.get("/v1/writes/order-3").await.unwrap().status, 404);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn an_invalid_write_refuses_the_whole_request_naming_index_and_field() {
-    let d = InProcess::start().await;
+crate::on_both_backends! {
+async fn an_invalid_write_refuses_the_whole_request_naming_index_and_field(db) {
+    let d = InProcess::start_on_backend(&db, &[]).await;
     let mut c = d.client().await;
     let mut writes: Vec<Value> = (0..99)
         .map(|i| contact(&format!("{i}@example.com")))
@@ -165,10 +168,11 @@ async fn an_invalid_write_refuses_the_whole_request_naming_index_and_field() {
     assert_eq!(d.rows().await, 0);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn each_kind_of_invalid_write_gets_its_field_named_and_stores_nothing() {
-    let d = InProcess::start().await;
+crate::on_both_backends! {
+async fn each_kind_of_invalid_write_gets_its_field_named_and_stores_nothing(db) {
+    let d = InProcess::start_on_backend(&db, &[]).await;
     let mut c = d.client().await;
     let assoc = |cat: Value, id: Value| {
         json!({"objectType": "contacts", "properties": {"email": "a"},
@@ -249,10 +253,11 @@ async fn each_kind_of_invalid_write_gets_its_field_named_and_stores_nothing() {
     assert_eq!(d.rows().await, 0);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn malformed_empty_oversized_and_mistyped_bodies_get_their_status() {
-    let d = InProcess::start_with(&[
+crate::on_both_backends! {
+async fn malformed_empty_oversized_and_mistyped_bodies_get_their_status(db) {
+    let d = InProcess::start_on_backend(&db, &[
         ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "4096"),
         ("HUBSPOT_OUTBOX__LIMITS__MAX_WRITES_PER_REQUEST", "3"),
     ])
@@ -326,10 +331,11 @@ async fn malformed_empty_oversized_and_mistyped_bodies_get_their_status() {
     assert_eq!(c.get("/no/such/thing").await.unwrap().status, 404);
     d.stop().await;
 }
+}
 
-#[tokio::test]
-async fn concurrent_clients_are_committed_together_and_all_acknowledged() {
-    let d = InProcess::start().await;
+crate::on_both_backends! {
+async fn concurrent_clients_are_committed_together_and_all_acknowledged(db) {
+    let d = InProcess::start_on_backend(&db, &[]).await;
     let mut tasks = Vec::new();
     for client in 0..16 {
         let path = d.config.socket.path.clone();
@@ -351,18 +357,19 @@ async fn concurrent_clients_are_committed_together_and_all_acknowledged() {
     assert_eq!(d.rows().await, 16 * 25);
     d.stop().await;
 }
+}
 
+crate::on_both_backends! {
 /// `POST /v1/retry` from a user who is neither the daemon's nor root nor listed in
 /// `socket.operators` is refused with 403 and changes nothing; reading and enqueueing stay
 /// open to anyone who may connect. Needs root (to connect as another user); skipped
 /// otherwise.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_actions_are_refused_to_users_who_are_not_operators() {
+async fn operator_actions_are_refused_to_users_who_are_not_operators(db) {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root to connect as another user");
         return;
     }
-    let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__SOCKET__MODE", "0666")]).await;
+    let d = InProcess::start_on_backend(&db, &[("HUBSPOT_OUTBOX__SOCKET__MODE", "0666")]).await;
     // The socket's directory must be reachable by the other user.
     std::fs::set_permissions(
         d.dir.path(),
@@ -442,15 +449,14 @@ print(out.decode())
     assert_eq!(a.status, 200, "{:?}", a.body);
     d.stop().await;
 }
+}
 
+crate::on_both_backends! {
 /// Past `queue.max_queued` new writes are refused, by the socket (503 with Retry-After,
 /// nothing stored) and by the database for SQL producers; once writes finish, there is room
-/// again. A disk short of `queue.min_free_disk` refuses them the same way.
-// Multi-threaded: the test blocks its thread in the sqlite3 shell while the daemon (in
-// this process) must keep committing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_refuses_new_writes_until_there_is_room() {
-    let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__QUEUE__MAX_QUEUED", "5")]).await;
+/// again.
+async fn a_full_queue_refuses_new_writes_until_there_is_room(db) {
+    let d = InProcess::start_on_backend(&db, &[("HUBSPOT_OUTBOX__QUEUE__MAX_QUEUED", "5")]).await;
     let mut c = d.client().await;
     let writes: Vec<Value> = (0..5)
         .map(|i| json!({"objectType": "contacts", "properties": {"email": format!("q{i}@example.com")}}))
@@ -474,8 +480,7 @@ async fn a_full_queue_refuses_new_writes_until_there_is_room() {
         5,
         "nothing of the refused request was stored"
     );
-    let out = common::sqlite3(
-        &d.db_path(),
+    let out = d.sql_output(
         r#"INSERT INTO outbox (object_type, properties) VALUES ('contacts', '{"email":"sql@example.com"}');"#,
     );
     assert!(
@@ -489,14 +494,19 @@ async fn a_full_queue_refuses_new_writes_until_there_is_room() {
     let metrics = String::from_utf8_lossy(&c.get("/metrics").await.unwrap().body).into_owned();
     assert!(metrics.contains("hubspot_outbox_queue_full 1"), "{metrics}");
     // One write finishes: there is room for one more.
-    common::sqlite3(
-        &d.db_path(),
-        "UPDATE outbox SET state = 'failed' WHERE id = (SELECT min(id) FROM outbox)",
-    );
+    d.sql("UPDATE outbox SET state = 'failed' WHERE id = (SELECT min(id) FROM outbox)");
     let a = c.post_json(one.to_string()).await.unwrap();
     assert_eq!(a.status, 202, "{:?}", a.json());
     d.stop().await;
+}
+}
 
+/// The disk's free space is SQLite's own check (PostgreSQL manages its own disk).
+// Multi-threaded: the test blocks its thread in the sqlite3 shell while the daemon (in
+// this process) must keep committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_short_of_space_refuses_new_writes_by_socket_and_sql() {
+    let one = json!({"objectType": "contacts", "properties": {"email": "late@example.com"}});
     let d = InProcess::start_with(&[("HUBSPOT_OUTBOX__QUEUE__MIN_FREE_DISK", "1000000TiB")]).await;
     let mut c = d.client().await;
     let a = c.post_json(one.to_string()).await.unwrap();
@@ -529,15 +539,15 @@ async fn a_full_queue_refuses_new_writes_until_there_is_room() {
     d.stop().await;
 }
 
+crate::on_both_backends! {
 /// Succeeded writes past `retention.succeeded` are purged with their history; their trace
 /// ids are remembered, so a producer retrying one (socket or SQL) still gets "duplicate",
 /// until `retention.trace_ids` has passed. Failed writes are never purged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
+async fn retention_purges_old_writes_and_remembers_their_trace_ids(db) {
     use hubspot_outbox::runtime::retention;
     // The daemon's own retention loop keeps everything (it would race this test's pass);
     // the pass below uses the defaults.
-    let d = InProcess::start_with(&[
+    let d = InProcess::start_on_backend(&db, &[
         ("HUBSPOT_OUTBOX__RETENTION__SUCCEEDED", "0s"),
         ("HUBSPOT_OUTBOX__RETENTION__DISCARDED", "0s"),
         ("HUBSPOT_OUTBOX__RETENTION__TRACE_IDS", "0s"),
@@ -550,15 +560,7 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     };
     let both = json!([write("r-1"), write("r-2")]);
     assert_eq!(post(&mut c, &both).await.0, 202);
-    let sql = |q: &str| {
-        let out = common::sqlite3(&d.db_path(), q);
-        assert!(
-            out.status.success(),
-            "{q}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let sql = |q: &str| d.sql(q);
     sql("UPDATE outbox SET state = 'succeeded', hubspot_id = '1', updated_at = '2020-01-01T00:00:00.000Z' WHERE trace_id = 'r-1';
          UPDATE outbox SET state = 'failed', updated_at = '2020-01-01T00:00:00.000Z' WHERE trace_id = 'r-2';
          INSERT INTO error_history (trace_id, attempt, http_status, message) VALUES ('r-1', 1, 503, 'x');");
@@ -567,7 +569,7 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     let (purged, forgotten) = retention::pass(&d.store, &config, &never).await.unwrap();
     assert_eq!((purged, forgotten), (1, 0));
     assert_eq!(
-        sql("SELECT group_concat(trace_id) FROM outbox"),
+        sql("SELECT trace_id FROM outbox"),
         "r-2",
         "failed writes stay"
     );
@@ -579,8 +581,7 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     let (status, body) = post(&mut c, &write("r-1")).await;
     assert_eq!(status, 202);
     assert_eq!(body["writes"][0]["result"], "duplicate", "{body}");
-    let out = common::sqlite3(
-        &d.db_path(),
+    let out = d.sql_output(
         r#"INSERT INTO outbox (trace_id, object_type, properties) VALUES ('r-1', 'contacts', '{}');"#,
     );
     assert!(
@@ -606,6 +607,7 @@ async fn retention_purges_old_writes_and_remembers_their_trace_ids() {
     let (_, body) = post(&mut c, &write("r-1")).await;
     assert_eq!(body["writes"][0]["result"], "new", "{body}");
     d.stop().await;
+}
 }
 
 /// A full disk in the middle of a request (made reproducible with `database.max_size`,

@@ -204,13 +204,19 @@ impl InProcess {
         }
     }
 
+    /// Runs `sql` on the outbox with the database's own shell (`sqlite3` or `psql`), as a
+    /// producer would, whether it succeeds or not.
+    pub fn sql_output(&self, sql: &str) -> std::process::Output {
+        match &self.backend {
+            Backend::Sqlite => sqlite3(&self.db_path(), sql),
+            Backend::Postgres(url) => pg::shared().unwrap().psql(url, sql),
+        }
+    }
+
     /// Runs `sql` on the outbox with the database's own shell (`sqlite3` or `psql`) and
     /// returns its rows as `a|b` lines; panics if the statement fails.
     pub fn sql(&self, sql: &str) -> String {
-        let out = match &self.backend {
-            Backend::Sqlite => sqlite3(&self.db_path(), sql),
-            Backend::Postgres(url) => pg::shared().unwrap().psql(url, sql),
-        };
+        let out = self.sql_output(sql);
         assert!(
             out.status.success(),
             "`{sql}` failed: {}",
