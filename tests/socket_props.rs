@@ -15,21 +15,84 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
-/// One daemon for every case: a runtime that outlives them, and the daemon in it.
-fn daemon() -> &'static (Runtime, InProcess) {
-    static DAEMON: OnceLock<(Runtime, InProcess)> = OnceLock::new();
-    DAEMON.get_or_init(|| {
+/// One daemon per backend for every case: a runtime that outlives them, and the daemon
+/// in it (none on PostgreSQL where it is not installed).
+fn daemon(postgres: bool) -> Option<&'static (Runtime, InProcess)> {
+    static SQLITE: OnceLock<Option<(Runtime, InProcess)>> = OnceLock::new();
+    static POSTGRES: OnceLock<Option<(Runtime, InProcess)>> = OnceLock::new();
+    let cell = if postgres { &POSTGRES } else { &SQLITE };
+    cell.get_or_init(|| {
+        let backend = match postgres {
+            true => common::Backend::postgres()?,
+            false => common::Backend::Sqlite,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let daemon = rt.block_on(InProcess::start_with(&[
-            // Small limits, so the generated bodies reach them too.
-            ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "4096"),
-            ("HUBSPOT_OUTBOX__LIMITS__MAX_WRITES_PER_REQUEST", "5"),
-        ]));
-        (rt, daemon)
+        let daemon = rt.block_on(InProcess::start_on_backend(
+            &backend,
+            &[
+                // Small limits, so the generated bodies reach them too.
+                ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "4096"),
+                ("HUBSPOT_OUTBOX__LIMITS__MAX_WRITES_PER_REQUEST", "5"),
+            ],
+        ));
+        Some((rt, daemon))
+    })
+    .as_ref()
+}
+
+/// The property, on one backend's daemon: any body is stored whole (as many rows as the
+/// answer says are new) or refused with a JSON 4xx that stores nothing, and the daemon
+/// still answers.
+fn stored_whole_or_refused(
+    postgres: bool,
+    body: Vec<u8>,
+    content_type: Option<String>,
+) -> Result<(), TestCaseError> {
+    let Some((rt, daemon)) = daemon(postgres) else {
+        return Ok(());
+    };
+    rt.block_on(async {
+        let before = daemon.rows().await;
+        let mut client = SocketClient::connect(&daemon.config.socket.path)
+            .await
+            .unwrap();
+        let answer = client
+            .send(
+                Method::POST,
+                "/v1/writes",
+                content_type.as_deref(),
+                body.clone(),
+            )
+            .await
+            .expect("the daemon answers");
+        let after = daemon.rows().await;
+        let status = answer.status.as_u16();
+        let json = answer.json();
+        match status {
+            200..=299 => {
+                let new = json["new"].as_i64().expect("a 2xx says how many were new");
+                prop_assert_eq!(after - before, new, "{}", json);
+            }
+            400..=499 => {
+                prop_assert!(json["error"].is_string(), "{} {:?}", status, answer.body);
+                prop_assert!(json["message"].is_string(), "{} {:?}", status, answer.body);
+                prop_assert_eq!(after, before, "a refused request stored rows: {}", json);
+            }
+            _ => prop_assert!(
+                false,
+                "status {} for {:?}: {}",
+                status,
+                String::from_utf8_lossy(&body),
+                json
+            ),
+        }
+        // And the daemon is still there.
+        prop_assert_eq!(client.get("/healthz").await.unwrap().status.as_u16(), 200);
+        Ok(())
     })
 }
 
@@ -131,36 +194,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(600))]
 
     #[test]
-    fn any_body_is_stored_whole_or_refused_with_a_json_4xx(
+    fn any_body_is_stored_whole_or_refused_with_a_json_4xx_on_sqlite(
         body in body(),
         content_type in content_type(),
     ) {
-        let (rt, daemon) = daemon();
-        rt.block_on(async {
-            let before = daemon.rows().await;
-            let mut client = SocketClient::connect(&daemon.config.socket.path).await.unwrap();
-            let answer = client
-                .send(Method::POST, "/v1/writes", content_type.as_deref(), body.clone())
-                .await
-                .expect("the daemon answers");
-            let after = daemon.rows().await;
-            let status = answer.status.as_u16();
-            let json = answer.json();
-            match status {
-                200..=299 => {
-                    let new = json["new"].as_i64().expect("a 2xx says how many were new");
-                    prop_assert_eq!(after - before, new, "{}", json);
-                }
-                400..=499 => {
-                    prop_assert!(json["error"].is_string(), "{} {:?}", status, answer.body);
-                    prop_assert!(json["message"].is_string(), "{} {:?}", status, answer.body);
-                    prop_assert_eq!(after, before, "a refused request stored rows: {}", json);
-                }
-                _ => prop_assert!(false, "status {} for {:?}: {}", status, String::from_utf8_lossy(&body), json),
-            }
-            // And the daemon is still there.
-            prop_assert_eq!(client.get("/healthz").await.unwrap().status.as_u16(), 200);
-            Ok(())
-        })?;
+        stored_whole_or_refused(false, body, content_type)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn any_body_is_stored_whole_or_refused_with_a_json_4xx_on_postgres(
+        body in body(),
+        content_type in content_type(),
+    ) {
+        stored_whole_or_refused(true, body, content_type)?;
     }
 }
