@@ -6,7 +6,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{Daemon, eventually, sqlite3};
+use std::path::{Path, PathBuf};
+
+use common::{Backend, Daemon, eventually, sqlite3};
 use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use serde_json::{Value, json};
@@ -48,28 +50,63 @@ async fn created(url: &str, object_type: &str) -> Vec<Value> {
         .unwrap()
 }
 
-fn count(db: &std::path::Path, filter: &str) -> usize {
-    let out = sqlite3(db, &format!("SELECT count(*) FROM outbox WHERE {filter}"));
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+/// The outbox of a daemon run as a child process: its SQLite file, or its PostgreSQL
+/// database.
+#[derive(Clone)]
+struct Db {
+    backend: Backend,
+    path: PathBuf,
 }
 
-fn lines(db: &std::path::Path, query: &str) -> Vec<String> {
-    let out = sqlite3(db, query);
+impl Db {
+    fn new(backend: &Backend, path: &Path) -> Self {
+        Self {
+            backend: backend.clone(),
+            path: path.to_owned(),
+        }
+    }
+}
+
+fn lines(db: &Db, query: &str) -> Vec<String> {
+    let out = match &db.backend {
+        Backend::Sqlite => sqlite3(&db.path, query),
+        Backend::Postgres(url) => common::pg::shared().unwrap().psql(url, query),
+    };
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
         .collect()
 }
 
+fn count(db: &Db, filter: &str) -> usize {
+    lines(db, &format!("SELECT count(*) FROM outbox WHERE {filter}"))[0]
+        .parse()
+        .unwrap()
+}
+
+/// The daemon binary on `backend`'s outbox, with `env`.
+async fn start(backend: &Backend, dir: &Path, env: &[(&str, &str)]) -> Daemon {
+    let backend_env = backend.env();
+    let mut all: Vec<(&str, &str)> = backend_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(env);
+    Daemon::start_with(dir, &all).await
+}
+
 /// Enqueues `n` writes, kills the daemon while batches are in flight, restarts it and
 /// waits until every write succeeded. Returns the trace ids that were in flight at the kill.
 async fn kill_while_sending(
+    backend: &Backend,
     dir: &std::path::Path,
     env: &[(&str, &str)],
     writes: Vec<Value>,
 ) -> HashSet<String> {
     let n = writes.len();
-    let daemon = Daemon::start_with(dir, env).await;
+    let daemon = start(backend, dir, env).await;
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
     assert_eq!(
         c.post_json(Value::Array(writes).to_string())
@@ -78,7 +115,7 @@ async fn kill_while_sending(
             .status,
         202
     );
-    let db = daemon.database.clone();
+    let db = Db::new(backend, &daemon.database);
     eventually("batches in flight after some succeeded", || async {
         count(&db, "state = 'in_flight'") > 0 && count(&db, "state = 'succeeded'") > 0
     })
@@ -89,7 +126,7 @@ async fn kill_while_sending(
             .into_iter()
             .collect();
     assert!(!in_flight.is_empty());
-    let daemon = Daemon::start_with(dir, env).await;
+    let daemon = start(backend, dir, env).await;
     eventually("every write succeeded after the restart", || async {
         count(&db, "state = 'succeeded'") == n
     })
@@ -107,8 +144,8 @@ async fn kill_while_sending(
     in_flight
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_unique_property_a_kill_while_sending_creates_no_duplicate() {
+crate::on_both_backends! {
+async fn with_a_unique_property_a_kill_while_sending_creates_no_duplicate(backend) {
     let (url, _sim) = simulator(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -126,7 +163,7 @@ async fn with_a_unique_property_a_kill_while_sending_creates_no_duplicate() {
     let writes: Vec<Value> = (0..200)
         .map(|i| json!({"objectType": "contacts", "properties": {"email": format!("k{i}@example.com")}, "objectWriteTraceId": format!("k{i}")}))
         .collect();
-    kill_while_sending(dir.path(), &env, writes).await;
+    kill_while_sending(&backend, dir.path(), &env, writes).await;
     let objects = created(&url, "contacts").await;
     let emails: HashSet<&str> = objects
         .iter()
@@ -138,12 +175,13 @@ async fn with_a_unique_property_a_kill_while_sending_creates_no_duplicate() {
         "exactly one object per write"
     );
 }
+}
 
+crate::on_both_backends! {
 /// Issue 10: a SIGKILL while upserts are in flight neither loses nor reorders anything.
 /// The writes in flight are sent again after the restart (an upsert is safe to repeat),
 /// and each record ends with the last write enqueued for it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_while_upserts_are_in_flight_loses_and_reorders_nothing() {
+async fn a_kill_while_upserts_are_in_flight_loses_and_reorders_nothing(backend) {
     let (url, _sim) = simulator(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -162,7 +200,7 @@ async fn a_kill_while_upserts_are_in_flight_loses_and_reorders_nothing() {
                    "objectWriteTraceId": format!("u{i}")})
         })
         .collect();
-    kill_while_sending(dir.path(), &env, writes).await;
+    kill_while_sending(&backend, dir.path(), &env, writes).await;
     let objects = created(&url, "contacts").await;
     assert_eq!(objects.len(), 60, "one record per email");
     for o in &objects {
@@ -175,14 +213,15 @@ async fn a_kill_while_upserts_are_in_flight_loses_and_reorders_nothing() {
         );
     }
 }
+}
 
+crate::on_both_backends! {
 /// Issue 11: a SIGKILL while a three-level chain (20 companies, 10 contacts of each, a deal
 /// of each contact, enqueued deepest first) is resolved and sent. A write's references are
 /// resolved in the transaction that settles the write they wait for, so a kill leaves both
 /// or neither: after the restart every write succeeds once, each pointing at the record
 /// its reference named.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_while_references_resolve_loses_and_misdirects_nothing() {
+async fn a_kill_while_references_resolve_loses_and_misdirects_nothing(backend) {
     let (url, _sim) = simulator(Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -218,8 +257,8 @@ async fn a_kill_while_references_resolve_loses_and_misdirects_nothing() {
                            "properties": {"name": format!("c{c}")}}),
         );
     }
-    kill_while_sending(dir.path(), &env, writes).await;
-    let db = dir.path().join("outbox.db");
+    kill_while_sending(&backend, dir.path(), &env, writes).await;
+    let db = Db::new(&backend, &dir.path().join("outbox.db"));
     let ids: HashMap<String, String> =
         lines(&db, "SELECT trace_id || ' ' || hubspot_id FROM outbox")
             .into_iter()
@@ -264,13 +303,14 @@ async fn a_kill_while_references_resolve_loses_and_misdirects_nothing() {
         );
     }
 }
+}
 
+crate::on_both_backends! {
 /// The torture test of issue 8: 20 SIGKILLs while sending, connections dropped after
 /// HubSpot created the objects and 5% of creates answered 503, across a type with a unique
 /// property and two without. Every write ends `succeeded` with the id of the one record
 /// HubSpot holds for it; none fails, none is held, nothing is created twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once() {
+async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once(backend) {
     let (url, _sim) = simulator_with(SimOptions {
         requests_per_interval: 200,
         interval: Duration::from_secs(1),
@@ -309,8 +349,8 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once()
         writes.push(json!({"objectType": "companies", "properties": {"name": format!("c{i}")}, "objectWriteTraceId": format!("company-{i}")}));
     }
     let total = writes.len();
-    let db = dir.path().join("outbox.db");
-    let mut daemon = Daemon::start_with(dir.path(), &env).await;
+    let db = Db::new(&backend, &dir.path().join("outbox.db"));
+    let mut daemon = start(&backend, dir.path(), &env).await;
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
     assert_eq!(
         c.post_json(Value::Array(writes).to_string())
@@ -321,8 +361,8 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once()
     );
     let mut kills_in_flight = 0;
     for _ in 0..20 {
-        let before = count(&daemon.database, "state = 'succeeded'");
-        let database = daemon.database.clone();
+        let before = count(&Db::new(&backend, &daemon.database), "state = 'succeeded'");
+        let database = Db::new(&backend, &daemon.database);
         eventually("batches in flight after progress", || async {
             count(&database, "state = 'in_flight'") > 0
                 && count(&database, "state = 'succeeded'") > before
@@ -330,7 +370,7 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once()
         .await;
         kills_in_flight += count(&db, "state = 'in_flight'");
         daemon.kill();
-        daemon = Daemon::start_with(dir.path(), &env).await;
+        daemon = start(&backend, dir.path(), &env).await;
     }
     eventually("every write settled after the last restart", || async {
         count(&db, "state IN ('succeeded', 'failed', 'unconfirmed')") == total
@@ -393,9 +433,10 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once()
         }
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
+crate::on_both_backends! {
+async fn sigterm_lets_requests_in_flight_finish_and_exits_0(backend) {
     let (url, _sim) = simulator(Duration::from_millis(800)).await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -405,7 +446,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
         ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
         ("HUBSPOT_OUTBOX__RATE_LIMIT__MAX_IN_FLIGHT", "4"),
     ];
-    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let daemon = start(&backend, dir.path(), &env).await;
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
     let writes: Vec<Value> = (0..200)
         .map(|i| json!({"objectType": "deals", "properties": {"dealname": format!("d{i}")}, "objectWriteTraceId": format!("d{i}")}))
@@ -417,7 +458,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
             .status,
         202
     );
-    let db = daemon.database.clone();
+    let db = Db::new(&backend, &daemon.database);
     let socket = daemon.socket.clone();
     eventually("requests in flight", || async {
         count(&db, "state = 'in_flight'") > 0
@@ -441,7 +482,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
     );
     assert!(!socket.exists());
     // What was not sent is still queued, and goes at the next start.
-    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let daemon = start(&backend, dir.path(), &env).await;
     eventually("the rest is sent", || async {
         count(&db, "state = 'succeeded'") == 200
     })
@@ -449,9 +490,11 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0() {
     assert!(daemon.terminate().success());
     assert_eq!(created(&url, "deals").await.len(), 200);
 }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_token_never_appears_in_logs_or_errors() {
+    let backend = Backend::Sqlite;
     let (url, _sim) = simulator(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     // A token HubSpot refuses (401) makes the daemon log errors about it too.
@@ -463,11 +506,11 @@ async fn the_access_token_never_appears_in_logs_or_errors() {
         // Probes are batches (logged in batch_log) rather than trace-property checks.
         ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
     ];
-    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let daemon = start(&backend, dir.path(), &env).await;
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
     let w = json!({"objectType": "contacts", "properties": {"email": "a@example.com"}});
     assert_eq!(c.post_json(w.to_string()).await.unwrap().status, 202);
-    let db = daemon.database.clone();
+    let db = Db::new(&backend, &daemon.database);
     eventually("a 401 was met", || async {
         lines(&db, "SELECT kind FROM pauses") == ["unauthorized"]
     })
@@ -490,7 +533,7 @@ async fn the_access_token_never_appears_in_logs_or_errors() {
     assert!(log.lines().count() > 20, "trace logging was on");
     assert!(!log.contains("LEAKCHECK"), "the token leaked into the log");
     let out = sqlite3(
-        &db,
+        &db.path,
         "SELECT * FROM error_history; SELECT * FROM batch_log; SELECT * FROM pauses;",
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("LEAKCHECK"));
@@ -513,6 +556,7 @@ fn cli(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> String {
 /// fix it, replay it, see it succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_finds_fixes_and_replays_a_failed_write() {
+    let backend = Backend::Sqlite;
     let (url, _sim) = simulator(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
@@ -520,7 +564,7 @@ async fn an_operator_finds_fixes_and_replays_a_failed_write() {
         ("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", url.as_str()),
         ("HUBSPOT_OUTBOX__BATCHING__LINGER", "10ms"),
     ];
-    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let daemon = start(&backend, dir.path(), &env).await;
     let file = dir.path().join("in.ndjson");
     let mut lines: Vec<String> = (0..4)
         .map(|i| {
@@ -532,7 +576,7 @@ async fn an_operator_finds_fixes_and_replays_a_failed_write() {
                       "objectWriteTraceId": "to-fix"}).to_string());
     std::fs::write(&file, lines.join("\n")).unwrap();
     assert!(cli(dir.path(), &env, &["enqueue", file.to_str().unwrap()]).starts_with("queued 5"));
-    let db = daemon.database.clone();
+    let db = Db::new(&backend, &daemon.database);
     eventually("settled", || async {
         count(&db, "state IN ('succeeded', 'failed')") == 5
     })
