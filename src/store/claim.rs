@@ -2,8 +2,8 @@
 //! `in_flight` in one short transaction, never held across an HTTP call; and the rows a
 //! crash left in flight, for recovery at start.
 
-use crate::model::ClaimedRow;
 use crate::model::rate::Rule;
+use crate::model::{ClaimedRow, Operation};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -117,4 +117,70 @@ pub trait ClaimStore: Send + Sync {
     /// Rows a crash or kill left `in_flight`, with their batch and object type, for the
     /// ambiguity rules.
     async fn in_flight_rows(&self) -> Result<Vec<InFlightRow>, StoreError>;
+}
+
+/// A claimed row as the claim queries read it; handed out as [`ClaimedRow`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(in crate::store) struct ClaimedRecord {
+    pub(in crate::store) id: i64,
+    pub(in crate::store) trace_id: String,
+    pub(in crate::store) properties: String,
+    pub(in crate::store) associations: String,
+    pub(in crate::store) attempts: i64,
+    pub(in crate::store) split_to: Option<i64>,
+    pub(in crate::store) first_failed_at: Option<String>,
+    pub(in crate::store) read_by: Option<String>,
+    pub(in crate::store) sent_with: Option<String>,
+    pub(in crate::store) last_error: Option<String>,
+    pub(in crate::store) operation: String,
+    pub(in crate::store) id_property: Option<String>,
+    pub(in crate::store) record_key: Option<String>,
+    pub(in crate::store) hubspot_id: Option<String>,
+    pub(in crate::store) associations_done: Option<String>,
+    pub(in crate::store) step: String,
+}
+
+impl From<ClaimedRecord> for ClaimedRow {
+    fn from(r: ClaimedRecord) -> Self {
+        Self {
+            id: r.id,
+            trace_id: r.trace_id,
+            properties: r.properties,
+            associations: r.associations,
+            attempts: r.attempts,
+            split_to: r.split_to,
+            first_failed_at: r.first_failed_at,
+            read_by: r.read_by,
+            sent_with: r.sent_with,
+            last_error: r.last_error,
+            // The table's CHECK allows nothing else.
+            operation: Operation::parse(&r.operation).unwrap_or_default(),
+            id_property: r.id_property,
+            record_key: r.record_key,
+            hubspot_id: r.hubspot_id,
+            associations_done: r.associations_done,
+            associating: r.step == "associations",
+        }
+    }
+}
+
+/// An in-flight row as the recovery query reads it.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct InFlightRecord {
+    pub(in crate::store) batch_id: String,
+    pub(in crate::store) object_type: String,
+    pub(in crate::store) sent_with: Option<String>,
+    #[sqlx(flatten)]
+    pub(in crate::store) row: ClaimedRecord,
+}
+
+impl From<InFlightRecord> for InFlightRow {
+    fn from(r: InFlightRecord) -> Self {
+        Self {
+            batch_id: r.batch_id,
+            object_type: r.object_type,
+            sent_with: r.sent_with,
+            row: r.row.into(),
+        }
+    }
 }

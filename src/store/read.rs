@@ -57,3 +57,29 @@ pub trait ReadStore: Send + Sync {
     /// The error history of one write, oldest first.
     async fn error_history(&self, trace_id: &str) -> Result<Vec<ErrorRecord>, StoreError>;
 }
+
+/// A row of `error_history` as stored.
+#[derive(sqlx::FromRow)]
+pub(in crate::store) struct ErrorRow {
+    pub(in crate::store) trace_id: String,
+    pub(in crate::store) attempt: i64,
+    pub(in crate::store) http_status: i64,
+    pub(in crate::store) category: Option<String>,
+    pub(in crate::store) message: String,
+    pub(in crate::store) correlation_id: Option<String>,
+    pub(in crate::store) raw: Option<String>,
+}
+
+impl From<ErrorRow> for ErrorRecord {
+    fn from(r: ErrorRow) -> Self {
+        Self {
+            trace_id: r.trace_id,
+            attempt: r.attempt.max(0) as u32,
+            status: r.http_status.clamp(0, 999) as u16,
+            category: r.category,
+            message: r.message,
+            correlation_id: r.correlation_id,
+            raw: r.raw.unwrap_or_default(),
+        }
+    }
+}

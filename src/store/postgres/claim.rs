@@ -4,9 +4,12 @@
 //! held across an HTTP call.
 
 use super::PgStore;
+use crate::model::ClaimedRow;
 use crate::model::rate::Rule;
-use crate::model::{ClaimedRow, Operation};
-use crate::store::claim::{Chooser, Claim, ClaimStore, Claimed, DueType, InFlightRow, SharedSlot};
+use crate::store::claim::{
+    Chooser, Claim, ClaimStore, Claimed, ClaimedRecord, DueType, InFlightRecord, InFlightRow,
+    SharedSlot,
+};
 use crate::store::{StoreError, timestamp};
 use std::time::Duration;
 
@@ -242,71 +245,8 @@ impl ClaimStore for PgStore {
         .await?;
         tx.commit().await?;
         records.sort_by(|a, b| (&a.batch_id, a.row.id).cmp(&(&b.batch_id, b.row.id)));
-        Ok(records
-            .into_iter()
-            .map(|r| InFlightRow {
-                batch_id: r.batch_id,
-                object_type: r.object_type,
-                sent_with: r.sent_with,
-                row: r.row.into(),
-            })
-            .collect())
+        Ok(records.into_iter().map(InFlightRow::from).collect())
     }
-}
-
-/// A claimed row as the claim queries read it; handed out as [`ClaimedRow`].
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct ClaimedRecord {
-    id: i64,
-    trace_id: String,
-    properties: String,
-    associations: String,
-    attempts: i64,
-    split_to: Option<i64>,
-    first_failed_at: Option<String>,
-    read_by: Option<String>,
-    sent_with: Option<String>,
-    last_error: Option<String>,
-    operation: String,
-    id_property: Option<String>,
-    record_key: Option<String>,
-    hubspot_id: Option<String>,
-    associations_done: Option<String>,
-    step: String,
-}
-
-impl From<ClaimedRecord> for ClaimedRow {
-    fn from(r: ClaimedRecord) -> Self {
-        Self {
-            id: r.id,
-            trace_id: r.trace_id,
-            properties: r.properties,
-            associations: r.associations,
-            attempts: r.attempts,
-            split_to: r.split_to,
-            first_failed_at: r.first_failed_at,
-            read_by: r.read_by,
-            sent_with: r.sent_with,
-            last_error: r.last_error,
-            // The table's CHECK allows nothing else.
-            operation: Operation::parse(&r.operation).unwrap_or_default(),
-            id_property: r.id_property,
-            record_key: r.record_key,
-            hubspot_id: r.hubspot_id,
-            associations_done: r.associations_done,
-            associating: r.step == "associations",
-        }
-    }
-}
-
-/// An in-flight row as the recovery query reads it.
-#[derive(sqlx::FromRow)]
-struct InFlightRecord {
-    batch_id: String,
-    object_type: String,
-    sent_with: Option<String>,
-    #[sqlx(flatten)]
-    row: ClaimedRecord,
 }
 
 /// The rate budget's departures still inside some window, oldest first, and the

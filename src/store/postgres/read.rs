@@ -5,7 +5,7 @@ use crate::store::StoreError;
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::store::read::{ReadStore, StoredWrite};
+use crate::store::read::{ErrorRow, ReadStore, StoredWrite};
 
 /// Every column of [`StoredWrite`], as text where the SQLite store has text.
 macro_rules! stored_columns {
@@ -68,29 +68,6 @@ impl ReadStore for PgStore {
         .bind(trace_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ErrorRecord {
-                trace_id: r.trace_id,
-                attempt: r.attempt.max(0) as u32,
-                status: r.http_status.clamp(0, 999) as u16,
-                category: r.category,
-                message: r.message,
-                correlation_id: r.correlation_id,
-                raw: r.raw.unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.into_iter().map(ErrorRecord::from).collect())
     }
-}
-
-/// A row of `error_history` as stored.
-#[derive(sqlx::FromRow)]
-struct ErrorRow {
-    trace_id: String,
-    attempt: i64,
-    http_status: i64,
-    category: Option<String>,
-    message: String,
-    correlation_id: Option<String>,
-    raw: Option<String>,
 }

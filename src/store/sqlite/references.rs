@@ -2,7 +2,7 @@
 //! associations point at queued writes by trace id is `waiting`, with one `waits_for` row
 //! per write it points at. Whenever writes settle (succeed, fail, are discarded), the
 //! writes waiting for them are looked up by trace id (never by scanning the waiting set)
-//! and decided by [`resolve`], in the same transaction as the change that settled them:
+//! and decided by [`crate::model::references::resolve`], in the same transaction as the change that settled them:
 //! a crash leaves either both or neither.
 //!
 //! Every function here runs inside its caller's write transaction, and works on sets:
@@ -13,16 +13,14 @@
 
 mod cycle;
 
-use crate::model::Association;
-use crate::model::references::{Found, Resolution, resolve};
 use crate::store::{StoreError, timestamp};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::SqliteStore;
-use crate::store::references::{REFERENCE_CATEGORY, ReferenceStore};
+use crate::store::references::{REFERENCE_CATEGORY, ReferenceStore, TargetRow, judge};
 use cycle::{find_cycle, on_cycles};
 
 #[async_trait]
@@ -285,19 +283,7 @@ async fn wait(conn: &mut SqliteConnection, ids: &str, now: &str) -> Result<(), S
     Ok(())
 }
 
-/// A referenced write as [`decide`] reads it.
-#[derive(sqlx::FromRow)]
-struct TargetRow {
-    write_id: i64,
-    trace_id: String,
-    state: Option<String>,
-    object_type: Option<String>,
-    hubspot_id: Option<String>,
-    last_error: Option<String>,
-    purged: bool,
-}
-
-/// Decides waiting writes (`ids`) by [`resolve`]: ready ones get their associations with
+/// Decides waiting writes (`ids`) by [`crate::model::references::resolve`]: ready ones get their associations with
 /// HubSpot ids and are due now; failing ones fail, and the writes waiting for them are
 /// decided in turn (a chain fails level by level, in this one transaction). A few
 /// statements per level, however many writes. Returns the writes that became due.
@@ -325,37 +311,7 @@ async fn decide(
         .bind(&set)
         .fetch_all(&mut *conn)
         .await?;
-        let mut found: HashMap<i64, HashMap<String, Found>> = HashMap::new();
-        for t in targets {
-            let f = match (t.state, t.object_type) {
-                (Some(state), Some(object_type)) => Found::Row {
-                    state,
-                    object_type,
-                    hubspot_id: t.hubspot_id,
-                    last_error: t.last_error,
-                },
-                _ if t.purged => Found::Purged,
-                _ => continue,
-            };
-            found.entry(t.write_id).or_default().insert(t.trace_id, f);
-        }
-        let (mut ready, mut failures) = (Vec::new(), Vec::new());
-        let none = HashMap::new();
-        for (id, object_type, associations) in rows {
-            let parsed: Vec<Association> = match serde_json::from_str(&associations) {
-                Ok(parsed) => parsed,
-                // Validated rows always parse; one that does not is not sent without them.
-                Err(e) => {
-                    failures.push((id, format!("associations: cannot be read: {e}")));
-                    continue;
-                }
-            };
-            match resolve(&object_type, &parsed, found.get(&id).unwrap_or(&none)) {
-                Resolution::Wait => {}
-                Resolution::Ready(resolved) => ready.push((id, resolved)),
-                Resolution::Fail(error) => failures.push((id, error)),
-            }
-        }
+        let (ready, failures) = judge(rows, targets);
         due += make_due(conn, &ready, now).await?;
         let failed = fail(conn, &failures, now).await?;
         ids = dependents(conn, &failed).await?;

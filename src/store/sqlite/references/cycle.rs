@@ -1,15 +1,10 @@
 //! Reference cycles: a write that waits, through the writes it points at and the earlier
 //! writes to its record, for itself could never be sent.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-
 use sqlx::SqliteConnection;
 
 use crate::store::StoreError;
-
-/// The most writes a cycle check visits; past it, the write is taken to close no cycle
-/// (a chain that long is far beyond any real use).
-const MAX_CYCLE_WALK: usize = 10_000;
+use crate::store::references::{Edge, Walk};
 
 /// Which of the writes `ids` (a JSON array) wait, through other unfinished writes, for
 /// themselves: all of them walked at once, in one recursive statement over the same edges
@@ -50,28 +45,18 @@ pub(super) async fn on_cycles(
     .await?)
 }
 
-/// Whether the write `start` waits, through other unfinished writes, for itself: each
-/// write waits for the writes it points at and for the write before it to the same record
-/// (see the claim's per-record order), and an upsert or update keyed by the trace property
-/// for the queued create with that trace id. The store does not know which property is a
-/// type's trace property, so any upsert or update whose `id` is an earlier queued create's
-/// trace id is taken to wait for it: at worst a cycle is reported where the claim would
-/// not have waited (that needs an `id` equal to another write's trace id). Returns the
-/// cycle in words (`a → b → a`).
+/// Whether the write `start` waits, through other unfinished writes, for itself (see
+/// `store::references::Walk`). The store does not know which property is a type's trace
+/// property, so any upsert or update whose `id` is an earlier queued create's trace id is
+/// taken to wait for it: at worst a cycle is reported where the claim would not have
+/// waited (that needs an `id` equal to another write's trace id).
 pub(super) async fn find_cycle(
     conn: &mut SqliteConnection,
     start: i64,
 ) -> Result<Option<String>, StoreError> {
-    let mut parent: HashMap<i64, (i64, String, bool)> = HashMap::new();
-    let mut seen: HashSet<i64> = HashSet::from([start]);
-    let mut queue = VecDeque::from([start]);
-    let mut names: HashMap<i64, String> = HashMap::new();
-    while let Some(here) = queue.pop_front() {
-        if seen.len() > MAX_CYCLE_WALK {
-            break;
-        }
-        // (its own trace id, a write it waits for: id, trace id, by its record's order)
-        let next: Vec<(String, i64, String, bool)> = sqlx::query_as(
+    let mut walk = Walk::new(start);
+    while let Some(here) = walk.next_write() {
+        let edges: Vec<Edge> = sqlx::query_as(
             "SELECT x.trace_id, o.id, o.trace_id, 0 FROM outbox AS x
              JOIN waits_for AS w ON w.write_id = x.id
              JOIN outbox AS o ON o.trace_id = w.trace_id
@@ -88,47 +73,13 @@ pub(super) async fn find_cycle(
                    ON e.object_type = x.object_type AND e.order_key = x.order_key AND e.id < x.id
                  WHERE x.id = ?1 AND x.order_key IS NOT NULL
                    AND e.state IN ('pending', 'waiting', 'in_flight')
-                 ORDER BY e.id DESC LIMIT 1)",
-        )
+                 ORDER BY e.id DESC LIMIT 1)",        )
         .bind(here)
         .fetch_all(&mut *conn)
         .await?;
-        for (own, id, trace, order) in next {
-            names.entry(here).or_insert(own);
-            if id == start {
-                parent.insert(start, (here, trace, order));
-                return Ok(Some(describe_cycle(start, &parent, &names)));
-            }
-            if seen.insert(id) {
-                parent.insert(id, (here, trace, order));
-                queue.push_back(id);
-            }
+        if let Some(cycle) = walk.visit(here, edges) {
+            return Ok(Some(cycle));
         }
     }
     Ok(None)
-}
-
-/// `a → b → c (an earlier write to the same record) → a`, from the walk's parents.
-fn describe_cycle(
-    start: i64,
-    parent: &HashMap<i64, (i64, String, bool)>,
-    names: &HashMap<i64, String>,
-) -> String {
-    let mut steps = Vec::new();
-    let mut at = start;
-    loop {
-        let (from, name, order) = &parent[&at];
-        steps.push(if *order {
-            format!("{name} (an earlier write to the same record)")
-        } else {
-            name.clone()
-        });
-        at = *from;
-        if at == start {
-            break;
-        }
-    }
-    steps.push(names.get(&start).cloned().unwrap_or_default());
-    steps.reverse();
-    steps.join(" → ")
 }
