@@ -51,7 +51,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     let (store, _owner) = open(&config).await?;
     let (listener, socket_file) = bind(&config.socket.path, config.socket.mode)?;
     info!(
-        database = %database_name(&config),
+        database = %config.database.name(),
         socket = %config.socket.path.display(),
         version = env!("CARGO_PKG_VERSION"),
         "hubspot-outbox started"
@@ -82,7 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
 /// second daemon must not touch the database or the socket.
 async fn open(config: &Config) -> Result<(Store, OwnerLock), AppError> {
     let failed = |source| AppError::Store {
-        path: database_name(config),
+        path: config.database.name(),
         source,
     };
     let db = &config.database;
@@ -107,15 +107,6 @@ async fn open(config: &Config) -> Result<(Store, OwnerLock), AppError> {
     Ok((store, owner))
 }
 
-/// The outbox's database in words for logs and errors: the SQLite file, or the
-/// PostgreSQL URL without its password.
-pub fn database_name(config: &Config) -> String {
-    match &config.database.url {
-        Some(url) => url.redacted(),
-        None => config.database.path.display().to_string(),
-    }
-}
-
 /// Serves an opened store on a bound listener until `shutdown`; tests call it with their
 /// own store and listener.
 pub async fn serve(
@@ -138,7 +129,7 @@ pub async fn serve(
         .set_max_queued(config.queue.max_queued)
         .await
         .map_err(|source| AppError::Store {
-            path: database_name(config),
+            path: config.database.name(),
             source,
         })?;
     let capacity_task = tokio::spawn(capacity::monitor(

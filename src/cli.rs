@@ -118,6 +118,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the whole outbox (every write as it stands, its error history, the batch
+    /// log, purged trace ids, daily usage) to FILE as JSON Lines, to move it to another
+    /// database with `import`. On SQLite the daemon must be stopped.
+    Export {
+        /// Where to write; `-` for standard output.
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an `export` into this configuration's outbox (created if missing), all or
+    /// nothing; refused if a write's trace id is already there. On SQLite the daemon must
+    /// be stopped; PostgreSQL daemons may keep running.
+    Import {
+        /// The export to read; `-` for standard input.
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Report as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and print the effective values (token redacted).
     CheckConfig {
         /// One JSON object instead of text.

@@ -110,9 +110,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?,
         ),
         Command::Migrate { json } => {
-            let store = open_creating(&config).await?;
+            let store = operator::open_creating(&config).await?;
             store.close().await;
-            let path = hubspot_outbox::app::database_name(&config);
+            let path = config.database.name();
             print(vec![if json {
                 serde_json::json!({"database": path, "upToDate": true}).to_string()
             } else {
@@ -124,7 +124,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
             json,
         } => {
-            let store = open_creating(&config).await?;
+            let store = operator::open_creating(&config).await?;
             let report =
                 operator::setup(&config, store.clone(), &object_types, dry_run, json).await;
             store.close().await;
@@ -136,36 +136,24 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Export { file, json } => {
+            let summary = operator::transfer::export_command(&config, &file, json).await?;
+            // The export itself may be on stdout: the summary goes beside it.
+            if file.as_os_str() == "-" {
+                eprintln!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                print(vec![summary])
+            }
+        }
+        Command::Import { file, json } => print(vec![
+            operator::transfer::import_command(&config, &file, json).await?,
+        ]),
         Command::CheckConfig { json } => print(operator::check_config(&config, json)),
     }
 }
 
 /// Prints a command's output lines to stdout.
-/// Opens the outbox, creating its directory and schema when they do not exist yet.
-async fn open_creating(config: &Config) -> anyhow::Result<hubspot_outbox::store::Store> {
-    if let Some(url) = &config.database.url {
-        return Ok(hubspot_outbox::store::Store::connect(
-            url.expose(),
-            2,
-            hubspot_outbox::store::Role::Operator,
-        )
-        .await?);
-    }
-    if let Some(dir) = config
-        .database
-        .path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    }
-    Ok(
-        hubspot_outbox::store::Store::open(&config.database.path, config.database.busy_timeout)
-            .await?,
-    )
-}
-
 fn print(lines: Vec<String>) -> anyhow::Result<ExitCode> {
     for line in lines {
         println!("{line}");

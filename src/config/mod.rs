@@ -395,6 +395,17 @@ pub struct DatabaseConfig {
     pub max_size: u64,
 }
 
+impl DatabaseConfig {
+    /// The outbox's database in words for logs and errors: the SQLite file, or the
+    /// PostgreSQL URL without its password.
+    pub fn name(&self) -> String {
+        match &self.url {
+            Some(url) => url.redacted(),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SocketConfig {
     pub path: PathBuf,

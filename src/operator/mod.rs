@@ -1,5 +1,5 @@
 //! The operator's side: commands that look at and change the outbox (`status`, `failed`,
-//! `show`, `retry`, `discard`, `purge`, `check-config`, `setup`) and the `enqueue` client. Each
+//! `show`, `retry`, `discard`, `purge`, `check-config`, `setup`, `export`, `import`) and the `enqueue` client. Each
 //! command opens the database itself, read-only where it only reads, so it works whether
 //! or not the daemon runs, and returns the lines to print. With `--json`, every line is
 //! one JSON object. The socket's operator endpoints call the same functions.
@@ -8,6 +8,7 @@
 //! - [`writes`]: `failed` and `show`.
 //! - [`mod@change`]: `retry` (with `--edit`) and `discard`.
 //! - [`mod@purge`]: deleting old succeeded or discarded writes.
+//! - [`transfer`]: `export` and `import`, moving an outbox to another database.
 //! - [`render`]: a stored write as the API and `show --json` print it.
 //! - [`mod@setup`]: checking and creating the trace property in HubSpot.
 //! - [`enqueue`] and [`client`]: sending NDJSON to a running daemon over its socket.
@@ -19,6 +20,7 @@ pub mod purge;
 pub mod render;
 pub mod setup;
 pub mod status;
+pub mod transfer;
 pub mod writes;
 
 use chrono::{DateTime, Utc};
@@ -45,6 +47,11 @@ pub enum OpsError {
     Usage(String),
     #[error("no write with objectWriteTraceId `{0}`")]
     NotFound(String),
+    #[error("cannot create `{}`: {source}", dir.display())]
+    CreateDir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the database read-only; it must exist.
@@ -67,6 +74,22 @@ pub async fn open_write(config: &Config) -> Result<Store, OpsError> {
     let path = &config.database.path;
     if !path.exists() {
         return Err(OpsError::NoDatabase(path.display().to_string()));
+    }
+    Ok(Store::open(path, config.database.busy_timeout).await?)
+}
+
+/// Opens the outbox for changes, creating its directory and schema when they do not
+/// exist yet (`migrate`, `setup`, `import`).
+pub async fn open_creating(config: &Config) -> Result<Store, OpsError> {
+    if let Some(url) = &config.database.url {
+        return Ok(Store::connect(url.expose(), 2, crate::store::Role::Operator).await?);
+    }
+    let path = &config.database.path;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| OpsError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
     }
     Ok(Store::open(path, config.database.busy_timeout).await?)
 }

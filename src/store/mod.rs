@@ -5,7 +5,7 @@
 //! are defined here.
 //!
 //! Each family is a trait, declared with its rows in its own file here and implemented
-//! once per database under [`sqlite`] (and, as issue 12 lands, `postgres`): the contract
+//! once per database, under [`sqlite`] and [`postgres`]: the contract
 //! is written once and each database says it in its own SQL. A trait per family, not one
 //! for everything, so each implementation file holds one family. sqlx's `Any` driver is
 //! not used: it cannot say `BEGIN IMMEDIATE`, `SKIP LOCKED`, `LISTEN` or advisory locks.
@@ -21,6 +21,7 @@
 //! - [`references`]: writes waiting for queued writes they point at.
 //! - [`queue`]: how full the queue is.
 //! - [`trace`]: each object type's trace property state; requests counted outside claims.
+//! - [`transfer`]: reading a whole outbox out and another one in (`export`, `import`).
 
 pub mod claim;
 pub mod ingest;
@@ -34,6 +35,7 @@ pub mod references;
 pub mod settle;
 pub mod sqlite;
 pub mod trace;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +59,7 @@ pub trait Outbox:
     + references::ReferenceStore
     + settle::SettleStore
     + trace::TraceStore
+    + transfer::TransferStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -188,9 +191,8 @@ impl StoreError {
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The outbox's schema on PostgreSQL (issue 12): the same table contract for producers
-/// (columns, defaults, states, the insert guard, the views), and a notification on channel
-/// `hubspot_outbox` for every insert. Only the schema exists so far: the daemon itself
-/// still runs on SQLite alone (see `tests/postgres_schema.rs`).
+/// (columns, defaults, states, the insert guard, the views), a notification on channel
+/// `hubspot_outbox` for every insert, and the rate budget several daemons share.
 pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The current time in the stored format, `YYYY-MM-DDTHH:MM:SS.sssZ` (UTC), the same text

@@ -240,9 +240,16 @@ impl InProcess {
     }
 
     pub async fn stop(self) {
+        self.stop_keeping().await;
+    }
+
+    /// Stops this daemon and hands back its directory (with the SQLite outbox) instead of
+    /// removing it.
+    pub async fn stop_keeping(self) -> TempDir {
         self.shutdown.cancel();
         self.task.await.unwrap();
         self.store.close().await;
+        self.dir
     }
 }
 

@@ -26,6 +26,7 @@ mod read;
 mod references;
 mod settle;
 mod trace;
+mod transfer;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ mod read;
 mod references;
 mod settle;
 mod trace;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
