@@ -6,9 +6,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{Backend, Daemon, eventually, sqlite3};
+use common::{Backend, Daemon, Shell, eventually};
 use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use serde_json::{Value, json};
@@ -50,45 +50,6 @@ async fn created(url: &str, object_type: &str) -> Vec<Value> {
         .unwrap()
 }
 
-/// The outbox of a daemon run as a child process: its SQLite file, or its PostgreSQL
-/// database.
-#[derive(Clone)]
-struct Db {
-    backend: Backend,
-    path: PathBuf,
-}
-
-impl Db {
-    fn new(backend: &Backend, path: &Path) -> Self {
-        Self {
-            backend: backend.clone(),
-            path: path.to_owned(),
-        }
-    }
-}
-
-fn lines(db: &Db, query: &str) -> Vec<String> {
-    let out = match &db.backend {
-        Backend::Sqlite => sqlite3(&db.path, query),
-        Backend::Postgres(url) => common::pg::shared().unwrap().psql(url, query),
-    };
-    assert!(
-        out.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn count(db: &Db, filter: &str) -> usize {
-    lines(db, &format!("SELECT count(*) FROM outbox WHERE {filter}"))[0]
-        .parse()
-        .unwrap()
-}
-
 /// The daemon binary on `backend`'s outbox, with `env`.
 async fn start(backend: &Backend, dir: &Path, env: &[(&str, &str)]) -> Daemon {
     let backend_env = backend.env();
@@ -115,26 +76,23 @@ async fn kill_while_sending(
             .status,
         202
     );
-    let db = Db::new(backend, &daemon.database);
+    let db = Shell::new(backend, &daemon.database);
     eventually("batches in flight after some succeeded", || async {
-        count(&db, "state = 'in_flight'") > 0 && count(&db, "state = 'succeeded'") > 0
+        db.count("state = 'in_flight'") > 0 && db.count("state = 'succeeded'") > 0
     })
     .await;
     daemon.kill();
-    let in_flight: HashSet<String> =
-        lines(&db, "SELECT trace_id FROM outbox WHERE state = 'in_flight'")
-            .into_iter()
-            .collect();
+    let in_flight: HashSet<String> = db
+        .lines("SELECT trace_id FROM outbox WHERE state = 'in_flight'")
+        .into_iter()
+        .collect();
     assert!(!in_flight.is_empty());
     let daemon = start(backend, dir, env).await;
     eventually("every write succeeded after the restart", || async {
-        count(&db, "state = 'succeeded'") == n
+        db.count("state = 'succeeded'") == n
     })
     .await;
-    let history = lines(
-        &db,
-        "SELECT count(*) FROM error_history WHERE message LIKE 'interrupted%'",
-    );
+    let history = db.lines("SELECT count(*) FROM error_history WHERE message LIKE 'interrupted%'");
     assert_eq!(
         history,
         [in_flight.len().to_string()],
@@ -258,9 +216,9 @@ async fn a_kill_while_references_resolve_loses_and_misdirects_nothing(backend) {
         );
     }
     kill_while_sending(&backend, dir.path(), &env, writes).await;
-    let db = Db::new(&backend, &dir.path().join("outbox.db"));
+    let db = Shell::new(&backend, &dir.path().join("outbox.db"));
     let ids: HashMap<String, String> =
-        lines(&db, "SELECT trace_id || ' ' || hubspot_id FROM outbox")
+        db.lines("SELECT trace_id || ' ' || hubspot_id FROM outbox")
             .into_iter()
             .map(|l| {
                 let (t, id) = l.split_once(' ').unwrap();
@@ -349,7 +307,7 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once(b
         writes.push(json!({"objectType": "companies", "properties": {"name": format!("c{i}")}, "objectWriteTraceId": format!("company-{i}")}));
     }
     let total = writes.len();
-    let db = Db::new(&backend, &dir.path().join("outbox.db"));
+    let db = Shell::new(&backend, &dir.path().join("outbox.db"));
     let mut daemon = start(&backend, dir.path(), &env).await;
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
     assert_eq!(
@@ -361,19 +319,19 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once(b
     );
     let mut kills_in_flight = 0;
     for _ in 0..20 {
-        let before = count(&Db::new(&backend, &daemon.database), "state = 'succeeded'");
-        let database = Db::new(&backend, &daemon.database);
+        let before = Shell::new(&backend, &daemon.database).count("state = 'succeeded'");
+        let database = Shell::new(&backend, &daemon.database);
         eventually("batches in flight after progress", || async {
-            count(&database, "state = 'in_flight'") > 0
-                && count(&database, "state = 'succeeded'") > before
+            database.count("state = 'in_flight'") > 0
+                && database.count("state = 'succeeded'") > before
         })
         .await;
-        kills_in_flight += count(&db, "state = 'in_flight'");
+        kills_in_flight += db.count("state = 'in_flight'");
         daemon.kill();
         daemon = start(&backend, dir.path(), &env).await;
     }
     eventually("every write settled after the last restart", || async {
-        count(&db, "state IN ('succeeded', 'failed', 'unconfirmed')") == total
+        db.count("state IN ('succeeded', 'failed', 'unconfirmed')") == total
     })
     .await;
     assert!(daemon.terminate().success());
@@ -396,16 +354,14 @@ async fn twenty_kills_dropped_answers_and_503s_create_every_write_exactly_once(b
         "the trace property was created once per type, whatever the restarts: {stats}"
     );
     assert_eq!(
-        lines(
-            &db,
-            "SELECT state || ' ' || coalesce(last_error, '') FROM outbox WHERE state != 'succeeded' LIMIT 5"
+        db.lines("SELECT state || ' ' || coalesce(last_error, '') FROM outbox WHERE state != 'succeeded' LIMIT 5"
         ),
         Vec::<String>::new(),
         "none failed or held"
     );
     // Each write's id is the one record HubSpot holds with its trace id.
     let ids: HashMap<String, String> =
-        lines(&db, "SELECT trace_id || ' ' || hubspot_id FROM outbox")
+        db.lines("SELECT trace_id || ' ' || hubspot_id FROM outbox")
             .iter()
             .map(|l| {
                 let (t, id) = l.split_once(' ').unwrap();
@@ -458,10 +414,10 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0(backend) {
             .status,
         202
     );
-    let db = Db::new(&backend, &daemon.database);
+    let db = Shell::new(&backend, &daemon.database);
     let socket = daemon.socket.clone();
     eventually("requests in flight", || async {
-        count(&db, "state = 'in_flight'") > 0
+        db.count("state = 'in_flight'") > 0
     })
     .await;
     let status = tokio::task::spawn_blocking(move || daemon.terminate())
@@ -469,14 +425,14 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0(backend) {
         .unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(
-        count(&db, "state = 'in_flight'"),
+        db.count("state = 'in_flight'"),
         0,
         "every request in flight was reconciled"
     );
-    assert!(count(&db, "state = 'succeeded'") > 0);
-    assert_eq!(count(&db, "state = 'failed'"), 0);
+    assert!(db.count("state = 'succeeded'") > 0);
+    assert_eq!(db.count("state = 'failed'"), 0);
     assert_eq!(
-        lines(&db, "SELECT count(*) FROM error_history"),
+        db.lines("SELECT count(*) FROM error_history"),
         ["0"],
         "nothing was interrupted"
     );
@@ -484,7 +440,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_exits_0(backend) {
     // What was not sent is still queued, and goes at the next start.
     let daemon = start(&backend, dir.path(), &env).await;
     eventually("the rest is sent", || async {
-        count(&db, "state = 'succeeded'") == 200
+        db.count("state = 'succeeded'") == 200
     })
     .await;
     assert!(daemon.terminate().success());
@@ -517,14 +473,14 @@ async fn the_access_token_never_appears_in_logs_or_errors(backend) {
     let mut c = SocketClient::connect(&daemon.socket).await.unwrap();
     let w = json!({"objectType": "contacts", "properties": {"email": "a@example.com"}});
     assert_eq!(c.post_json(w.to_string()).await.unwrap().status, 202);
-    let db = Db::new(&backend, &daemon.database);
+    let db = Shell::new(&backend, &daemon.database);
     eventually("a 401 was met", || async {
-        lines(&db, "SELECT kind FROM pauses") == ["unauthorized"]
+        db.lines("SELECT kind FROM pauses") == ["unauthorized"]
     })
     .await;
     // Let probes go and be logged at trace level too (one per 100 ms).
     eventually("probes were sent", || async {
-        lines(&db, "SELECT count(*) FROM batch_log WHERE http_status = 401")[0]
+        db.lines("SELECT count(*) FROM batch_log WHERE http_status = 401")[0]
             .parse::<u32>()
             .unwrap()
             >= 3
@@ -540,7 +496,7 @@ async fn the_access_token_never_appears_in_logs_or_errors(backend) {
     assert!(log.lines().count() > 20, "trace logging was on");
     assert!(!log.contains("LEAKCHECK"), "a secret leaked into the log");
     for table in ["error_history", "batch_log", "pauses"] {
-        let rows = lines(&db, &format!("SELECT * FROM {table}")).join("\n");
+        let rows = db.lines(&format!("SELECT * FROM {table}")).join("\n");
         assert!(!rows.contains("LEAKCHECK"), "a secret leaked into {table}");
     }
 }
@@ -584,9 +540,9 @@ async fn an_operator_finds_fixes_and_replays_a_failed_write(backend) {
                       "objectWriteTraceId": "to-fix"}).to_string());
     std::fs::write(&file, lines.join("\n")).unwrap();
     assert!(cli(dir.path(), &env, &["enqueue", file.to_str().unwrap()]).starts_with("queued 5"));
-    let db = Db::new(&backend, &daemon.database);
+    let db = Shell::new(&backend, &daemon.database);
     eventually("settled", || async {
-        count(&db, "state IN ('succeeded', 'failed')") == 5
+        db.count("state IN ('succeeded', 'failed')") == 5
     })
     .await;
 
@@ -626,7 +582,7 @@ async fn an_operator_finds_fixes_and_replays_a_failed_write(backend) {
         .contains("requeued")
     );
     eventually("the fixed write succeeded", || async {
-        count(&db, "trace_id = 'to-fix' AND state = 'succeeded'") == 1
+        db.count("trace_id = 'to-fix' AND state = 'succeeded'") == 1
     })
     .await;
     let shown: Value =

@@ -360,6 +360,57 @@ impl Drop for Daemon {
     }
 }
 
+/// A producer's shell on `backend`'s outbox: `sqlite3` on the file at `path`, or `psql`
+/// on the PostgreSQL database (`path` then unused). Rows come back as `a|b` lines.
+#[derive(Clone, Debug)]
+pub struct Shell {
+    pub backend: Backend,
+    pub path: PathBuf,
+}
+
+impl Shell {
+    pub fn new(backend: &Backend, path: &Path) -> Self {
+        Self {
+            backend: backend.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// Runs `sql`, whether it succeeds or not.
+    pub fn output(&self, sql: &str) -> std::process::Output {
+        match &self.backend {
+            Backend::Sqlite => sqlite3(&self.path, sql),
+            Backend::Postgres(url) => pg::shared().unwrap().psql(url, sql),
+        }
+    }
+
+    /// The rows of `sql`; panics if it fails.
+    pub fn lines(&self, sql: &str) -> Vec<String> {
+        let out = self.output(sql);
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The rows of `sql` as one text, a line each.
+    pub fn text(&self, sql: &str) -> String {
+        self.lines(sql).join("\n")
+    }
+
+    /// How many writes match `filter`.
+    pub fn count(&self, filter: &str) -> usize {
+        self.text(&format!("SELECT count(*) FROM outbox WHERE {filter}"))
+            .parse()
+            .unwrap()
+    }
+}
+
 /// Runs the `sqlite3` shell on `db` with a busy timeout, as a producer would.
 pub fn sqlite3(db: &Path, sql: &str) -> std::process::Output {
     Command::new("sqlite3")
