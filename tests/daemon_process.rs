@@ -15,10 +15,7 @@ use serde_json::{Value, json};
 
 /// The daemon binary on `backend`'s outbox in `dir`, with `env`, and a shell on it.
 async fn start(backend: &Backend, dir: &Path, env: &[(&str, &str)]) -> (Daemon, Shell) {
-    let backend_env = backend.env();
-    let mut all: Vec<(&str, &str)> = backend_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    all.extend_from_slice(env);
-    let daemon = Daemon::start_with(dir, &all).await;
+    let daemon = Daemon::start_on(backend, dir, env).await;
     let shell = Shell::new(backend, &daemon.database);
     (daemon, shell)
 }

@@ -52,10 +52,7 @@ async fn created(url: &str, object_type: &str) -> Vec<Value> {
 
 /// The daemon binary on `backend`'s outbox, with `env`.
 async fn start(backend: &Backend, dir: &Path, env: &[(&str, &str)]) -> Daemon {
-    let backend_env = backend.env();
-    let mut all: Vec<(&str, &str)> = backend_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    all.extend_from_slice(env);
-    Daemon::start_with(dir, &all).await
+    Daemon::start_on(backend, dir, env).await
 }
 
 /// Enqueues `n` writes, kills the daemon while batches are in flight, restarts it and

@@ -2,13 +2,13 @@
 //! a flood of idle and byte-a-second connections does not keep a normal client waiting or
 //! grow the daemon's memory; idle and slow connections are closed on time; a full house of
 //! busy connections gets 503; a slow body gets 408; shutdown does not wait for idle
-//! connections.
+//! connections. On both backends: the socket is the same whichever database is behind it.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{Daemon, Shell};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -60,10 +60,10 @@ async fn body_on_its_way(daemon: &Daemon, length: usize, first: &[u8]) -> UnixSt
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_grow_memory() {
+crate::on_both_backends! {
+async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_grow_memory(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path()).await;
+    let daemon = Daemon::start_on(&backend, dir.path(), &[]).await;
     // Warm up: the first requests size the daemon's pools.
     for n in 0..20 {
         assert_eq!(enqueue_once(&daemon, n).await.0, 202);
@@ -136,11 +136,13 @@ async fn a_thousand_idle_or_slow_connections_neither_delay_a_normal_client_nor_g
     }
     drop(idle);
 }
+}
 
-#[tokio::test]
-async fn idle_and_slow_header_connections_are_closed_on_time() {
+crate::on_both_backends! {
+async fn idle_and_slow_header_connections_are_closed_on_time(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_on(
+        &backend,
         dir.path(),
         &[
             ("HUBSPOT_OUTBOX__SOCKET__IDLE_TIMEOUT", "1s"),
@@ -188,11 +190,13 @@ async fn idle_and_slow_header_connections_are_closed_on_time() {
     assert!(closed, "a client trickling headers was never cut off");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+}
 
-#[tokio::test]
-async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_408() {
+crate::on_both_backends! {
+async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_408(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_on(
+        &backend,
         dir.path(),
         &[
             ("HUBSPOT_OUTBOX__SOCKET__MAX_CONNECTIONS", "2"),
@@ -229,16 +233,17 @@ async fn when_every_connection_is_busy_a_new_one_gets_503_and_a_slow_body_gets_4
         assert!(text.starts_with("HTTP/1.1 408"), "{text}");
         assert!(text.contains("body_timeout"), "{text}");
     }
-    let rows = common::sqlite3(&daemon.database, "SELECT count(*) FROM outbox");
-    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "0");
+    assert_eq!(Shell::new(&backend, &daemon.database).count("true"), 0);
     // And the daemon takes normal requests again.
     assert_eq!(enqueue_once(&daemon, 1).await.0, 202);
 }
+}
 
-#[tokio::test]
-async fn shutdown_does_not_wait_for_idle_or_slow_connections() {
+crate::on_both_backends! {
+async fn shutdown_does_not_wait_for_idle_or_slow_connections(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_on(
+        &backend,
         dir.path(),
         &[("HUBSPOT_OUTBOX__SOCKET__SHUTDOWN_TIMEOUT", "60s")],
     )
@@ -260,14 +265,16 @@ async fn shutdown_does_not_wait_for_idle_or_slow_connections() {
         started.elapsed()
     );
 }
+}
 
+crate::on_both_backends! {
 /// Bodies together may hold `limits.max_buffered_bytes`: a request whose bytes find it
 /// spent is refused at once with 503 `server_busy` (it never waits on a slow client), and
 /// the retry endpoint's body is read under the same limits and timeout.
-#[tokio::test]
-async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline() {
+async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_on(
+        &backend,
         dir.path(),
         &[
             ("HUBSPOT_OUTBOX__LIMITS__MAX_REQUEST_BYTES", "1024"),
@@ -325,13 +332,14 @@ async fn bodies_share_one_memory_budget_and_every_body_has_a_deadline() {
     let text = String::from_utf8_lossy(&got[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
 }
+}
 
+crate::on_both_backends! {
 /// A request being answered when SIGTERM comes gets its answer (and its write is stored)
 /// before the daemon exits, even when its body is still arriving.
-#[tokio::test]
-async fn at_shutdown_a_request_being_answered_gets_its_answer() {
+async fn at_shutdown_a_request_being_answered_gets_its_answer(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path()).await;
+    let mut daemon = Daemon::start_on(&backend, dir.path(), &[]).await;
     let mut s = body_on_its_way(&daemon, WRITE.len(), &WRITE.as_bytes()[..10]).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.child.id() as i32),
@@ -349,6 +357,7 @@ async fn at_shutdown_a_request_being_answered_gets_its_answer() {
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");
-    let rows = common::sqlite3(&dir.path().join("outbox.db"), "SELECT count(*) FROM outbox");
-    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
+    let rows = Shell::new(&backend, &dir.path().join("outbox.db")).count("true");
+    assert_eq!(rows, 1);
+}
 }

@@ -283,6 +283,15 @@ impl Daemon {
         Self::start_with(dir, &[]).await
     }
 
+    /// [`Daemon::start_with`] on `backend`'s outbox.
+    pub async fn start_on(backend: &Backend, dir: &Path, env: &[(&str, &str)]) -> Self {
+        let backend_env = backend.env();
+        let mut all: Vec<(&str, &str)> =
+            backend_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(env);
+        Self::start_with(dir, &all).await
+    }
+
     /// Like [`Daemon::start`], with extra environment variables.
     pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let stamp = std::time::SystemTime::now()
