@@ -5,7 +5,8 @@
 //! the same trace ids, SIGKILLs at random moments and a SIGTERM at the end. Then, write by
 //! write against the simulator's records: every acknowledged write is `succeeded` with the
 //! id of the record HubSpot holds for it, or `failed`/`unconfirmed` with its error; none is
-//! lost; no record is created twice.
+//! lost; no record is created twice. On both backends (the SQL producer inserts through
+//! its own connection to the SQLite file or the PostgreSQL database).
 //!
 //! The short mode (default) runs in CI: 1,800 writes and 4 kills, batches of 10. The long
 //! mode runs on demand: `TORTURE_LONG=1 cargo test --release --test torture -- --nocapture`
@@ -14,11 +15,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{Backend, Daemon, Shell};
 use hubspot_outbox::operator::client::SocketClient;
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use rand::Rng;
@@ -181,29 +182,65 @@ async fn socket_producer(socket: PathBuf, writes: Vec<Planned>, acked: Acked) ->
 
 /// A SQL producer: one INSERT per write, with a busy timeout, retried on any error; a
 /// `UNIQUE` refusal of its own trace id means an earlier try was stored.
-async fn sql_producer(database: PathBuf, writes: Vec<Planned>, acked: Acked) -> usize {
-    let options = SqliteConnectOptions::new()
-        .filename(&database)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
+async fn sql_producer(db: Shell, writes: Vec<Planned>, acked: Acked) -> usize {
+    enum Pool {
+        Sqlite(sqlx::SqlitePool),
+        Postgres(sqlx::PgPool),
+    }
+    let pool = match &db.backend {
+        Backend::Sqlite => {
+            let options = SqliteConnectOptions::new()
+                .filename(&db.path)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .unwrap();
+            Pool::Sqlite(pool)
+        }
+        Backend::Postgres(url) => Pool::Postgres(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .unwrap(),
+        ),
+    };
     let mut retries = 0;
     for w in writes {
+        let properties = serde_json::to_string(&w.properties).unwrap();
         loop {
-            let inserted = sqlx::query(
-                "INSERT INTO outbox (trace_id, object_type, properties) VALUES (?, ?, ?)",
-            )
-            .bind(&w.trace_id)
-            .bind(w.object_type)
-            .bind(serde_json::to_string(&w.properties).unwrap())
-            .execute(&pool)
-            .await;
+            let inserted = match &pool {
+                Pool::Sqlite(pool) => sqlx::query(
+                    "INSERT INTO outbox (trace_id, object_type, properties) VALUES (?, ?, ?)",
+                )
+                .bind(&w.trace_id)
+                .bind(w.object_type)
+                .bind(&properties)
+                .execute(pool)
+                .await
+                .map(drop),
+                Pool::Postgres(pool) => sqlx::query(
+                    "INSERT INTO outbox (trace_id, object_type, properties) VALUES ($1, $2, $3::jsonb)",
+                )
+                .bind(&w.trace_id)
+                .bind(w.object_type)
+                .bind(&properties)
+                .execute(pool)
+                .await
+                .map(drop),
+            };
             match inserted {
-                Ok(_) => break,
-                Err(e) if e.to_string().contains("UNIQUE") => break,
+                Ok(()) => break,
+                // An earlier try was stored (SQLite says `UNIQUE`, PostgreSQL `unique
+                // constraint`).
+                Err(e)
+                    if e.to_string().contains("UNIQUE")
+                        || e.to_string().contains("unique constraint") =>
+                {
+                    break;
+                }
                 Err(_) => {
                     retries += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -214,7 +251,10 @@ async fn sql_producer(database: PathBuf, writes: Vec<Planned>, acked: Acked) -> 
         let pause = rand::rng().random_range(0..20);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
-    pool.close().await;
+    match pool {
+        Pool::Sqlite(pool) => pool.close().await,
+        Pool::Postgres(pool) => pool.close().await,
+    }
     retries
 }
 
@@ -238,11 +278,8 @@ async fn set_faults(url: &str, faults: &SimFaults) {
         .unwrap();
 }
 
-fn unsettled(database: &Path) -> usize {
-    let out = common::sqlite3(
-        database,
-        "SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')",
-    );
+fn unsettled(db: &Shell) -> usize {
+    let out = db.output("SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')");
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
@@ -250,22 +287,24 @@ fn unsettled(database: &Path) -> usize {
 }
 
 /// Each row: trace id, state, HubSpot id, last error.
-fn rows(database: &Path) -> HashMap<String, (String, String, String)> {
-    let out = common::sqlite3(
-        database,
-        "SELECT json_array(trace_id, state, coalesce(hubspot_id, ''), coalesce(last_error, '')) FROM outbox",
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: Vec<String> = serde_json::from_str(l).unwrap();
-            (v[0].clone(), (v[1].clone(), v[2].clone(), v[3].clone()))
-        })
-        .collect()
+fn rows(db: &Shell) -> HashMap<String, (String, String, String)> {
+    let array = match db.backend {
+        Backend::Sqlite => "json_array",
+        Backend::Postgres(_) => "json_build_array",
+    };
+    db.lines(&format!(
+        "SELECT {array}(trace_id, state, coalesce(hubspot_id, ''), coalesce(last_error, '')) FROM outbox"
+    ))
+    .iter()
+    .map(|l| {
+        let v: Vec<String> = serde_json::from_str(l).unwrap();
+        (v[0].clone(), (v[1].clone(), v[2].clone(), v[3].clone()))
+    })
+    .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_acknowledged_is_lost_or_created_twice_under_faults_and_kills() {
+crate::on_both_backends! {
+async fn nothing_acknowledged_is_lost_or_created_twice_under_faults_and_kills(backend) {
     let mode = mode();
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -309,9 +348,9 @@ async fn nothing_acknowledged_is_lost_or_created_twice_under_faults_and_kills() 
             "email",
         ),
     ];
-    let daemon = Daemon::start_with(dir.path(), &env).await;
+    let daemon = Daemon::start_on(&backend, dir.path(), &env).await;
     let socket = daemon.socket.clone();
-    let database = daemon.database.clone();
+    let database = Shell::new(&backend, &daemon.database);
 
     // Producers.
     let acked: Acked = Arc::default();
@@ -361,7 +400,7 @@ async fn nothing_acknowledged_is_lost_or_created_twice_under_faults_and_kills() 
         let pause = rand::rng().random_range(200..mode.kill_every.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         daemon.kill();
-        daemon = Daemon::start_with(dir.path(), &env).await;
+        daemon = Daemon::start_on(&backend, dir.path(), &env).await;
     }
     let mut retries = 0;
     for p in producers {
@@ -488,4 +527,5 @@ async fn nothing_acknowledged_is_lost_or_created_twice_under_faults_and_kills() 
         &wrong[..wrong.len().min(10)]
     );
     assert!(faults > 0, "the faults were on: {stats}");
+}
 }
