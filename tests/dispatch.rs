@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
 use common::sim::{
     Simulator, enqueue, fast, settled, sql, sql_count, start_daemon, start_daemon_on,
 };
+use common::{Backend, eventually};
 use hubspot_outbox::simulator::{SimFaults, SimOptions};
 use serde_json::{Value, json};
 
@@ -800,6 +800,8 @@ async fn an_outage_of_refused_connections_then_503s_fails_nothing_and_the_backlo
 }
 }
 
+/// SQLite only: its single writer lock and busy timeout make a settle fail outright
+/// while a producer holds the lock; on PostgreSQL row locks make it wait instead.
 #[tokio::test]
 async fn a_settle_that_meets_a_locked_database_is_retried_and_the_answer_kept() {
     use sqlx::Connection;
@@ -906,9 +908,15 @@ async fn a_trace_property_that_cannot_be_created_is_reported_and_nothing_is_dupl
 
 /// Runs the binary's `setup` against `sim`; returns (exit success, stdout); the log
 /// (stderr) is shown when an assertion fails.
-async fn setup(sim: &Simulator, dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+async fn setup(
+    db: &Backend,
+    sim: &Simulator,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (bool, String) {
     let mut cmd = common::daemon_command(dir, &[&["setup"], args].concat());
-    cmd.env("HUBSPOT_ACCESS_TOKEN", "sim-token")
+    cmd.envs(db.env())
+        .env("HUBSPOT_ACCESS_TOKEN", "sim-token")
         .env("HUBSPOT_OUTBOX__HUBSPOT__BASE_URL", sim.url());
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
@@ -920,11 +928,11 @@ async fn setup(sim: &Simulator, dir: &std::path::Path, args: &[&str]) -> (bool, 
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setup_checks_and_creates_the_trace_property_and_says_what_it_did() {
+crate::on_both_backends! {
+async fn setup_checks_and_creates_the_trace_property_and_says_what_it_did(db) {
     let sim = Simulator::start(SimOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out) = setup(&sim, dir.path(), &["--object-type", "deals", "--dry-run"]).await;
+    let (ok, out) = setup(&db, &sim, dir.path(), &["--object-type", "deals", "--dry-run"]).await;
     assert!(ok, "{out}");
     assert_eq!(
         out.trim(),
@@ -933,6 +941,7 @@ async fn setup_checks_and_creates_the_trace_property_and_says_what_it_did() {
     assert_eq!(sim.stats().await["calls"].get("property_create"), None);
 
     let (ok, out) = setup(
+        &db,
         &sim,
         dir.path(),
         &["--object-type", "deals", "--object-type", "contacts"],
@@ -946,7 +955,7 @@ async fn setup_checks_and_creates_the_trace_property_and_says_what_it_did() {
             "deals: hubspot_outbox_trace_id was missing; created in group dealinformation: ready",
         ]
     );
-    let (ok, out) = setup(&sim, dir.path(), &["--object-type", "deals", "--json"]).await;
+    let (ok, out) = setup(&db, &sim, dir.path(), &["--object-type", "deals", "--json"]).await;
     assert!(ok, "{out}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["outcome"], "ready");
@@ -955,17 +964,18 @@ async fn setup_checks_and_creates_the_trace_property_and_says_what_it_did() {
     // Without the scope to create properties: the type is named with the fix, exit 1.
     sim.control("/_sim/faults", json!({"schema_write_forbidden": true}))
         .await;
-    let (ok, out) = setup(&sim, dir.path(), &["--object-type", "tickets"]).await;
+    let (ok, out) = setup(&db, &sim, dir.path(), &["--object-type", "tickets"]).await;
     assert!(!ok);
     assert!(
         out.starts_with("tickets: hubspot_outbox_trace_id UNAVAILABLE: ")
             && out.contains("crm.schemas.tickets.write"),
         "{out}"
     );
-    let (ok, out) = setup(&sim, dir.path(), &[]).await;
+    let (ok, out) = setup(&db, &sim, dir.path(), &[]).await;
     assert!(!ok, "{out}");
     assert!(
         out.contains("deals:") && out.contains("tickets:"),
         "every type checked before: {out}"
     );
+}
 }

@@ -1,6 +1,7 @@
 //! The systemd side: the unit verifies and rates "OK" on `systemd-analyze security`, and
 //! the daemon speaks the notification protocol (READY, WATCHDOG pings, STOPPING) to a
-//! real `$NOTIFY_SOCKET`.
+//! real `$NOTIFY_SOCKET` (on both backends: the watchdog's check covers the database).
+//! The deploy guide's test installs its default config, which is SQLite's.
 
 mod common;
 
@@ -76,11 +77,12 @@ fn notify_socket(dir: &Path) -> (UnixDatagram, String) {
     (socket, path.display().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_reports_ready_pings_the_watchdog_and_reports_stopping() {
+crate::on_both_backends! {
+async fn the_daemon_reports_ready_pings_the_watchdog_and_reports_stopping(backend) {
     let dir = tempfile::tempdir().unwrap();
     let (socket, path) = notify_socket(dir.path());
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_on(
+        &backend,
         dir.path(),
         &[
             ("NOTIFY_SOCKET", path.as_str()),
@@ -106,12 +108,14 @@ async fn the_daemon_reports_ready_pings_the_watchdog_and_reports_stopping() {
         "{seen:?}"
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_watchdog_pings_when_systemd_asked_another_process() {
+crate::on_both_backends! {
+async fn no_watchdog_pings_when_systemd_asked_another_process(backend) {
     let dir = tempfile::tempdir().unwrap();
     let (socket, path) = notify_socket(dir.path());
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_on(
+        &backend,
         dir.path(),
         &[
             ("NOTIFY_SOCKET", path.as_str()),
@@ -123,6 +127,7 @@ async fn no_watchdog_pings_when_systemd_asked_another_process() {
     let seen = read_until(&socket, "never", Duration::from_millis(600));
     assert_eq!(seen, ["READY=1"]);
     assert!(daemon.terminate().success());
+}
 }
 
 /// The deploy guide's steps into a scratch root, then the installed binary started the way

@@ -2,6 +2,14 @@
 //! by hand: what is sent, when, and what becomes of the rows, with no sleep anywhere. A
 //! test shows that nothing is sent by ticking at the moment it must not be, not by waiting
 //! to see whether something happens.
+//!
+//! These run on SQLite only, and must: on PostgreSQL the rate budget that several daemons
+//! share is kept by the database's clock (`store::postgres::claim`), which a hand-moved
+//! clock cannot move, so "nothing may leave before t" could not be shown without
+//! waiting. What they check of the rows (what a 207, 409, 429, 401 or an unanswered
+//! request does to them) runs on both backends against the simulator in real time in
+//! `tests/dispatch.rs`, `tests/references.rs` and `tests/dispatch_crash.rs`, and the
+//! shared budget's limit in `tests/fleet.rs`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
