@@ -1,15 +1,17 @@
-//! [`Dispatcher::tick`] against a real SQLite outbox, a scripted HubSpot and a clock moved
+//! [`Dispatcher::tick`] against a real outbox, a scripted HubSpot and a clock moved
 //! by hand: what is sent, when, and what becomes of the rows, with no sleep anywhere. A
 //! test shows that nothing is sent by ticking at the moment it must not be, not by waiting
 //! to see whether something happens.
 //!
-//! These run on SQLite only, and must: on PostgreSQL the rate budget that several daemons
-//! share is kept by the database's clock (`store::postgres::claim`), which a hand-moved
-//! clock cannot move, so "nothing may leave before t" could not be shown without
-//! waiting. What they check of the rows (what a 207, 409, 429, 401 or an unanswered
-//! request does to them) runs on both backends against the simulator in real time in
-//! `tests/dispatch.rs`, `tests/references.rs` and `tests/dispatch_crash.rs`, and the
-//! shared budget's limit in `tests/fleet.rs`.
+//! Those about what is sent run on both backends. Those whose point is *when* it may
+//! leave (a 429's or 401's pause, the window's slots, the daily limit, probes at growing
+//! intervals, a retry's back-off) run on SQLite only, and must: on PostgreSQL the rate budget that
+//! several daemons share is kept by the database's clock (`store::postgres::claim`),
+//! which a hand-moved clock cannot move, so a request waits there for real time the
+//! test never lets pass. What they check of the rows (what a 429, 401 or an unanswered
+//! request does to them, the daily count kept in the database) runs on both backends
+//! against the simulator in real time in `tests/dispatch.rs`, and the shared budget's
+//! limit in `tests/fleet.rs`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -192,8 +194,48 @@ impl BatchSender for Scripted {
 
 /// A dispatcher on a fresh outbox holding `rows` contacts, its clock a second after they
 /// were stored (so they are due and have lingered).
+/// Where a test's outbox lives (see `tests/common/pg.rs`, shared with the integration
+/// tests, for the PostgreSQL server the test binary starts).
+#[derive(Clone)]
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+#[path = "../../tests/common/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+/// Declares each test as `name::sqlite` and `name::postgres` (skipped, saying so, where
+/// PostgreSQL is not installed), the body handed the [`Backend`].
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($db: Backend) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run(Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(url) = pg::fresh_database() {
+                    run(Backend::Postgres(url)).await
+                }
+            }
+        }
+    )*};
+}
+
 struct Harness {
     _dir: TempDir,
+    /// The settings every dispatcher of this test starts from (home, database).
+    base: Vec<(String, String)>,
     store: Store,
     clock: Arc<ManualClock>,
     hubspot: Scripted,
@@ -201,20 +243,31 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new(rows: usize, settings: &[(&str, &str)]) -> Self {
+    async fn new(backend: &Backend, rows: usize, settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().display().to_string();
         // No trace property unless a test asks for one: it costs properties calls.
-        let mut env = vec![
-            ("HOME", home.as_str()),
-            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
+        let mut base = vec![
+            ("HOME".to_owned(), dir.path().display().to_string()),
+            (
+                "HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY".to_owned(),
+                String::new(),
+            ),
         ];
-        env.extend_from_slice(settings);
-        let config = Config::load(None, &MapEnv::new(&env)).unwrap();
-        std::fs::create_dir_all(config.database.path.parent().unwrap()).unwrap();
-        let store = Store::open(&config.database.path, config.database.busy_timeout)
-            .await
-            .unwrap();
+        if let Backend::Postgres(url) = backend {
+            base.push(("HUBSPOT_OUTBOX__DATABASE__URL".to_owned(), url.clone()));
+        }
+        let config = Self::config(&base, settings);
+        let store = match &config.database.url {
+            Some(url) => Store::connect(url.expose(), 4, crate::store::Role::Daemon)
+                .await
+                .unwrap(),
+            None => {
+                std::fs::create_dir_all(config.database.path.parent().unwrap()).unwrap();
+                Store::open(&config.database.path, config.database.busy_timeout)
+                    .await
+                    .unwrap()
+            }
+        };
         let mut tx = store.begin_ingest().await.unwrap();
         let stored: Vec<RowToStore> = (0..rows)
             .map(|i| RowToStore {
@@ -238,11 +291,20 @@ impl Harness {
         let dispatcher = Self::dispatcher(&store, config, &hubspot, &clock);
         Self {
             _dir: dir,
+            base,
             store,
             clock,
             hubspot,
             dispatcher,
         }
+    }
+
+    /// The config of `base` with `settings` on top.
+    fn config(base: &[(String, String)], settings: &[(&str, &str)]) -> Config {
+        let mut env: Vec<(&str, &str)> =
+            base.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend_from_slice(settings);
+        Config::load(None, &MapEnv::new(&env)).unwrap()
     }
 
     fn dispatcher(
@@ -286,7 +348,9 @@ fn idle(tick: Tick) -> Duration {
 
 #[tokio::test]
 async fn a_429_pause_holds_sending_until_the_clock_passes_it() {
-    let h = Harness::new(4, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2")]).await;
+    // SQLite only: see the module's doc.
+    let db = Backend::Sqlite;
+    let h = Harness::new(&db, 4, &[("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2")]).await;
     h.hubspot
         .then(Reply::Status(
             429,
@@ -316,7 +380,9 @@ async fn a_429_pause_holds_sending_until_the_clock_passes_it() {
 
 #[tokio::test]
 async fn a_401_pause_admits_one_probe_at_a_time() {
-    let h = Harness::new(6, &[]).await;
+    // SQLite only: see the module's doc.
+    let db = Backend::Sqlite;
+    let h = Harness::new(&db, 6, &[]).await;
     h.hubspot
         .then(Reply::Status(
             401,
@@ -367,7 +433,10 @@ async fn a_401_pause_admits_one_probe_at_a_time() {
 
 #[tokio::test]
 async fn a_claimed_batch_is_settled_even_when_the_sender_fails() {
+    // SQLite only: see the module's doc.
+    let db = Backend::Sqlite;
     let h = Harness::new(
+        &db,
         5,
         &[
             ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "3"),
@@ -414,9 +483,10 @@ async fn a_claimed_batch_is_settled_even_when_the_sender_fails() {
     assert_eq!(h.hubspot.requests().len(), 2);
 }
 
-#[tokio::test]
-async fn held_writes_are_never_resent_however_long_the_daemon_runs() {
-    let h = Harness::new(3, &[("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold")]).await;
+on_both_backends! {
+async fn held_writes_are_never_resent_however_long_the_daemon_runs(db) {
+    let h = Harness::new(
+        &db,3, &[("HUBSPOT_OUTBOX__RETRY__ON_AMBIGUOUS", "hold")]).await;
     h.hubspot.then(Reply::Status(
         500,
         json!({"status": "error", "message": "internal error"}),
@@ -429,14 +499,17 @@ async fn held_writes_are_never_resent_however_long_the_daemon_runs() {
     }
     assert_eq!(h.hubspot.requests().len(), 1);
 }
+}
 
 #[tokio::test]
 async fn the_daily_limit_stops_sending_and_a_new_dispatcher_on_the_same_day_keeps_its_count() {
+    // SQLite only: see the module's doc.
+    let db = Backend::Sqlite;
     let settings = [
         ("HUBSPOT_OUTBOX__RATE_LIMIT__DAILY_LIMIT", "3"),
         ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "1"),
     ];
-    let h = Harness::new(6, &settings).await;
+    let h = Harness::new(&db, 6, &settings).await;
     for _ in 0..3 {
         h.hubspot.then(Reply::CreateAll);
     }
@@ -454,16 +527,7 @@ async fn the_daily_limit_stops_sending_and_a_new_dispatcher_on_the_same_day_keep
     );
 
     // A restart: a new dispatcher reads the day's count from the database.
-    let config = Config::load(
-        None,
-        &MapEnv::new(&[
-            ("HOME", h._dir.path().to_str().unwrap()),
-            ("HUBSPOT_OUTBOX__HUBSPOT__TRACE_PROPERTY", ""),
-            settings[0],
-            settings[1],
-        ]),
-    )
-    .unwrap();
+    let config = Harness::config(&h.base, &settings);
     let restarted = Harness::dispatcher(&h.store, config, &h.hubspot, &h.clock);
     assert!(matches!(restarted.tick().await.unwrap(), Tick::Idle(_)));
     assert_eq!(h.hubspot.requests().len(), 3);
@@ -472,7 +536,10 @@ async fn the_daily_limit_stops_sending_and_a_new_dispatcher_on_the_same_day_keep
 
 #[tokio::test]
 async fn a_full_window_waits_and_the_next_batch_is_claimed_ahead_and_leaves_at_its_slot() {
+    // SQLite only: see the module's doc.
+    let db = Backend::Sqlite;
     let h = Harness::new(
+        &db,
         5,
         &[
             ("HUBSPOT_OUTBOX__RATE_LIMIT__REQUESTS_PER_INTERVAL", "2"),
@@ -516,7 +583,10 @@ async fn a_full_window_waits_and_the_next_batch_is_claimed_ahead_and_leaves_at_i
 
 #[tokio::test]
 async fn an_unreachable_hubspot_stops_sending_and_single_probes_go_at_growing_intervals() {
+    // SQLite only: see the module's doc.
+    let db = Backend::Sqlite;
     let h = Harness::new(
+        &db,
         6,
         &[
             ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2"),
@@ -585,9 +655,10 @@ const TRACE: (&str, &str) = (
     "hubspot_outbox_trace_id",
 );
 
-#[tokio::test]
-async fn the_trace_property_is_checked_once_and_every_create_carries_it() {
-    let h = Harness::new(4, &[TRACE, ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2")]).await;
+on_both_backends! {
+async fn the_trace_property_is_checked_once_and_every_create_carries_it(db) {
+    let h = Harness::new(
+        &db,4, &[TRACE, ("HUBSPOT_OUTBOX__BATCHING__MAX_SIZE", "2")]).await;
     h.clock.auto_advance();
     h.hubspot
         .then_property(
@@ -617,10 +688,12 @@ async fn the_trace_property_is_checked_once_and_every_create_carries_it() {
         ("contacts", "ready")
     );
 }
+}
 
-#[tokio::test]
-async fn a_missing_trace_property_is_created_in_the_types_information_group() {
-    let h = Harness::new(2, &[TRACE]).await;
+on_both_backends! {
+async fn a_missing_trace_property_is_created_in_the_types_information_group(db) {
+    let h = Harness::new(
+        &db,2, &[TRACE]).await;
     h.clock.auto_advance();
     h.hubspot
         .then_property(404, json!({"message": "Unable to find property"}))
@@ -656,10 +729,12 @@ async fn a_missing_trace_property_is_created_in_the_types_information_group() {
             .all(|i| i["properties"]["hubspot_outbox_trace_id"].is_string())
     );
 }
+}
 
-#[tokio::test]
-async fn a_trace_property_that_cannot_be_created_leaves_the_type_without_it_and_says_why() {
-    let h = Harness::new(2, &[TRACE]).await;
+on_both_backends! {
+async fn a_trace_property_that_cannot_be_created_leaves_the_type_without_it_and_says_why(db) {
+    let h = Harness::new(
+        &db,2, &[TRACE]).await;
     h.clock.auto_advance();
     h.hubspot
         .then_property(404, json!({"message": "Unable to find property"}))
@@ -682,10 +757,12 @@ async fn a_trace_property_that_cannot_be_created_leaves_the_type_without_it_and_
     assert!(reason.contains("crm.schemas.contacts.write"), "{reason}");
     assert_eq!(h.rows("succeeded").await.len(), 2);
 }
+}
 
-#[tokio::test]
-async fn a_type_whose_trace_property_cannot_be_checked_waits_and_is_checked_again() {
-    let h = Harness::new(2, &[TRACE]).await;
+on_both_backends! {
+async fn a_type_whose_trace_property_cannot_be_checked_waits_and_is_checked_again(db) {
+    let h = Harness::new(
+        &db,2, &[TRACE]).await;
     h.clock.auto_advance();
     h.hubspot
         .then_property(503, json!({"message": "Service Unavailable"}))
@@ -710,4 +787,5 @@ async fn a_type_whose_trace_property_cannot_be_checked_waits_and_is_checked_agai
     h.clock.advance(Duration::from_secs(1));
     assert_eq!(h.tick().await, Tick::Sent(2));
     assert_eq!(h.hubspot.calls().len(), 2);
+}
 }
