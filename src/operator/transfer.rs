@@ -126,52 +126,56 @@ pub async fn export(
         },
         out,
     )?;
-    let limit = PAGE as i64;
-    let mut after = 0;
-    loop {
-        let page = tx.writes(after, limit).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        counts.writes += page.len() as u64;
-        for row in page {
-            put(&Line::Write(Box::new(row)), out)?;
-        }
+    // Every page of one table in key order: `$fetch` reads the page after `$after`
+    // (starting at `$start`), `$key` is the last row's key, `$line` makes a row a line.
+    macro_rules! every_page {
+        ($start:expr, |$after:ident| $fetch:expr, |$last:ident| $key:expr, $line:expr, $count:expr) => {
+            let mut $after = $start;
+            loop {
+                let page = $fetch;
+                let Some($last) = page.last() else { break };
+                $after = $key;
+                $count += page.len() as u64;
+                for row in page {
+                    put(&$line(row), out)?;
+                }
+            }
+        };
     }
+    let limit = PAGE as i64;
+    every_page!(
+        0,
+        |after| tx.writes(after, limit).await?,
+        |last| last.id,
+        |row| Line::Write(Box::new(row)),
+        counts.writes
+    );
     let waits = tx.waits().await?;
     counts.waits = waits.len() as u64;
     for row in waits {
         put(&Line::Wait(row), out)?;
     }
-    let mut after = 0;
-    loop {
-        let page = tx.history(after, limit).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        counts.errors += page.len() as u64;
-        for row in page {
-            put(&Line::Error(row), out)?;
-        }
-    }
-    let mut after = String::new();
-    loop {
-        let page = tx.batches(&after, limit).await?;
-        let Some(last) = page.last() else { break };
-        after = last.batch_id.clone();
-        counts.batches += page.len() as u64;
-        for row in page {
-            put(&Line::Batch(row), out)?;
-        }
-    }
-    let mut after = String::new();
-    loop {
-        let page = tx.purged(&after, limit).await?;
-        let Some(last) = page.last() else { break };
-        after = last.trace_id.clone();
-        counts.purged += page.len() as u64;
-        for row in page {
-            put(&Line::Purged(row), out)?;
-        }
-    }
+    every_page!(
+        0,
+        |after| tx.history(after, limit).await?,
+        |last| last.id,
+        Line::Error,
+        counts.errors
+    );
+    every_page!(
+        String::new(),
+        |after| tx.batches(&after, limit).await?,
+        |last| last.batch_id.clone(),
+        Line::Batch,
+        counts.batches
+    );
+    every_page!(
+        String::new(),
+        |after| tx.purged(&after, limit).await?,
+        |last| last.trace_id.clone(),
+        Line::Purged,
+        counts.purged
+    );
     let usage = tx.usage().await?;
     counts.usage = usage.len() as u64;
     for row in usage {
