@@ -47,7 +47,7 @@ fn prepared(backend: &Backend) -> Prepared {
                 .replace("{now}", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
         ),
         Backend::Postgres(_) => format!(
-            "BEGIN; SET LOCAL hubspot_outbox.ingest = 'on'; {} COMMIT;",
+            "BEGIN; INSERT INTO ingest_marker (pid, xact) VALUES (pg_backend_pid(), txid_current()); {} DELETE FROM ingest_marker; COMMIT;",
             ROWS.replace("{yes}", "true").replace("{now}", "now()")
         ),
     };

@@ -286,6 +286,7 @@ async fn a_producer_role_with_the_documented_grants_enqueues_and_nothing_more() 
         "SELECT * FROM outbox",
         "DELETE FROM purged_traces",
         "UPDATE queue_count SET max_queued = 0",
+        "INSERT INTO ingest_marker (pid, xact) VALUES (pg_backend_pid(), txid_current())",
     ] {
         let e = sqlx::query(forbidden)
             .execute(&app)
@@ -294,5 +295,23 @@ async fn a_producer_role_with_the_documented_grants_enqueues_and_nothing_more() 
             .to_string();
         assert!(e.contains("permission denied"), "{forbidden}: {e}");
     }
+    // Nor can a producer pass its rows off as the daemon's: a setting any role may set
+    // (what an earlier draft trusted) changes nothing, the row enters as a new write.
+    let mut tx = app.begin().await.unwrap();
+    tx.execute("SET LOCAL hubspot_outbox.ingest = 'on'")
+        .await
+        .unwrap();
+    tx.execute(r#"INSERT INTO outbox (object_type, properties, trace_id, state, validated, hubspot_id)
+                  VALUES ('contacts', '{"email":"b@example.com"}', 'order-2', 'succeeded', true, '9')"#)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let row: (String, bool, Option<String>) = sqlx::query_as(
+        "SELECT state, validated, hubspot_id FROM outbox WHERE trace_id = 'order-2'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(row, ("pending".to_owned(), false, None));
     app.close().await;
 }

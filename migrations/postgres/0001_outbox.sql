@@ -180,9 +180,22 @@ $$;
 -- were made in), so a producer's role needs INSERT on `outbox` and nothing else: not the
 -- queue's count, not the purged trace ids (see docs/postgresql.md, "Roles and grants").
 
+-- The daemon's own inserts (writes it validated on the way in, an import): its transaction
+-- marks itself here, by backend and transaction id, and removes the mark before it
+-- commits. A producer's role has no right on this table, so no producer can pass its rows
+-- off as the daemon's (a custom setting could be set by any role).
+CREATE TABLE ingest_marker (
+    pid  integer PRIMARY KEY,
+    xact bigint  NOT NULL
+);
+CREATE FUNCTION outbox_own_insert() RETURNS boolean LANGUAGE sql STABLE
+    SET search_path FROM CURRENT AS $$
+    SELECT EXISTS (SELECT 1 FROM ingest_marker
+                   WHERE pid = pg_backend_pid() AND xact = txid_current_if_assigned())
+$$;
+
 -- Whatever a producer's INSERT says about the daemon's columns, the row enters as a new,
--- unvalidated, pending write due now. The daemon's own inserts of writes it validated set
--- `hubspot_outbox.ingest` for their transaction (SET LOCAL), which no producer does.
+-- unvalidated, pending write due now.
 CREATE FUNCTION outbox_before_insert() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
@@ -190,7 +203,7 @@ BEGIN
         RAISE unique_violation USING MESSAGE =
             'duplicate key value violates unique constraint "outbox_trace_id_key" (a write with this trace id was sent and has since been purged: it is a duplicate)';
     END IF;
-    IF coalesce(current_setting('hubspot_outbox.ingest', true), '') != 'on' THEN
+    IF NOT outbox_own_insert() THEN
         NEW.state := 'pending';
         NEW.validated := false;
         NEW.attempts := 0;
@@ -220,7 +233,7 @@ CREATE TRIGGER outbox_before_insert BEFORE INSERT ON outbox
 CREATE FUNCTION outbox_check_full() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    IF coalesce(current_setting('hubspot_outbox.ingest', true), '') != 'on'
+    IF NOT outbox_own_insert()
        AND EXISTS (SELECT 1 FROM queue_state
                    WHERE (max_queued > 0 AND queued >= max_queued) OR full_reason IS NOT NULL) THEN
         RAISE EXCEPTION 'hubspot-outbox: the queue is full (queue.max_queued or queue.min_free_disk; see `hubspot-outbox status`); nothing was stored, try again later';

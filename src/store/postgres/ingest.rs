@@ -13,11 +13,9 @@ use crate::store::ingest::{ExistingWrite, IngestStore, IngestTx, RowToStore, row
 impl IngestStore for PgStore {
     async fn begin_ingest(&self) -> Result<Box<dyn IngestTx>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // Marks this transaction's inserts as the daemon's own, validated on the way in:
-        // the insert guard makes any other insert an unvalidated pending write.
-        sqlx::query("SET LOCAL hubspot_outbox.ingest = 'on'")
-            .execute(&mut *tx)
-            .await?;
+        // This transaction's inserts are the daemon's own, validated on the way in: the
+        // insert guard makes any other insert an unvalidated pending write.
+        super::mark_own_inserts(&mut tx).await?;
         // Before any change: registering writes that wait for writes is ordered with
         // the transactions that settle them (see `lock_references`).
         super::lock_references(&mut tx).await?;
@@ -108,7 +106,8 @@ impl IngestTx for PgIngestTx {
         Ok(self.tx.rollback().await?)
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        super::unmark_own_inserts(&mut self.tx).await?;
         Ok(self.tx.commit().await?)
     }
 }

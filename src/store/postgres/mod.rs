@@ -115,6 +115,28 @@ impl PgStore {
     }
 }
 
+/// Marks the inserts of this transaction as the daemon's own (validated on the way in, or
+/// imported as they stand): the insert guard then leaves their columns alone and the
+/// queue's cap does not refuse them. The mark names this backend and transaction, so it
+/// can never cover another; [`unmark_own_inserts`] removes it before the commit.
+async fn mark_own_inserts(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO ingest_marker (pid, xact) VALUES (pg_backend_pid(), txid_current())
+         ON CONFLICT (pid) DO UPDATE SET xact = excluded.xact",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes [`mark_own_inserts`]'s mark, before the commit.
+async fn unmark_own_inserts(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM ingest_marker WHERE pid = pg_backend_pid()")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Takes the reference bookkeeping's lock until the end of the transaction. Every
 /// transaction that settles writes (succeeded, failed, discarded) or registers writes
 /// that wait for writes takes it before its first change, so those transactions run one

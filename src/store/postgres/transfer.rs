@@ -1,7 +1,7 @@
 //! Export and import on PostgreSQL (see [`crate::store::transfer`]). The export is one
 //! `REPEATABLE READ` transaction (one snapshot however long it pages); the import is one
-//! transaction whose rows are marked as the daemon's own (`hubspot_outbox.ingest`), so
-//! the insert guard keeps their state. Times travel as text in SQLite's format, JSON
+//! transaction whose rows are marked as the daemon's own (`ingest_marker`), so the insert
+//! guard keeps their state. Times travel as text in SQLite's format, JSON
 //! columns as their text.
 
 use async_trait::async_trait;
@@ -20,6 +20,8 @@ struct PgExport {
 
 struct PgImport {
     tx: Transaction<'static, Postgres>,
+    /// What waits for what, inserted at the commit (see [`PgImport::commit`]).
+    waits: Vec<WaitRow>,
 }
 
 #[async_trait]
@@ -34,13 +36,16 @@ impl TransferStore for PgStore {
 
     async fn begin_import(&self) -> Result<Box<dyn ImportTx>, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("SET LOCAL hubspot_outbox.ingest = 'on'")
+        super::mark_own_inserts(&mut tx).await?;
+        // Times without a zone are UTC, as SQLite takes them (a producer may have written
+        // one into `created_at`), whatever the server's or role's time zone.
+        sqlx::query("SET LOCAL TimeZone = 'UTC'")
             .execute(&mut *tx)
             .await?;
-        // Imported writes may wait for writes, or be waited for: ordered with the
-        // transactions that settle writes (see `lock_references`).
-        super::lock_references(&mut tx).await?;
-        Ok(Box::new(PgImport { tx }))
+        Ok(Box::new(PgImport {
+            tx,
+            waits: Vec::new(),
+        }))
     }
 }
 
@@ -88,13 +93,11 @@ impl ExportTx for PgExport {
     }
 
     async fn batches(&mut self, after: &str, limit: i64) -> Result<Vec<BatchLogRow>, StoreError> {
-        // Byte order (COLLATE "C"), as SQLite compares: the key pages the same way there.
         Ok(sqlx::query_as(
             "SELECT batch_id, object_type, size, http_status, outcome, duration_ms,
                     correlation_id, outbox_ts(sent_at) AS sent_at,
                     outbox_ts(finished_at) AS finished_at
-             FROM batch_log WHERE batch_id COLLATE \"C\" > $1
-             ORDER BY batch_id COLLATE \"C\" LIMIT $2",
+             FROM batch_log WHERE batch_id > $1 ORDER BY batch_id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -105,7 +108,7 @@ impl ExportTx for PgExport {
     async fn purged(&mut self, after: &str, limit: i64) -> Result<Vec<PurgedRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT trace_id, outbox_ts(purged_at) AS purged_at FROM purged_traces
-             WHERE trace_id COLLATE \"C\" > $1 ORDER BY trace_id COLLATE \"C\" LIMIT $2",
+             WHERE trace_id > $1 ORDER BY trace_id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -166,17 +169,9 @@ impl ImportTx for PgImport {
         Ok(Vec::new())
     }
 
+    /// Held until the commit: see [`PgImport::commit`].
     async fn add_waits(&mut self, rows: &[WaitRow]) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO waits_for (trace_id, write_id, missing_since)
-             SELECT r ->> 'trace_id',
-                    (SELECT id FROM outbox WHERE trace_id = r ->> 'write_trace_id'),
-                    (r ->> 'missing_since')::timestamptz
-             FROM jsonb_array_elements($1::text::jsonb) AS r",
-        )
-        .bind(page_json(rows))
-        .execute(&mut *self.tx)
-        .await?;
+        self.waits.extend_from_slice(rows);
         Ok(())
     }
 
@@ -239,7 +234,25 @@ impl ImportTx for PgImport {
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    /// Registers what waits for what under the reference bookkeeping's lock (see
+    /// `lock_references`), taken only now: held for the whole import it would stop every
+    /// daemon's settling for as long as the file takes to read. The waits are few (a row
+    /// exists only while its write waits).
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        super::lock_references(&mut self.tx).await?;
+        for page in self.waits.chunks(500) {
+            sqlx::query(
+                "INSERT INTO waits_for (trace_id, write_id, missing_since)
+                 SELECT r ->> 'trace_id',
+                        (SELECT id FROM outbox WHERE trace_id = r ->> 'write_trace_id'),
+                        (r ->> 'missing_since')::timestamptz
+                 FROM jsonb_array_elements($1::text::jsonb) AS r",
+            )
+            .bind(page_json(page))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        super::unmark_own_inserts(&mut self.tx).await?;
         self.tx.commit().await?;
         Ok(())
     }
