@@ -219,7 +219,7 @@ async fn a_sqlite_outbox_moves_to_postgresql_with_nothing_lost_or_sent_twice() {
     assert!(!again.status.success());
     let why = String::from_utf8_lossy(&again.stderr);
     assert!(
-        why.contains("already holds") && why.contains("s-1"),
+        why.contains("was imported into this outbox before"),
         "{why}"
     );
     let third = dir.path().join("again.jsonl");
@@ -229,12 +229,29 @@ async fn a_sqlite_outbox_moves_to_postgresql_with_nothing_lost_or_sent_twice() {
         &["export", third.to_str().unwrap()],
     ));
     assert_eq!(comparable(&third), pg_rows);
+    // The queue counts what is unfinished: two pending, one in flight, two waiting for
+    // or to be sent before another.
+    let queued = common::pg::shared()
+        .unwrap()
+        .psql(&url, "SELECT queued FROM queue_state");
+    assert_eq!(String::from_utf8_lossy(&queued.stdout).trim(), "5");
 
-    // A PostgreSQL daemon finishes the work: the pending writes sent, the waiting one
-    // sent once its company has an id, the one in flight read back (not created again),
-    // nothing sent twice, and the history still there.
-    let pg = Backend::Postgres(url.clone());
+    // Into another PostgreSQL outbox whose daemon already runs: it hears of the import,
+    // adopts the write in flight (no daemon of its own) and finishes the work: the
+    // pending writes sent, the waiting one sent once its company has an id, the one in
+    // flight read back (not created again), nothing sent twice, the history kept.
+    let Some(pg) = Backend::postgres() else {
+        unreachable!("the server runs")
+    };
+    let Backend::Postgres(url) = pg.clone() else {
+        unreachable!()
+    };
     let d = start_daemon_on(&pg, &env).await;
+    ok(&cli(
+        dir.path(),
+        Some(&url),
+        &["import", first.to_str().unwrap()],
+    ));
     eventually("every imported write settled", || async {
         sql_count(&d, "state IN ('succeeded', 'failed')").await == 8
     })
@@ -270,16 +287,16 @@ async fn a_sqlite_outbox_moves_to_postgresql_with_nothing_lost_or_sent_twice() {
     d.stop().await;
 }
 
+/// On SQLite at both ends: 600 writes a producer inserted (two pages of an import).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_short_or_foreign_file_imports_nothing_and_a_running_daemon_blocks_export() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_import_is_all_or_nothing_and_happens_once() {
     let source = tempfile::tempdir().unwrap();
     ok(&cli(source.path(), None, &["migrate"]));
     let out = sqlite3(
         &source.path().join("outbox.db"),
-        "INSERT INTO outbox (trace_id, object_type, properties) VALUES
-           ('a', 'contacts', '{\"email\":\"a@example.com\"}'),
-           ('b', 'contacts', '{\"email\":\"b@example.com\"}')",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)
+         INSERT INTO outbox (trace_id, object_type, properties)
+         SELECT 'w-' || i, 'contacts', json_object('email', 'w' || i || '@example.com') FROM n",
     );
     assert!(out.status.success());
     let file = source.path().join("all.jsonl");
@@ -290,13 +307,20 @@ async fn a_cut_short_or_foreign_file_imports_nothing_and_a_running_daemon_blocks
     ));
     let text = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 602, "a header, 600 writes, the end");
+    let n = lines.len();
 
+    // Files cut short, spliced, headless, foreign or from another version: refused whole.
+    let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("in.jsonl");
+    let rows = |dir: &Path| -> String {
+        let out = sqlite3(&dir.join("outbox.db"), "SELECT count(*) FROM outbox");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
     for (broken, why) in [
-        (lines[..3].join("\n") + "\n", "without its `end` line"),
+        (lines[..n - 1].join("\n") + "\n", "without its `end` line"),
         (
-            [lines[0], lines[1], lines[3]].join("\n") + "\n",
+            [&lines[..300], &lines[301..]].concat().join("\n") + "\n",
             "the `end` line counts",
         ),
         (lines[1..].join("\n") + "\n", "must be its header"),
@@ -308,22 +332,44 @@ async fn a_cut_short_or_foreign_file_imports_nothing_and_a_running_daemon_blocks
     ] {
         std::fs::write(&target, &broken).unwrap();
         let out = cli(dir.path(), None, &["import", target.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{broken}");
+        assert_eq!(out.status.code(), Some(1));
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(
             said.contains(why) && said.contains("nothing was imported"),
             "{said}"
         );
-        let n = sqlite3(&dir.path().join("outbox.db"), "SELECT count(*) FROM outbox");
-        assert_eq!(String::from_utf8_lossy(&n.stdout).trim(), "0");
+        assert_eq!(rows(dir.path()), "0");
     }
-    // The whole file imports, and from standard input too.
-    let mut child = daemon_command(dir.path(), &["import", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // A trace id the target holds, met on the second page, after the first page was
+    // inserted: the import is rolled back whole.
+    let out = sqlite3(
+        &dir.path().join("outbox.db"),
+        r#"INSERT INTO outbox (trace_id, object_type, properties) VALUES ('w-550', 'contacts', '{"email":"x@example.com"}')"#,
+    );
+    assert!(out.status.success());
+    let out = cli(dir.path(), None, &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("w-550") && said.contains("nothing was imported"),
+        "{said}"
+    );
+    assert_eq!(rows(dir.path()), "1");
+
+    // Into a directory that does not exist yet, from standard input: every write, as it
+    // was (pending, to be validated by the daemon), counted in the queue.
+    let fresh = tempfile::tempdir().unwrap();
+    let nested = fresh.path().join("new/outbox.db");
+    let import = |args: &[&str]| {
+        daemon_command(fresh.path(), args)
+            .env("HUBSPOT_OUTBOX__DATABASE__PATH", &nested)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = import(&["import", "-"]);
     use std::io::Write as _;
     child
         .stdin
@@ -332,7 +378,33 @@ async fn a_cut_short_or_foreign_file_imports_nothing_and_a_running_daemon_blocks
         .write_all(text.as_bytes())
         .unwrap();
     let said = ok(&child.wait_with_output().unwrap());
-    assert!(said.starts_with("imported 2 write(s)"), "{said}");
+    assert!(said.starts_with("imported 600 write(s)"), "{said}");
+    let out = sqlite3(
+        &nested,
+        "SELECT count(*), sum(state = 'pending'), sum(validated),
+                (SELECT queued FROM queue_state), (SELECT count(*) FROM ingest_marker),
+                (SELECT count(*) FROM imports)
+         FROM outbox",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "600|600|0|600|0|1"
+    );
+    // The same file again: refused, nothing changes.
+    let out = import(&["import", file.to_str().unwrap()])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("was imported into this outbox before"),
+        "{said}"
+    );
+    let out = sqlite3(
+        &nested,
+        "SELECT count(*), (SELECT queued FROM queue_state) FROM outbox",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "600|600");
 
     // A daemon on the SQLite outbox: export refuses to read it, naming the reason.
     let daemon = common::Daemon::start(source.path()).await;

@@ -180,6 +180,15 @@ $$;
 -- were made in), so a producer's role needs INSERT on `outbox` and nothing else: not the
 -- queue's count, not the purged trace ids (see docs/postgresql.md, "Roles and grants").
 
+-- Imports (`hubspot-outbox import`): every export read into this outbox, by the id its
+-- header carries, so the same file imported twice is refused whole (as on SQLite, 0012).
+CREATE TABLE imports (
+    export_id   text        PRIMARY KEY,
+    exported_at text        NOT NULL,
+    source      text        NOT NULL,
+    imported_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- The daemon's own inserts (writes it validated on the way in, an import): its transaction
 -- marks itself here, by backend and transaction id, and removes the mark before it
 -- commits. A producer's role has no right on this table, so no producer can pass its rows

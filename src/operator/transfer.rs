@@ -47,6 +47,8 @@ enum Line {
     Header {
         format: String,
         version: u32,
+        /// Unique to this export: an outbox records the exports it imported by it.
+        id: String,
         exported_at: String,
         from: String,
     },
@@ -95,13 +97,24 @@ pub enum TransferError {
     Lock(LockError),
     #[error("cannot {0}: {1}")]
     Io(&'static str, std::io::Error),
+    #[error("the target outbox refused the import: {0}; nothing was imported")]
+    Refused(StoreError),
     #[error("line {line}: {message}; nothing was imported")]
     Bad { line: u64, message: String },
     #[error(
-        "the target outbox already holds (or has purged) the write(s) {0}; nothing was imported \
-         (was this export imported already?)"
+        "the target outbox already holds (or has purged) the write(s) {0}, or the file names \
+         them twice; nothing was imported"
     )]
     Taken(String),
+    #[error(
+        "this export ({id}, taken {exported_at} from {from}) was imported into this outbox \
+         before; nothing was imported again"
+    )]
+    Again {
+        id: String,
+        exported_at: String,
+        from: String,
+    },
 }
 
 /// Writes the whole outbox of `store` to `out`, then flushes it. Returns what it wrote.
@@ -121,6 +134,7 @@ pub async fn export(
         &Line::Header {
             format: FORMAT.into(),
             version: VERSION,
+            id: uuid::Uuid::now_v7().to_string(),
             exported_at: timestamp(Utc::now()),
             from: database.into(),
         },
@@ -215,16 +229,22 @@ impl Pending {
         match std::mem::replace(self, Self::None) {
             Self::None => {}
             Self::Writes(rows) => {
-                let taken = tx.add_writes(&rows).await?;
+                let taken = tx.add_writes(&rows).await.map_err(TransferError::Refused)?;
                 if !taken.is_empty() {
                     return Err(TransferError::Taken(taken.join(", ")));
                 }
             }
-            Self::Waits(rows) => tx.add_waits(&rows).await?,
-            Self::Errors(rows) => tx.add_history(&rows).await?,
-            Self::Batches(rows) => tx.add_batches(&rows).await?,
-            Self::Purged(rows) => tx.add_purged(&rows).await?,
-            Self::Usage(rows) => tx.add_usage(&rows).await?,
+            Self::Waits(rows) => tx.add_waits(&rows).await.map_err(TransferError::Refused)?,
+            Self::Errors(rows) => tx
+                .add_history(&rows)
+                .await
+                .map_err(TransferError::Refused)?,
+            Self::Batches(rows) => tx
+                .add_batches(&rows)
+                .await
+                .map_err(TransferError::Refused)?,
+            Self::Purged(rows) => tx.add_purged(&rows).await.map_err(TransferError::Refused)?,
+            Self::Usage(rows) => tx.add_usage(&rows).await.map_err(TransferError::Refused)?,
         }
         Ok(())
     }
@@ -267,7 +287,11 @@ pub async fn import(store: &Store, input: &mut dyn BufRead) -> Result<Counts, Tr
             .map_err(|e| bad(number, format!("not a line of an export: {e}")))?;
         match line {
             Line::Header {
-                format, version, ..
+                format,
+                version,
+                id,
+                exported_at,
+                from,
             } if number == 1 => {
                 if format != FORMAT || version != VERSION {
                     return Err(bad(
@@ -276,6 +300,13 @@ pub async fn import(store: &Store, input: &mut dyn BufRead) -> Result<Counts, Tr
                             "this is `{format}` version {version}; this build reads `{FORMAT}` version {VERSION}"
                         ),
                     ));
+                }
+                if !tx.record_import(&id, &exported_at, &from).await? {
+                    return Err(TransferError::Again {
+                        id,
+                        exported_at,
+                        from,
+                    });
                 }
             }
             _ if number == 1 => {
@@ -328,7 +359,7 @@ pub async fn import(store: &Store, input: &mut dyn BufRead) -> Result<Counts, Tr
         return Err(bad(number + 1, "lines after the `end` line".into()));
     }
     pending.flush(&mut *tx).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(TransferError::Refused)?;
     Ok(counts)
 }
 
@@ -375,15 +406,27 @@ pub async fn export_command(
         let mut out = std::io::BufWriter::new(stdout.lock());
         export(&store, &database, &mut out).await
     } else {
-        let create = |e| TransferError::Io("create the export file", e);
-        let f = std::fs::File::create(file).map_err(create)?;
+        // Written beside the file and renamed over it once complete and synced: a failed
+        // export never leaves a cut-short file where a good one was.
+        let mut partial = file.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let create = |e| TransferError::Io("write the export file", e);
+        let f = std::fs::File::create(&partial).map_err(create)?;
         let mut out = std::io::BufWriter::new(f);
         let counts = export(&store, &database, &mut out).await;
-        if counts.is_ok() {
-            let f = out.into_inner().map_err(|e| create(e.into_error()))?;
-            f.sync_all()
-                .map_err(|e| TransferError::Io("sync the export file", e))?;
+        let finished = match counts {
+            Ok(_) => out
+                .into_inner()
+                .map_err(|e| create(e.into_error()))
+                .and_then(|f| f.sync_all().map_err(create))
+                .and_then(|()| std::fs::rename(&partial, file).map_err(create)),
+            Err(_) => Ok(()),
+        };
+        if counts.is_err() || finished.is_err() {
+            let _ = std::fs::remove_file(&partial);
         }
+        finished?;
         counts
     };
     store.close().await;
@@ -404,6 +447,19 @@ pub async fn import_command(
         let f = std::fs::File::open(file).map_err(|e| TransferError::Io("open the export", e))?;
         Box::new(std::io::BufReader::new(f))
     };
+    if config.database.url.is_none()
+        && let Some(dir) = config
+            .database
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+    {
+        // The lock file lives beside the database, so its directory comes first.
+        std::fs::create_dir_all(dir).map_err(|source| OpsError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+    }
     let _lock = hold_sqlite(config)?;
     let store = super::open_creating(config).await?;
     let counts = import(&store, &mut *input).await;

@@ -123,6 +123,14 @@ pub trait ExportTx: Send {
 /// without commit rolls it all back. Each `add_` call inserts one page.
 #[async_trait]
 pub trait ImportTx: Send {
+    /// Records that the export `export_id` is being imported; `false` (nothing recorded)
+    /// when it was imported into this outbox before.
+    async fn record_import(
+        &mut self,
+        export_id: &str,
+        exported_at: &str,
+        source: &str,
+    ) -> Result<bool, StoreError>;
     /// Inserts the writes as they stand, in order, unless a write with one of their trace
     /// ids is already in the outbox (or was purged from it): then nothing of the page is
     /// inserted and those trace ids are returned.

@@ -1,8 +1,8 @@
 //! A PostgreSQL server of the test's own: `initdb` and `pg_ctl` in a temporary directory,
 //! on a free port of 127.0.0.1, stopped when dropped. Where PostgreSQL's programs are not
 //! installed (Debian's package `postgresql`), [`PgServer::start`] says so and returns
-//! `None`, and the test skips. `initdb` refuses to run as root, so as root the server runs
-//! as `nobody`.
+//! `None`, and the test skips, unless `HUBSPOT_OUTBOX_REQUIRE_POSTGRES` is set (CI sets
+//! it). `initdb` refuses to run as root, so as root the server runs as `nobody`.
 //!
 //! [`shared`] is one server for a whole test binary, each test in a database of its own
 //! ([`fresh_database`]): a server start costs about a second, a database a few
@@ -77,6 +77,12 @@ impl PgServer {
 
     fn start_with(fsync: bool) -> Option<Self> {
         let Some(bin) = bin_dir() else {
+            // CI installs PostgreSQL and sets this, so a skip there is a failure, not a
+            // quiet pass.
+            assert!(
+                std::env::var_os("HUBSPOT_OUTBOX_REQUIRE_POSTGRES").is_none(),
+                "HUBSPOT_OUTBOX_REQUIRE_POSTGRES is set but PostgreSQL's initdb and pg_ctl were not found"
+            );
             eprintln!(
                 "SKIPPED: PostgreSQL's initdb and pg_ctl were not found (install Debian's package `postgresql`)"
             );

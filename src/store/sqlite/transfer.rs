@@ -113,6 +113,24 @@ impl ExportTx for SqliteExport {
 
 #[async_trait]
 impl ImportTx for SqliteImport {
+    async fn record_import(
+        &mut self,
+        export_id: &str,
+        exported_at: &str,
+        source: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO imports (export_id, exported_at, source) VALUES (?1, ?2, ?3)
+             ON CONFLICT (export_id) DO NOTHING",
+        )
+        .bind(export_id)
+        .bind(exported_at)
+        .bind(source)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn add_writes(&mut self, rows: &[WriteRow]) -> Result<Vec<String>, StoreError> {
         let page = page_json(rows);
         let taken: Vec<String> = sqlx::query_scalar(
