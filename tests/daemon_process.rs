@@ -305,6 +305,15 @@ fn a_bad_config_is_refused_at_start_naming_the_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{toml}: {err}");
     }
+    // A password in a URL never shows, even where the config crate quotes what it
+    // could not read (the line of a TOML syntax error).
+    std::fs::write(&config, "[database]\nurl = postgres://u:SECRET-PW@h/db\n").unwrap();
+    let out = daemon_command(dir.path(), &["--config", config.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("SECRET-PW"), "{err}");
     assert!(
         !dir.path().join("outbox.db").exists(),
         "nothing was created"

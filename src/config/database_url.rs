@@ -43,6 +43,36 @@ impl DatabaseUrl {
     }
 }
 
+/// `text` with the password of every URL in it replaced by `[REDACTED]`: for messages
+/// that may quote a URL the config holds (a TOML error quotes its line). Everything after
+/// the `:` of a URL's user part, up to its last `@`, goes, so a password holding `/`
+/// or `@` goes whole; the price is that a URL without a password but with `@` and `:`
+/// further on (a port, a parameter) loses a little more than it needs to.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`')
+            .unwrap_or(after.len());
+        let (span, tail) = after.split_at(end);
+        match span.rfind('@').map(|a| span.split_at(a)) {
+            Some((user, host)) if user.contains(':') => {
+                let colon = user.find(':').expect("contains a colon");
+                out.push_str(&user[..=colon]);
+                out.push_str("[REDACTED]");
+                out.push_str(host);
+            }
+            _ => out.push_str(span),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DatabaseUrl({})", self.redacted())
@@ -52,6 +82,20 @@ impl fmt::Debug for DatabaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_takes_every_urls_password_out_of_a_message() {
+        assert_eq!(
+            scrub("invalid type: string \"postgres://u:s3cret@h:5432/db\", expected a map"),
+            "invalid type: string \"postgres://u:[REDACTED]@h:5432/db\", expected a map"
+        );
+        assert_eq!(
+            scrub("url = postgres://u:12/34@h/db\nnext postgres://v:p@q@h/d end"),
+            "url = postgres://u:[REDACTED]@h/db\nnext postgres://v:[REDACTED]@h/d end"
+        );
+        let plain = "postgres://u@h:5432/db and http://x/y: no password";
+        assert_eq!(scrub(plain), plain);
+    }
 
     #[test]
     fn the_password_never_shows() {

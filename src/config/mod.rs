@@ -39,8 +39,10 @@ pub const HUBSPOT_MAX_BATCH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// What the config crate said, with any URL's password taken out (a TOML error
+    /// quotes the line, a type error the value).
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
     #[error(
@@ -50,6 +52,12 @@ pub enum ConfigError {
         key: &'static str,
         vars: &'static str,
     },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        Self::Load(database_url::scrub(&e.to_string()))
+    }
 }
 
 pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
