@@ -6,7 +6,7 @@
 //!   (`ingest::socket`), is validated (`model::validate`) and group-committed
 //!   (`ingest::committer`); or a producer inserts a row with plain SQL and the intake
 //!   validates it in place (`ingest::intake`).
-//! - [`store`]: the SQLite outbox; every SQL statement lives here.
+//! - [`store`]: the outbox (SQLite or PostgreSQL); every SQL statement lives here.
 //! - [`dispatch`]: the loop that claims due rows per object type (`dispatch::scheduler`),
 //!   waits for the rate limit (`dispatch::limiter`), sends each batch
 //!   (`dispatch::sender`), and settles its rows from what the reconciler decides
@@ -14,6 +14,7 @@
 //! - [`hubspot`]: HubSpot's wire shapes and what its answers mean (pure, self-contained).
 //! - [`operator`]: the commands and endpoints that look at and change the outbox, and the
 //!   `enqueue` client.
+//! - [`ui`]: the operators' dashboard pages, rendered (served on the socket under `/ui/`).
 //!
 //! Around them:
 //!
@@ -36,3 +37,4 @@ pub mod operator;
 pub mod runtime;
 pub mod simulator;
 pub mod store;
+pub mod ui;

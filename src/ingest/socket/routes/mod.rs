@@ -5,10 +5,12 @@
 //!   `GET /v1/writes?state=&objectType=&limit=` (most recently changed first).
 //! - [`operator`]: `POST /v1/retry`, `GET /v1/status` (what `status --json` prints),
 //!   `GET /metrics` (Prometheus text), `GET /healthz` (200 when the store answers).
+//! - [`ui`]: the operators' dashboard, `GET /ui/` (HTML; see `crate::ui`).
 //! - [`error`]: the one error type; every error answer is JSON.
 
 pub mod error;
 pub mod operator;
+pub mod ui;
 pub mod writes;
 
 use std::sync::Arc;
@@ -56,6 +58,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(operator::status))
         .route("/metrics", get(operator::metrics))
         .route("/healthz", get(operator::healthz))
+        .route("/ui", get(ui::root))
+        .route("/ui/", get(ui::overview_page))
+        .route("/ui/overview", get(ui::overview_part))
+        .route("/ui/app.css", get(ui::css))
+        .route("/ui/app.js", get(ui::js))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

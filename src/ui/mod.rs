@@ -1,0 +1,63 @@
+//! The operators' dashboard (issue 13), served by the daemon itself on its socket under
+//! `/ui/`: server-rendered HTML (maud escapes every value it is given), one stylesheet and
+//! one small script embedded in the binary, nothing fetched from anywhere else, so it
+//! works offline and behind `ssh -L`. Pure rendering only: the handlers that fetch what
+//! a page shows live with the socket's other routes (`ingest::socket::routes::ui`).
+//!
+//! What exists so far: the overview ([`overview`]). Not yet: the writes list, one write,
+//! actions and their audit, the TCP listener with its login, the sent-per-minute chart
+//! (see the note on issue 13).
+
+pub mod overview;
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+/// The stylesheet, served at `/ui/app.css`.
+pub const CSS: &str = include_str!("assets/app.css");
+
+/// The script, served at `/ui/app.js`.
+pub const JS: &str = include_str!("assets/app.js");
+
+/// The headers every dashboard answer carries: nothing but the daemon's own script and
+/// stylesheet may run or load, the page may not be framed, no referrer leaves it.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+         img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
+/// A whole page: `title`, the navigation, and `main` (whose element gets `main_id`, for
+/// the script to refresh).
+pub fn page(title: &str, database: &str, main_id: &str, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · hubspot-outbox" }
+                link rel="stylesheet" href="/ui/app.css";
+                script src="/ui/app.js" defer {}
+            }
+            body {
+                header {
+                    h1 { "hubspot-outbox" }
+                    nav aria-label="Pages" {
+                        a href="/ui/" aria-current="page" { "Overview" }
+                    }
+                    span { "outbox: " code { (database) } }
+                }
+                main id=(main_id) aria-live="polite" { (main) }
+                footer {
+                    p id="refreshed" { "Figures as of loading; they refresh every 5 seconds." }
+                    p { (PreEscaped("The same figures: <code>hubspot-outbox status</code>, <code>GET /v1/status</code>.")) }
+                }
+            }
+        }
+    }
+}
