@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::sim::{enqueue, sql_count};
 use common::InProcess;
+use common::sim::{enqueue, sql_count};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -79,6 +79,21 @@ async fn the_overview_shows_the_queue_as_the_database_holds_it(db) {
     assert!(status.starts_with("HTTP/1.1 200"));
     assert!(part.contains("<th scope=\"row\">contacts</th><td class=\"n\">5</td>"), "{part}");
     assert!(!part.contains("<html"), "a fragment, not a page");
+
+    // The charts draw the batch log: nothing yet, then a request of 7 writes this minute.
+    assert!(part.contains("Writes sent per minute, last hour: 0 writes in 0 requests"), "{part}");
+    let now = match db {
+        common::Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        common::Backend::Postgres(_) => "now()",
+    };
+    d.sql(&format!(
+        "INSERT INTO batch_log (batch_id, object_type, size, http_status, outcome, duration_ms, sent_at, finished_at)
+         VALUES ('b-1', 'contacts', 7, 201, 'created', 12, {now}, {now})"
+    ));
+    let (_, _, part) = get(&d, "/ui/overview").await;
+    assert!(part.contains("Writes sent per minute, last hour: 7 writes in 1 requests"), "{part}");
+    assert!(part.contains("Writes sent per hour, last day: 7 writes in 1 requests"), "{part}");
+    assert_eq!(part.matches("<rect").count(), 2, "one bar in each chart");
 
     for (path, kind) in [("/ui/app.css", "text/css"), ("/ui/app.js", "text/javascript")] {
         let (status, headers, body) = get(&d, path).await;

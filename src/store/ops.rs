@@ -43,6 +43,32 @@ pub struct Filter {
     pub limit: Option<i64>,
 }
 
+/// How wide the buckets of [`OpsStore::sent_by`] are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Minute,
+    Hour,
+}
+
+impl Bucket {
+    /// How many characters of a stored time (`2026-12-04T21:07:...`) name the bucket.
+    pub fn prefix_len(self) -> i64 {
+        match self {
+            Self::Minute => 16,
+            Self::Hour => 13,
+        }
+    }
+}
+
+/// Requests and writes sent in one bucket of time: `bucket` is the start of a stored time
+/// cut to its minute (`2026-12-04T21:07`) or hour (`2026-12-04T21`), UTC.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SentIn {
+    pub bucket: String,
+    pub requests: i64,
+    pub writes: i64,
+}
+
 /// Requests and writes sent since some time, from the batch log.
 #[derive(Debug, Clone, Copy, Default, sqlx::FromRow, serde::Serialize)]
 pub struct Sent {
@@ -88,6 +114,14 @@ pub trait OpsStore: Send + Sync {
 
     /// Requests sent and writes they carried since `since`.
     async fn sent_since(&self, since: DateTime<Utc>) -> Result<Sent, StoreError>;
+
+    /// Requests and writes sent since `since`, by minute or hour, oldest first; buckets
+    /// with nothing sent are left out (the dashboard's charts).
+    async fn sent_by(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Bucket,
+    ) -> Result<Vec<SentIn>, StoreError>;
 
     /// Failed writes matching `filter`, newest first.
     async fn failed_writes(&self, filter: &Filter) -> Result<Vec<FailedRow>, StoreError>;

@@ -4,10 +4,11 @@
 //! works offline and behind `ssh -L`. Pure rendering only: the handlers that fetch what
 //! a page shows live with the socket's other routes (`ingest::socket::routes::ui`).
 //!
-//! What exists so far: the overview ([`overview`]). Not yet: the writes list, one write,
-//! actions and their audit, the TCP listener with its login, the sent-per-minute chart
-//! (see the note on issue 13).
+//! What exists so far: the overview ([`overview`], with [`chart`]'s charts). Not yet: the
+//! writes list, one write, actions and their audit, the TCP listener with its login (see
+//! the note on issue 13).
 
+pub mod chart;
 pub mod overview;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};

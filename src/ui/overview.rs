@@ -1,11 +1,13 @@
 //! The overview page: is the queue healthy? Writes by object type and state, the oldest
-//! pending write's age, what was sent lately, the rate limit's use now and today, pauses
+//! pending write's age, what was sent lately (with charts per minute and per hour), the rate limit's use now and today, pauses
 //! and their reasons, how full the queue is, and each type's trace property. It renders
 //! what `GET /v1/status` answers (`operator::status::status_value`), so the page and the
 //! API never disagree; a figure missing from that answer shows as "unknown".
 
 use maud::{Markup, html};
 use serde_json::Value;
+
+use super::chart::{self, Bar};
 
 /// The states in the order a write goes through them, as the table's columns.
 pub const STATES: [&str; 7] = [
@@ -21,10 +23,16 @@ pub const STATES: [&str; 7] = [
 /// States an operator must look at when they hold any write.
 const NEEDS_ATTENTION: [&str; 2] = ["failed", "unconfirmed"];
 
-/// The overview's content (the part the script refreshes), from a status answer.
-pub fn overview(status: &Value) -> Markup {
+/// The overview's content (the part the script refreshes), from a status answer and the
+/// writes sent per minute over the last hour and per hour over the last day.
+pub fn overview(status: &Value, minutes: &[Bar], hours: &[Bar]) -> Markup {
     html! {
         (writes_table(status))
+        section aria-labelledby="sent" {
+            h2 id="sent" { "Sent to HubSpot" }
+            (chart::bars("per-minute", "Writes sent per minute, last hour", minutes, chart::minute_label))
+            (chart::bars("per-hour", "Writes sent per hour, last day", hours, chart::hour_label))
+        }
         section aria-labelledby="queue" {
             h2 id="queue" { "Queue" }
             dl {
@@ -257,7 +265,7 @@ mod tests {
             "paused": [{"scope": "all", "kind": "unauthorized", "reason": "<b>token</b> refused", "until": null}],
             "traceProperty": [],
         });
-        let html = overview(&status).into_string();
+        let html = overview(&status, &[], &[]).into_string();
         assert!(
             !html.contains("<script>") && !html.contains("<b>token"),
             "{html}"

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PgStore;
-use crate::store::ops::{DepthRow, FailedRow, Filter, OpsStore, Purgeable, Selection, Sent};
+use crate::store::ops::{
+    Bucket, DepthRow, FailedRow, Filter, OpsStore, Purgeable, Selection, Sent, SentIn,
+};
 use crate::store::{StoreError, timestamp};
 
 /// The writes of one state matching a filter, newest change first: $1..$4 object type,
@@ -48,6 +50,22 @@ impl OpsStore for PgStore {
         )
         .bind(timestamp(since))
         .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn sent_by(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Bucket,
+    ) -> Result<Vec<SentIn>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT substr(outbox_ts(sent_at), 1, $2::int) AS bucket, count(*) AS requests,
+                    coalesce(sum(size), 0)::bigint AS writes
+             FROM batch_log WHERE sent_at >= $1::timestamptz GROUP BY 1 ORDER BY 1",
+        )
+        .bind(timestamp(since))
+        .bind(bucket.prefix_len())
+        .fetch_all(&self.pool)
         .await?)
     }
 

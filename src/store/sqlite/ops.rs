@@ -3,7 +3,9 @@
 //! `BEGIN IMMEDIATE` transaction, safe while the daemon runs.
 
 use super::SqliteStore;
-use crate::store::ops::{DepthRow, FailedRow, Filter, OpsStore, Purgeable, Selection, Sent};
+use crate::store::ops::{
+    Bucket, DepthRow, FailedRow, Filter, OpsStore, Purgeable, Selection, Sent, SentIn,
+};
 use crate::store::{StoreError, timestamp};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -76,6 +78,21 @@ impl OpsStore for SqliteStore {
         )
         .bind(timestamp(since))
         .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn sent_by(
+        &self,
+        since: DateTime<Utc>,
+        bucket: Bucket,
+    ) -> Result<Vec<SentIn>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT substr(sent_at, 1, ?2) AS bucket, count(*) AS requests, coalesce(sum(size), 0) AS writes
+             FROM batch_log WHERE sent_at >= ?1 GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(timestamp(since))
+        .bind(bucket.prefix_len())
+        .fetch_all(&self.pool)
         .await?)
     }
 

@@ -8,10 +8,15 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use chrono::Utc;
+use maud::Markup;
+
 use super::ApiState;
 use super::error::ApiError;
 use crate::operator::status::status_value;
+use crate::store::ops::Bucket;
 use crate::ui;
+use crate::ui::chart::fill;
 
 /// `GET /ui`: the dashboard lives at `/ui/`.
 pub async fn root() -> Redirect {
@@ -20,20 +25,37 @@ pub async fn root() -> Redirect {
 
 /// `GET /ui/`: the overview page.
 pub async fn overview_page(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let status = status_value(&state.store, &state.config).await?;
     let page = ui::page(
         "Overview",
         &state.config.database.name(),
         "overview",
-        ui::overview::overview(&status),
+        overview(&state).await?,
     );
     Ok(html(page.into_string()))
 }
 
 /// `GET /ui/overview`: the overview's content, for the page's script.
 pub async fn overview_part(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(html(overview(&state).await?.into_string()))
+}
+
+/// What the overview shows, read now: the status and the last hour's and day's sending.
+async fn overview(state: &ApiState) -> Result<Markup, ApiError> {
+    let now = Utc::now();
     let status = status_value(&state.store, &state.config).await?;
-    Ok(html(ui::overview::overview(&status).into_string()))
+    let minutes = state
+        .store
+        .sent_by(now - chrono::Duration::minutes(60), Bucket::Minute)
+        .await?;
+    let hours = state
+        .store
+        .sent_by(now - chrono::Duration::hours(24), Bucket::Hour)
+        .await?;
+    Ok(ui::overview::overview(
+        &status,
+        &fill(&minutes, now, Bucket::Minute, 60),
+        &fill(&hours, now, Bucket::Hour, 24),
+    ))
 }
 
 /// `GET /ui/app.css`.
