@@ -5,7 +5,8 @@
 mod common;
 
 use common::InProcess;
-use common::sim::{enqueue, sql_count};
+use common::sim::{Simulator, enqueue, fast, settled, sql_count, start_daemon_on};
+use hubspot_outbox::simulator::SimOptions;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -104,6 +105,77 @@ async fn the_overview_shows_the_queue_as_the_database_holds_it(db) {
     let (status, headers, _) = get(&d, "/ui").await;
     assert!(status.starts_with("HTTP/1.1 308"), "{status}");
     assert_eq!(header(&headers, "location"), "/ui/");
+    d.stop().await;
+}
+}
+
+/// How many writes a list page shows (each links to its own page).
+fn listed(page: &str) -> Vec<String> {
+    page.match_indices("<td><a href=\"/ui/writes/")
+        .map(|(i, m)| {
+            let rest = &page[i + m.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+crate::on_both_backends! {
+async fn the_writes_pages_filter_group_page_and_escape(db) {
+    let sim = Simulator::start(SimOptions::default()).await;
+    let d = start_daemon_on(&db, &fast(&sim, &[])).await;
+    let contact = |i: usize| json!({"objectType": "contacts", "objectWriteTraceId": format!("ok-{i:02}"),
+                                    "properties": {"email": format!("ok{i}@example.com")}});
+    enqueue(&d, (0..55).map(contact).collect()).await;
+    enqueue(&d, vec![
+        json!({"objectType": "contacts", "objectWriteTraceId": "bad-1",
+               "properties": {"email": "b1@example.com", "unknown_colour": "<script>alert(1)</script>"}}),
+        json!({"objectType": "contacts", "objectWriteTraceId": "bad-2",
+               "properties": {"email": "b2@example.com", "unknown_colour": "red"}}),
+    ]).await;
+    settled(&d, 57).await;
+
+    // Newest first, 50 a page, then the rest by the "older" link (keyed, filters kept).
+    let (status, _, page) = get(&d, "/ui/writes").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let first = listed(&page);
+    assert_eq!(first.len(), 50);
+    assert_eq!(&first[..3], ["bad-2", "bad-1", "ok-54"]);
+    let end = page.find("\" rel=\"next\"").expect("a link to older writes");
+    let start = page[..end].rfind("href=\"").unwrap() + 6;
+    let next = page[start..end].replace("&amp;", "&");
+    let (_, _, older) = get(&d, &next).await;
+    let second = listed(&older);
+    assert_eq!(second.len(), 7);
+    assert_eq!(second.last().map(String::as_str), Some("ok-00"));
+    assert!(!older.contains("Older writes"), "the last page has no older link");
+
+    // Filters: failed ones, grouped by their error; a property value; a HubSpot id.
+    let (_, _, failed) = get(&d, "/ui/writes?state=failed").await;
+    assert_eq!(listed(&failed), ["bad-2", "bad-1"]);
+    assert!(failed.contains("Failed writes by error"), "{failed}");
+    assert!(failed.contains("<td class=\"n\">2</td>"), "both in one group: {failed}");
+    let (_, _, found) = get(&d, "/ui/writes?q=ok7%40example.com").await;
+    assert_eq!(listed(&found), ["ok-07"]);
+    let id = d.sql("SELECT hubspot_id FROM outbox WHERE trace_id = 'ok-03'");
+    let (_, _, found) = get(&d, &format!("/ui/writes?q={id}")).await;
+    assert_eq!(listed(&found), ["ok-03"]);
+    let (_, _, none) = get(&d, "/ui/writes?type=deals").await;
+    assert!(none.contains("No write matches."));
+
+    // One write: its properties (escaped), its error history; an unknown one is 404.
+    let (status, _, one) = get(&d, "/ui/writes/bad-1").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(one.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !one.contains("<script>alert"), "{one}");
+    assert!(one.contains("unknown_colour") && one.contains("Every error it met"), "{one}");
+    let (status, _, _) = get(&d, "/ui/writes/nope").await;
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+
+    // A form that makes no sense: 400, saying what is wrong, nothing else happens.
+    for (query, why) in [("state=lost", "state `lost`"), ("since=soon", "since `soon`"), ("before=abc", "before")] {
+        let (status, _, page) = get(&d, &format!("/ui/writes?{query}")).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{query}: {status}");
+        assert!(page.contains(why) && page.contains("role=\"alert\""), "{query}: {page}");
+    }
     d.stop().await;
 }
 }

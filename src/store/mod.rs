@@ -11,6 +11,7 @@
 //! not used: it cannot say `BEGIN IMMEDIATE`, `SKIP LOCKED`, `LISTEN` or advisory locks.
 //! A [`Store`] dereferences to `dyn Outbox`, whose supertraits' methods need no import.
 //!
+//! - [`browse`]: the dashboard's list of writes (filtered, paged by key) and error groups.
 //! - [`ingest`]: storing accepted writes (group commit, idempotency look-ups).
 //! - [`intake`]: validating rows that producers inserted with plain SQL.
 //! - [`claim`]: due object types, claiming a batch, rows a crash left in flight.
@@ -23,6 +24,7 @@
 //! - [`trace`]: each object type's trace property state; requests counted outside claims.
 //! - [`transfer`]: reading a whole outbox out and another one in (`export`, `import`).
 
+pub mod browse;
 pub mod claim;
 pub mod ingest;
 pub mod intake;
@@ -49,7 +51,8 @@ use sqlite::SqliteStore;
 /// needs of the connection itself.
 #[async_trait]
 pub trait Outbox:
-    claim::ClaimStore
+    browse::BrowseStore
+    + claim::ClaimStore
     + ingest::IngestStore
     + intake::IntakeStore
     + ops::OpsStore

@@ -4,12 +4,13 @@
 //! works offline and behind `ssh -L`. Pure rendering only: the handlers that fetch what
 //! a page shows live with the socket's other routes (`ingest::socket::routes::ui`).
 //!
-//! What exists so far: the overview ([`overview`], with [`chart`]'s charts). Not yet: the
-//! writes list, one write, actions and their audit, the TCP listener with its login (see
-//! the note on issue 13).
+//! What exists so far: the overview ([`overview`], with [`chart`]'s charts), the list of
+//! writes and one write ([`writes`]). Not yet: actions and their audit, the TCP listener
+//! with its login (see the note on issue 13).
 
 pub mod chart;
 pub mod overview;
+pub mod writes;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -49,13 +50,17 @@ pub fn page(title: &str, database: &str, main_id: &str, main: Markup) -> Markup 
                 header {
                     h1 { "hubspot-outbox" }
                     nav aria-label="Pages" {
-                        a href="/ui/" aria-current="page" { "Overview" }
+                        a href="/ui/" aria-current=[(main_id == "overview").then_some("page")] { "Overview" }
+                        a href="/ui/writes" aria-current=[(main_id == "writes").then_some("page")] { "Writes" }
+                        a href="/ui/writes?state=failed" { "Failed" }
                     }
                     span { "outbox: " code { (database) } }
                 }
                 main id=(main_id) aria-live="polite" { (main) }
                 footer {
-                    p id="refreshed" { "Figures as of loading; they refresh every 5 seconds." }
+                    @if main_id == "overview" {
+                        p id="refreshed" { "Figures as of loading; they refresh every 5 seconds." }
+                    }
                     p { (PreEscaped("The same figures: <code>hubspot-outbox status</code>, <code>GET /v1/status</code>.")) }
                 }
             }

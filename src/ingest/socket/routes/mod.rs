@@ -61,6 +61,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui", get(ui::root))
         .route("/ui/", get(ui::overview_page))
         .route("/ui/overview", get(ui::overview_part))
+        .route("/ui/writes", get(ui::writes_page))
+        .route("/ui/writes/{trace_id}", get(ui::write_page))
         .route("/ui/app.css", get(ui::css))
         .route("/ui/app.js", get(ui::js))
         .fallback(not_found)

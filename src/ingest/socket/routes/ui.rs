@@ -1,11 +1,13 @@
 //! The dashboard on the socket (issue 13): `GET /ui/` (the overview page), `GET
-//! /ui/overview` (its content alone, which the page's script fetches to refresh), and
-//! the embedded `GET /ui/app.css` and `GET /ui/app.js`. Read-only: anyone who may
+//! /ui/overview` (its content alone, which the page's script fetches to refresh), `GET
+//! /ui/writes` (the list) and `GET /ui/writes/{traceId}` (one write), and the embedded
+//! `GET /ui/app.css` and `GET /ui/app.js`. Read-only: anyone who may
 //! connect to the socket may look, as with `GET /v1/status`. Every answer carries
 //! [`crate::ui::SECURITY_HEADERS`].
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use chrono::Utc;
@@ -14,9 +16,11 @@ use maud::Markup;
 use super::ApiState;
 use super::error::ApiError;
 use crate::operator::status::status_value;
+use crate::store::browse::WriteQuery;
 use crate::store::ops::Bucket;
 use crate::ui;
 use crate::ui::chart::fill;
+use crate::ui::writes::WriteForm;
 
 /// `GET /ui`: the dashboard lives at `/ui/`.
 pub async fn root() -> Redirect {
@@ -55,6 +59,70 @@ async fn overview(state: &ApiState) -> Result<Markup, ApiError> {
         &status,
         &fill(&minutes, now, Bucket::Minute, 60),
         &fill(&hours, now, Bucket::Hour, 24),
+    ))
+}
+
+/// `GET /ui/writes?state=&type=&category=&since=&until=&q=&before=`: the list of writes
+/// and the failed ones' errors grouped. A form that makes no sense is answered 400 with
+/// the page and what is wrong.
+pub async fn writes_page(
+    State(state): State<ApiState>,
+    form: Result<Query<WriteForm>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let database = state.config.database.name();
+    let page = |status: StatusCode, content: Markup| {
+        let mut r = html(ui::page("Writes", &database, "writes", content).into_string());
+        *r.status_mut() = status;
+        r
+    };
+    let form = match form {
+        Ok(Query(form)) => form,
+        Err(e) => {
+            let content = ui::writes::list(&WriteForm::default(), Some(&e.body_text()), &[], &[]);
+            return Ok(page(StatusCode::BAD_REQUEST, content));
+        }
+    };
+    let query = match form.query(Utc::now()) {
+        Ok(q) => q,
+        Err(e) => {
+            let content = ui::writes::list(&form, Some(&e), &[], &[]);
+            return Ok(page(StatusCode::BAD_REQUEST, content));
+        }
+    };
+    let lines = state.store.find_writes(&query).await?;
+    let groups = state
+        .store
+        .error_groups(&WriteQuery {
+            limit: 20,
+            ..query.clone()
+        })
+        .await?;
+    Ok(page(
+        StatusCode::OK,
+        ui::writes::list(&form, None, &lines, &groups),
+    ))
+}
+
+/// `GET /ui/writes/{trace_id}`: one write and its history (404 when unknown).
+pub async fn write_page(
+    State(state): State<ApiState>,
+    Path(trace_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let database = state.config.database.name();
+    let Some(write) = state.store.get_write(&trace_id).await? else {
+        let content = maud::html! {
+            h2 { "No such write" }
+            p { "No write has the trace id " code { (trace_id) } "." }
+            p { a href="/ui/writes" { "← All writes" } }
+        };
+        let mut r = html(ui::page("No such write", &database, "write", content).into_string());
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(r);
+    };
+    let history = state.store.error_history(&trace_id).await?;
+    let content = ui::writes::one(&write, &history);
+    Ok(html(
+        ui::page(&write.trace_id, &database, "write", content).into_string(),
     ))
 }
 
