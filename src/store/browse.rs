@@ -1,6 +1,7 @@
 //! Browsing writes for the dashboard (issue 13): any state, filtered, newest first, a page
-//! at a time by key (the last id shown), never by OFFSET, so a page costs the same however
-//! deep it is; and the failed writes' errors grouped by category and message.
+//! at a time by key (the last id shown), never by OFFSET, so a page never reads the pages
+//! before it; and the failed writes' errors grouped by category and message. A filter no
+//! index serves (free text, category) still reads rows until the page is full.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
