@@ -20,6 +20,7 @@ use crate::ingest::socket::listener::{SocketError, SocketFile, bind};
 use crate::ingest::socket::peer::{Operators, OperatorsError};
 use crate::ingest::socket::routes::{ApiState, router};
 use crate::ingest::socket::server::{self, ServerLimits};
+use crate::ingest::web;
 use crate::runtime::lock::{LockError, OwnerLock};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::retention;
@@ -44,6 +45,11 @@ pub enum AppError {
     Sender(#[from] SenderError),
     #[error(transparent)]
     Operators(#[from] OperatorsError),
+    #[error("ui.listen: cannot listen on {addr}: {source}")]
+    Dashboard {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -116,6 +122,16 @@ pub async fn serve(
     socket_file: SocketFile,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    // The dashboard's TCP address is bound first: a dashboard asked for and not served
+    // stops the start, before anything else runs.
+    let web_listener = match config.ui.listen {
+        Some(addr) => Some(
+            web::bind(addr)
+                .await
+                .map_err(|source| AppError::Dashboard { addr, source })?,
+        ),
+        None => None,
+    };
     // Notified when new rows become sendable (socket commits and validated SQL rows).
     let work = Arc::new(Notify::new());
     let (committer, committer_task) = Committer::spawn(store.clone(), work.clone());
@@ -204,7 +220,7 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
-    let app = router(ApiState {
+    let state = ApiState {
         store: store.clone(),
         committer,
         operators: Arc::new(Operators::resolve(&config.socket.operators)?),
@@ -212,7 +228,11 @@ pub async fn serve(
         config: Arc::new(config.clone()),
         metrics: metrics.clone(),
         budget: BodyBudget::new(config.limits.max_buffered_bytes),
-    });
+        ui_token: crate::ui::csrf::new_token().into(),
+    };
+    let web_task = web_listener
+        .map(|listener| tokio::spawn(web::serve(listener, state.clone(), shutdown.clone())));
+    let app = router(state);
     // The socket is bound: connections queue from here on, so systemd may start producers.
     systemd::notify("READY=1");
     // Stop accepting first; requests already read finish and get their answer.
@@ -231,6 +251,9 @@ pub async fn serve(
     });
     server::serve(listener, app, limits, metrics, shutdown.clone()).await;
     socket_file.remove();
+    if let Some(task) = web_task {
+        let _ = task.await;
+    }
     // The router (and with it the last committer handle) is gone: the committer finishes
     // what was queued and exits.
     let _ = committer_task.await;

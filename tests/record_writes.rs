@@ -137,7 +137,7 @@ async fn updates_by_record_id_and_by_value_and_a_missing_record_fails_clearly(db
     // `retry --edit --set-id` names the right record; it is sent again and succeeds.
     assert!(
         d.store
-            .edit_and_retry("missing", r#"{"firstname":"X"}"#, Some(&id))
+            .edit_and_retry("missing", r#"{"firstname":"X"}"#, Some(&id), &tester(), "set id")
             .await
             .unwrap()
     );
@@ -268,9 +268,10 @@ async fn an_upsert_succeeds_only_once_its_associations_exist(db) {
     // A replay redoes only what is missing: the association, not the upsert.
     let upserts = sim.stats().await["calls"]["upsert"].clone();
     d.store
-        .retry_writes(&hubspot_outbox::store::ops::Selection::TraceIds(vec![
-            "v".into(),
-        ]))
+        .retry_writes(
+            &hubspot_outbox::store::ops::Selection::TraceIds(vec!["v".into()]),
+            &tester(),
+        )
         .await
         .unwrap();
     eventually("the replay failed again", || async {
@@ -325,4 +326,9 @@ async fn a_non_unique_id_property_pauses_only_its_lane(db) {
     );
     d.stop().await;
 }
+}
+
+/// Who the test's changes are made by, for the audit log.
+fn tester() -> hubspot_outbox::store::audit::Actor {
+    hubspot_outbox::store::audit::Actor::this_process()
 }

@@ -271,7 +271,7 @@ async fn a_reference_to_a_write_that_fails_fails_and_both_replay(db) {
     // Fixed and replayed: the company, then the ones that pointed at it.
     assert!(
         d.store
-            .edit_and_retry("bad-co", r#"{"name":"Fixed"}"#, None)
+            .edit_and_retry("bad-co", r#"{"name":"Fixed"}"#, None, &tester(), "set name")
             .await
             .unwrap()
     );
@@ -280,10 +280,13 @@ async fn a_reference_to_a_write_that_fails_fails_and_both_replay(db) {
     })
     .await;
     d.store
-        .retry_writes(&Selection::TraceIds(vec![
+        .retry_writes(
+            &Selection::TraceIds(vec![
             "needs-co".into(),
             "needs-contact".into(),
-        ]))
+            ]),
+            &tester(),
+        )
         .await
         .unwrap();
     eventually("both replays succeeded", || async {
@@ -330,7 +333,7 @@ async fn an_operator_gives_up_a_waiting_write_and_what_waits_for_it_fails(db) {
     // Retry does not take a waiting write; discard does, named by its trace id.
     assert_eq!(d.store.count_selection(&deal).await.unwrap(), 0);
     assert_eq!(d.store.count_discard(&deal).await.unwrap(), 1);
-    assert_eq!(d.store.discard_writes(&deal).await.unwrap(), 1);
+    assert_eq!(d.store.discard_writes(&deal, &tester()).await.unwrap(), 1);
     assert_eq!(
         sql(
             &d,
@@ -528,4 +531,9 @@ async fn an_upsert_pointing_at_a_queued_create_associates_after_it(db) {
     );
     d.stop().await;
 }
+}
+
+/// Who the test's changes are made by, for the audit log.
+fn tester() -> hubspot_outbox::store::audit::Actor {
+    hubspot_outbox::store::audit::Actor::this_process()
 }

@@ -6,31 +6,15 @@ mod common;
 
 use common::InProcess;
 use common::sim::{Simulator, enqueue, fast, settled, sql_count, start_daemon_on};
+use common::web::{To, request};
 use hubspot_outbox::simulator::SimOptions;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 /// `GET path` over the daemon's socket, as `curl --unix-socket` sends it: the status
 /// line, the headers (lower-cased names) and the body.
 async fn get(d: &InProcess, path: &str) -> (String, Vec<(String, String)>, String) {
-    let mut s = UnixStream::connect(&d.config.socket.path).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().to_owned();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+    let r = request(&To::Socket(&d.config.socket.path), "GET", path, &[], "").await;
+    (format!("HTTP/1.1 {}", r.status), r.headers, r.body)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {

@@ -160,6 +160,7 @@ impl Config {
             retry,
             objects,
             shutdown: raw.shutdown,
+            ui: super::ui::ui(raw.ui, env)?,
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod env;
 pub mod load;
 pub mod raw;
 pub mod token;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::model::{Backoff, OnAmbiguous, OnConflict, Policy};
 pub use database_url::DatabaseUrl;
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use token::{AccessToken, TOKEN_CREDENTIAL, TOKEN_ENV};
+pub use ui::{UiConfig, UiUser};
 
 /// The trace property's default name.
 pub const DEFAULT_TRACE_PROPERTY: &str = "hubspot_outbox_trace_id";
@@ -240,6 +242,8 @@ pub struct Config {
     /// Per object type settings (`[objects.<type>]`); types not listed use the defaults.
     pub objects: BTreeMap<String, ObjectConfig>,
     pub shutdown: Shutdown,
+    /// The dashboard (`[ui]`).
+    pub ui: UiConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ pub struct RawSettings {
     pub objects: BTreeMap<String, RawObject>,
     pub log: LogSettings,
     pub shutdown: Shutdown,
+    pub ui: super::ui::RawUi,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //!
 //! - [`socket`]: HTTP/1.1 + JSON over a Unix socket (front door 1) and the operator
 //!   endpoints served beside it.
+//! - [`web`]: the operators' dashboard on TCP (`ui.listen`), behind a login.
 //! - [`group`]: duplicates and trace-id conflicts within a group of requests (pure).
 //! - [`committer`]: group commit of socket requests, acknowledged once fsync'd.
 //! - [`intake`]: rows producers inserted with plain SQL (front door 2), validated in place.
@@ -14,3 +15,4 @@ pub mod committer;
 pub mod group;
 pub mod intake;
 pub mod socket;
+pub mod web;

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 use super::{OpsError, SelectArgs, open_write, selection};
 use crate::config::Config;
 use crate::model::validate::{StoredFields, parse_stored};
+use crate::store::Store;
+use crate::store::audit::Actor;
+use crate::store::read::StoredWrite;
 
 /// `retry` (with `--edit`: fix properties first) and `discard`.
 pub async fn change(
@@ -21,14 +24,15 @@ pub async fn change(
         "choose the writes: TRACE_ID..., or --failed, or --unconfirmed (with optional filters)",
     )?;
     let store = open_write(config).await?;
+    let by = Actor::this_process();
     let (verb, n) = if args.dry_run && discard {
         ("would change", store.count_discard(&selection).await?)
     } else if args.dry_run {
         ("would change", store.count_selection(&selection).await?)
     } else if discard {
-        ("discarded", store.discard_writes(&selection).await?)
+        ("discarded", store.discard_writes(&selection, &by).await?)
     } else {
-        ("requeued", store.retry_writes(&selection).await?)
+        ("requeued", store.retry_writes(&selection, &by).await?)
     };
     store.close().await;
     Ok(vec![if args.json {
@@ -87,6 +91,36 @@ pub async fn edit(
             )));
         }
     }
+    let by = Actor::this_process();
+    let result = edit_write(&store, &write, properties, record_key, &by).await;
+    store.close().await;
+    result?;
+    Ok(vec![if as_json {
+        json!({"action": "retry", "edited": trace_id, "writes": 1}).to_string()
+    } else {
+        format!("edited and requeued {trace_id}")
+    }])
+}
+
+/// Replaces `write`'s properties with `properties` (and an upsert's or update's record
+/// with `record_key`, when given), checked as a new write would be, and queues it again
+/// from its first step, recorded in the audit log as `by`'s: `retry --edit` and the
+/// dashboard's "Edit and retry". Refused (nothing changed) when the edited write is
+/// invalid or the write is no longer failed or unconfirmed.
+pub async fn edit_write(
+    store: &Store,
+    write: &StoredWrite,
+    properties: serde_json::Map<String, Value>,
+    record_key: Option<&str>,
+    by: &Actor,
+) -> Result<(), OpsError> {
+    let before: serde_json::Map<String, Value> =
+        serde_json::from_str(&write.properties).unwrap_or_default();
+    let mut what = changed_names(&before, &properties);
+    if record_key.is_some_and(|k| Some(k) != write.record_key.as_deref()) {
+        what.push_str(if what.is_empty() { "" } else { "; " });
+        what.push_str("set the record's id");
+    }
     let text = Value::Object(properties).to_string();
     let checked = parse_stored(&StoredFields {
         object_type: &write.object_type,
@@ -107,18 +141,65 @@ pub async fn edit(
         ))
     })?;
     let changed = store
-        .edit_and_retry(trace_id, &checked.properties_json(), checked.record_key())
+        .edit_and_retry(
+            &write.trace_id,
+            &checked.properties_json(),
+            checked.record_key(),
+            by,
+            &what,
+        )
         .await?;
-    store.close().await;
     if !changed {
         return Err(OpsError::Usage(format!(
-            "`{trace_id}` is {}, not failed or unconfirmed; nothing changed",
-            write.state
+            "`{}` is {}, not failed or unconfirmed; nothing changed",
+            write.trace_id, write.state
         )));
     }
-    Ok(vec![if as_json {
-        json!({"action": "retry", "edited": trace_id, "writes": 1}).to_string()
+    Ok(())
+}
+
+/// What an edit changed, for the audit log: property names set (added or changed) and
+/// unset, never their values (the log is kept for good; values are often personal data).
+pub fn changed_names(
+    before: &serde_json::Map<String, Value>,
+    after: &serde_json::Map<String, Value>,
+) -> String {
+    let set: Vec<&str> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let unset: Vec<&str> = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .map(String::as_str)
+        .collect();
+    let mut parts = Vec::new();
+    if !set.is_empty() {
+        parts.push(format!("set {}", set.join(", ")));
+    }
+    if !unset.is_empty() {
+        parts.push(format!("unset {}", unset.join(", ")));
+    }
+    if parts.is_empty() {
+        "no property changed".to_owned()
     } else {
-        format!("edited and requeued {trace_id}")
-    }])
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edit_is_described_by_names_not_values() {
+        let before = json!({"email": "a@x.io", "phone": "1", "name": "A"});
+        let after = json!({"email": "b@x.io", "name": "A", "city": "Oslo"});
+        let (Value::Object(b), Value::Object(a)) = (before, after) else {
+            unreachable!()
+        };
+        assert_eq!(changed_names(&b, &a), "set city, email; unset phone");
+        assert_eq!(changed_names(&b, &b), "no property changed");
+    }
 }

@@ -24,6 +24,7 @@
 //! - [`trace`]: each object type's trace property state; requests counted outside claims.
 //! - [`transfer`]: reading a whole outbox out and another one in (`export`, `import`).
 
+pub mod audit;
 pub mod browse;
 pub mod claim;
 pub mod ingest;
@@ -51,7 +52,8 @@ use sqlite::SqliteStore;
 /// needs of the connection itself.
 #[async_trait]
 pub trait Outbox:
-    browse::BrowseStore
+    audit::AuditStore
+    + browse::BrowseStore
     + claim::ClaimStore
     + ingest::IngestStore
     + intake::IntakeStore

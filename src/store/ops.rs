@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use super::audit::Actor;
+use super::browse::WriteQuery;
 
 /// Writes per object type and state.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -82,6 +84,47 @@ pub enum Selection {
     TraceIds(Vec<String>),
     Failed(Filter),
     Unconfirmed(Filter),
+    /// Every failed or unconfirmed write the dashboard's filter shows (its page and limit
+    /// ignored): what the dashboard's "retry/discard all matching" acts on.
+    Matching(WriteQuery),
+}
+
+impl Selection {
+    /// The selection in words, for the audit log.
+    pub fn describe(&self) -> String {
+        let filter = |state: &str, f: &Filter| {
+            let mut parts = vec![format!("state={state}")];
+            parts.extend(f.object_type.as_ref().map(|t| format!("type={t}")));
+            parts.extend(f.category.as_ref().map(|c| format!("category={c}")));
+            parts.extend(f.since.map(|t| format!("since={}", super::timestamp(t))));
+            parts.extend(f.limit.map(|l| format!("limit={l}")));
+            parts.join(" ")
+        };
+        match self {
+            Self::TraceIds(ids) => {
+                const SHOWN: usize = 20;
+                let mut text = ids[..ids.len().min(SHOWN)].join(" ");
+                if ids.len() > SHOWN {
+                    text.push_str(&format!(" and {} more", ids.len() - SHOWN));
+                }
+                text
+            }
+            Self::Failed(f) => filter("failed", f),
+            Self::Unconfirmed(f) => filter("unconfirmed", f),
+            Self::Matching(q) => {
+                let mut parts = vec![format!(
+                    "state={}",
+                    q.state.as_deref().unwrap_or("failed|unconfirmed")
+                )];
+                parts.extend(q.object_type.as_ref().map(|t| format!("type={t}")));
+                parts.extend(q.category.as_ref().map(|c| format!("category={c}")));
+                parts.extend(q.since.map(|t| format!("since={}", super::timestamp(t))));
+                parts.extend(q.until.map(|t| format!("until={}", super::timestamp(t))));
+                parts.extend(q.text.as_ref().map(|t| format!("text={t:?}")));
+                parts.join(" ")
+            }
+        }
+    }
 }
 
 /// Rows one purge transaction deletes at most: a few milliseconds of the write lock.
@@ -139,22 +182,28 @@ pub trait OpsStore: Send + Sync {
     /// its reason instead of reaching HubSpot as it is. A write whose references were never
     /// resolved (one it pointed at failed) still holds them, and waits for them again; one
     /// whose references were resolved keeps the HubSpot ids they were resolved to.
-    async fn retry_writes(&self, selection: &Selection) -> Result<u64, StoreError>;
+    /// The change and its audit line (by `by`) are one transaction.
+    async fn retry_writes(&self, selection: &Selection, by: &Actor) -> Result<u64, StoreError>;
 
     /// Marks the selected `failed` or `unconfirmed` writes `discarded`: given up, kept.
     /// Named by trace id, a `waiting` write may be discarded too (the writes waiting for
     /// it then fail, naming it).
-    async fn discard_writes(&self, selection: &Selection) -> Result<u64, StoreError>;
+    /// The change and its audit line (by `by`) are one transaction.
+    async fn discard_writes(&self, selection: &Selection, by: &Actor) -> Result<u64, StoreError>;
 
     /// Replaces a `failed` or `unconfirmed` write's properties with `properties` and its
     /// record key with `record_key` (already validated and canonical) and puts it back to
     /// `pending`, from its first step. It is marked unvalidated, so the intake checks it
-    /// again and works out its order key before it is sent. Returns whether it changed.
+    /// again and works out its order key before it is sent. Returns whether it changed;
+    /// when it did, the audit line (by `by`, `what` was changed) is in the same
+    /// transaction.
     async fn edit_and_retry(
         &self,
         trace_id: &str,
         properties: &str,
         record_key: Option<&str>,
+        by: &Actor,
+        what: &str,
     ) -> Result<bool, StoreError>;
 
     /// How many writes in `state` were last changed before `before`.

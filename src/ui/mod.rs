@@ -4,11 +4,15 @@
 //! works offline and behind `ssh -L`. Pure rendering only: the handlers that fetch what
 //! a page shows live with the socket's other routes (`ingest::socket::routes::ui`).
 //!
-//! What exists so far: the overview ([`overview`], with [`chart`]'s charts), the list of
-//! writes and one write ([`writes`]). Not yet: actions and their audit, the TCP listener
-//! with its login (see the note on issue 13).
+//! The pages: the overview ([`overview`], with [`chart`]'s charts), the list of writes and
+//! one write ([`writes`]), the actions on them ([`actions`]) with their [`csrf`] check,
+//! the audit log ([`audit`]) and the login page ([`login`]).
 
+pub mod actions;
+pub mod audit;
 pub mod chart;
+pub mod csrf;
+pub mod login;
 pub mod overview;
 pub mod writes;
 
@@ -33,9 +37,27 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("cache-control", "no-store"),
 ];
 
+/// Who is looking at a page, as far as the page cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Viewer {
+    /// Whether they may change writes: an operator on the socket (`socket.operators`), a
+    /// user with the `operator` role on TCP. Others see no action buttons, and their posts
+    /// are refused.
+    pub may_act: bool,
+    /// The token every form of theirs carries (see [`csrf`]).
+    pub csrf: String,
+    /// Their login name on TCP (the page offers to log out); `None` on the socket.
+    pub login: Option<String>,
+}
+
+/// The hidden field that carries the viewer's CSRF token in a form.
+pub fn csrf_field(viewer: &Viewer) -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer.csrf); }
+}
+
 /// A whole page: `title`, the navigation, and `main` (whose element gets `main_id`, for
 /// the script to refresh).
-pub fn page(title: &str, database: &str, main_id: &str, main: Markup) -> Markup {
+pub fn page(title: &str, database: &str, main_id: &str, viewer: &Viewer, main: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -53,8 +75,16 @@ pub fn page(title: &str, database: &str, main_id: &str, main: Markup) -> Markup 
                         a href="/ui/" aria-current=[(main_id == "overview").then_some("page")] { "Overview" }
                         a href="/ui/writes" aria-current=[(main_id == "writes").then_some("page")] { "Writes" }
                         a href="/ui/writes?state=failed" { "Failed" }
+                        a href="/ui/audit" aria-current=[(main_id == "audit").then_some("page")] { "Audit" }
                     }
                     span { "outbox: " code { (database) } }
+                    @if let Some(name) = &viewer.login {
+                        form method="post" action="/ui/logout" class="logout" {
+                            (csrf_field(viewer))
+                            span { (name) @if !viewer.may_act { " (read-only)" } " " }
+                            button type="submit" { "Log out" }
+                        }
+                    }
                 }
                 main id=(main_id) aria-live="polite" { (main) }
                 footer {

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::Viewer;
+use super::actions::{bulk_offer, write_buttons};
 use super::overview::STATES;
 use crate::model::ErrorRecord;
 use crate::operator::parse_since;
@@ -69,20 +71,26 @@ impl WriteForm {
         })
     }
 
-    /// The query string of the page after one ending at `last_id`, filters kept.
-    pub fn next(&self, last_id: i64) -> String {
-        let mut s = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
+    /// The filters given, by their names in the query string.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        [
             ("state", &self.state),
             ("type", &self.object_type),
             ("category", &self.category),
             ("since", &self.since),
             ("until", &self.until),
             ("q", &self.q),
-        ] {
-            if let Some(v) = given(value) {
-                s.append_pair(name, &v);
-            }
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| given(value).map(|v| (name, v)))
+        .collect()
+    }
+
+    /// The query string of the page after one ending at `last_id`, filters kept.
+    pub fn next(&self, last_id: i64) -> String {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.pairs() {
+            s.append_pair(name, &value);
         }
         s.append_pair("before", &last_id.to_string());
         s.finish()
@@ -92,6 +100,7 @@ impl WriteForm {
 /// The list page's content: the filter form, the error groups, the writes, the next link.
 pub fn list(
     form: &WriteForm,
+    viewer: &Viewer,
     error: Option<&str>,
     lines: &[WriteLine],
     groups: &[ErrorGroup],
@@ -115,6 +124,8 @@ pub fn list(
         }
         @if let Some(e) = error {
             p role="alert" class="attention" { (e) }
+        } @else {
+            (bulk_offer(form, viewer))
         }
         @if !groups.is_empty() {
             table {
@@ -185,6 +196,37 @@ fn short(text: &str) -> String {
     }
 }
 
+/// Where a record's page in HubSpot's app is: `{app_url}/contacts/{portal_id}/record/
+/// {objectTypeId}/{id}` (`ui.portal_id`, `ui.app_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLink {
+    /// `https://app.hubspot.com`, or `https://app-eu1.hubspot.com` for an EU portal.
+    pub app_url: String,
+    pub portal_id: u64,
+}
+
+impl RecordLink {
+    /// The address of record `id` of `object_type`. HubSpot's app names a type by its id
+    /// (`0-1` for contacts, ...); a custom object's type given by its id (`2-123`) is
+    /// passed as it is.
+    pub fn to(&self, object_type: &str, id: &str) -> String {
+        let type_id = match object_type {
+            "contacts" | "contact" => "0-1",
+            "companies" | "company" => "0-2",
+            "deals" | "deal" => "0-3",
+            "tickets" | "ticket" => "0-5",
+            other => other,
+        };
+        format!(
+            "{}/contacts/{}/record/{}/{}",
+            self.app_url.trim_end_matches('/'),
+            self.portal_id,
+            encode(type_id),
+            encode(id)
+        )
+    }
+}
+
 /// A trace id as one path segment.
 pub fn encode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes())
@@ -193,7 +235,12 @@ pub fn encode(segment: &str) -> String {
 }
 
 /// One write's page: what it is, where it stands, and every error it met.
-pub fn one(w: &StoredWrite, history: &[ErrorRecord]) -> Markup {
+pub fn one(
+    w: &StoredWrite,
+    history: &[ErrorRecord],
+    viewer: &Viewer,
+    link: Option<&RecordLink>,
+) -> Markup {
     let properties: Vec<(String, String)> =
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&w.properties)
             .map(|m| {
@@ -209,6 +256,7 @@ pub fn one(w: &StoredWrite, history: &[ErrorRecord]) -> Markup {
     };
     html! {
         h2 { "Write " code { (w.trace_id) } }
+        (write_buttons(w, viewer))
         dl {
             dt { "State" } dd class=[NEEDS_WORDS.contains(&w.state.as_str()).then_some("attention")] { (w.state) }
             dt { "Object type" } dd { (w.object_type) }
@@ -216,7 +264,13 @@ pub fn one(w: &StoredWrite, history: &[ErrorRecord]) -> Markup {
                 (w.operation)
                 @if let (Some(p), Some(k)) = (&w.id_property, &w.record_key) { " by " (p) " = " (k) }
             }
-            dt { "HubSpot id" } dd { (w.hubspot_id.as_deref().unwrap_or("none yet")) }
+            dt { "HubSpot id" } dd {
+                @match (&w.hubspot_id, link) {
+                    (Some(id), Some(link)) => a href=(link.to(&w.object_type, id)) rel="noopener noreferrer" target="_blank" { (id) " (open in HubSpot)" },
+                    (Some(id), None) => (id),
+                    (None, _) => "none yet",
+                }
+            }
             dt { "Attempts" } dd { (w.attempts) }
             @if let Some(e) = &w.last_error { dt { "Last error" } dd { (e) } }
             dt { "Next attempt" } dd { (w.next_attempt_at) }
@@ -290,6 +344,22 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.query(now).unwrap_err().contains("until `soon`"));
+    }
+
+    #[test]
+    fn record_links_name_the_type_by_its_id() {
+        let link = RecordLink {
+            app_url: "https://app-eu1.hubspot.com/".into(),
+            portal_id: 42,
+        };
+        assert_eq!(
+            link.to("contacts", "901"),
+            "https://app-eu1.hubspot.com/contacts/42/record/0-1/901"
+        );
+        assert_eq!(
+            link.to("2-77", "5"),
+            "https://app-eu1.hubspot.com/contacts/42/record/2-77/5"
+        );
     }
 
     #[test]

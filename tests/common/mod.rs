@@ -5,6 +5,7 @@
 pub mod json_gen;
 pub mod pg;
 pub mod sim;
+pub mod web;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

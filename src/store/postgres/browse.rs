@@ -6,34 +6,44 @@ use super::PgStore;
 use crate::store::browse::{BrowseStore, ErrorGroup, WriteLine, WriteQuery};
 use crate::store::{StoreError, timestamp};
 
+/// The writes a [`WriteQuery`] selects: $1 state, $2 object type, $3 category (of the
+/// latest error, or `INVALID_WRITE` for a row that failed validation, as the
+/// `failed_writes` view says), $4 since, $5 until, $6 text, $7 before this id. The list and
+/// the dashboard's actions on everything matching share it, so an action takes exactly
+/// the writes the list shows.
+macro_rules! matching {
+    () => {
+        " FROM outbox AS o
+          LEFT JOIN LATERAL (SELECT h.category FROM error_history AS h
+                             WHERE h.trace_id = o.trace_id ORDER BY h.id DESC LIMIT 1) AS e ON true
+          WHERE ($1::text IS NULL OR o.state = $1) AND ($2::text IS NULL OR o.object_type = $2)
+            AND ($3::text IS NULL OR coalesce(e.category, CASE WHEN o.state = 'failed'
+                 AND o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) = $3)
+            AND ($4::timestamptz IS NULL OR o.updated_at >= $4::timestamptz)
+            AND ($5::timestamptz IS NULL OR o.updated_at < $5::timestamptz)
+            AND ($6::text IS NULL OR o.trace_id = $6 OR o.hubspot_id = $6
+                 OR strpos(o.properties::text, $6) > 0)
+            AND ($7::bigint IS NULL OR o.id < $7)"
+    };
+}
+
 #[async_trait]
 impl BrowseStore for PgStore {
     async fn find_writes(&self, q: &WriteQuery) -> Result<Vec<WriteLine>, StoreError> {
-        Ok(sqlx::query_as(
+        let query = sqlx::query_as(concat!(
             "SELECT o.id, o.trace_id, o.object_type, o.operation, o.state, o.hubspot_id,
-                    o.attempts, o.last_error, e.category, outbox_ts(o.updated_at) AS updated_at
-             FROM outbox AS o
-             LEFT JOIN LATERAL (SELECT h.category FROM error_history AS h
-                                WHERE h.trace_id = o.trace_id ORDER BY h.id DESC LIMIT 1) AS e ON true
-             WHERE ($1::text IS NULL OR o.state = $1) AND ($2::text IS NULL OR o.object_type = $2)
-               AND ($3::text IS NULL OR e.category = $3)
-               AND ($4::timestamptz IS NULL OR o.updated_at >= $4::timestamptz)
-               AND ($5::timestamptz IS NULL OR o.updated_at < $5::timestamptz)
-               AND ($6::text IS NULL OR o.trace_id = $6 OR o.hubspot_id = $6
-                    OR strpos(o.properties::text, $6) > 0)
-               AND ($7::bigint IS NULL OR o.id < $7)
-             ORDER BY o.id DESC LIMIT $8",
-        )
-        .bind(q.state.as_deref())
-        .bind(q.object_type.as_deref())
-        .bind(q.category.as_deref())
-        .bind(q.since.map(timestamp))
-        .bind(q.until.map(timestamp))
-        .bind(q.text.as_deref())
-        .bind(q.before_id)
-        .bind(q.limit)
-        .fetch_all(&self.pool)
-        .await?)
+                    o.attempts, o.last_error,
+                    coalesce(e.category, CASE WHEN o.state = 'failed'
+                      AND o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) AS category,
+                    outbox_ts(o.updated_at) AS updated_at",
+            matching!(),
+            " ORDER BY o.id DESC LIMIT $8"
+        ));
+        Ok(bind(query, q)
+            .bind(q.before_id)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn error_groups(&self, q: &WriteQuery) -> Result<Vec<ErrorGroup>, StoreError> {
@@ -53,4 +63,45 @@ impl BrowseStore for PgStore {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// The trace ids of every failed or unconfirmed write `q` selects (its page and limit
+/// ignored), read in the caller's transaction and locked for the change when `lock`:
+/// what a dashboard action on everything matching changes.
+pub(super) async fn matching_ids(
+    conn: &mut sqlx::PgConnection,
+    q: &WriteQuery,
+    lock: bool,
+) -> Result<Vec<String>, StoreError> {
+    let sql = match lock {
+        true => concat!(
+            "SELECT o.trace_id",
+            matching!(),
+            " AND o.state IN ('failed', 'unconfirmed') ORDER BY o.id FOR UPDATE OF o"
+        ),
+        false => concat!(
+            "SELECT o.trace_id",
+            matching!(),
+            " AND o.state IN ('failed', 'unconfirmed')"
+        ),
+    };
+    let rows = bind(sqlx::query_as::<_, (String,)>(sql), q)
+        .bind(None::<i64>)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().map(|(t,)| t).collect())
+}
+
+/// Binds $1..$6 of [`matching!`].
+fn bind<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    q: &'q WriteQuery,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(q.state.as_deref())
+        .bind(q.object_type.as_deref())
+        .bind(q.category.as_deref())
+        .bind(q.since.map(timestamp))
+        .bind(q.until.map(timestamp))
+        .bind(q.text.as_deref())
 }

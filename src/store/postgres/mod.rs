@@ -15,6 +15,7 @@
 //!   parses them first.
 //! - Sets of ids travel as arrays (`= ANY($1)`), payloads as one `jsonb` parameter.
 
+mod audit;
 mod browse;
 mod claim;
 mod ingest;

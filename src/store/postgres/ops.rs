@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PgStore;
+use crate::store::audit::{Actor, Change};
 use crate::store::ops::{
     Bucket, DepthRow, FailedRow, Filter, OpsStore, Purgeable, Selection, Sent, SentIn,
 };
@@ -94,12 +95,12 @@ impl OpsStore for PgStore {
         self.count(Op::CountDiscard, selection).await
     }
 
-    async fn retry_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
-        self.change_selection(Op::Retry, selection).await
+    async fn retry_writes(&self, selection: &Selection, by: &Actor) -> Result<u64, StoreError> {
+        self.change_selection(Op::Retry, selection, by).await
     }
 
-    async fn discard_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
-        self.change_selection(Op::Discard, selection).await
+    async fn discard_writes(&self, selection: &Selection, by: &Actor) -> Result<u64, StoreError> {
+        self.change_selection(Op::Discard, selection, by).await
     }
 
     async fn edit_and_retry(
@@ -107,7 +108,10 @@ impl OpsStore for PgStore {
         trace_id: &str,
         properties: &str,
         record_key: Option<&str>,
+        by: &Actor,
+        what: &str,
     ) -> Result<bool, StoreError> {
+        let now = Utc::now();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE outbox SET properties = $2::text::jsonb, record_key = $4, state = 'pending', attempts = 0,
@@ -119,12 +123,21 @@ impl OpsStore for PgStore {
         )
         .bind(trace_id)
         .bind(properties)
-        .bind(timestamp(Utc::now()))
+        .bind(timestamp(now))
         .bind(record_key)
         .execute(&mut *tx)
         .await?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            let change = Change {
+                action: "edit",
+                target: trace_id,
+                detail: Some(what),
+            };
+            super::audit::record(&mut tx, by, &change, 1, now).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed)
     }
 
     async fn count_purgeable(
@@ -220,7 +233,12 @@ impl PgStore {
         Ok(n as u64)
     }
 
-    async fn change_selection(&self, op: Op, selection: &Selection) -> Result<u64, StoreError> {
+    async fn change_selection(
+        &self,
+        op: Op,
+        selection: &Selection,
+        by: &Actor,
+    ) -> Result<u64, StoreError> {
         let now = Utc::now();
         let mut tx = self.begin_write().await?;
         if matches!(op, Op::Discard) {
@@ -249,6 +267,15 @@ impl PgStore {
             // Writes waiting for a discarded write fail, naming it.
             super::references::settled_anywhere(&mut tx, now).await?;
         }
+        let change = Change {
+            action: match op {
+                Op::Discard | Op::CountDiscard => "discard",
+                Op::Retry | Op::Count => "retry",
+            },
+            target: &selection.describe(),
+            detail: None,
+        };
+        super::audit::record(&mut tx, by, &change, done.rows_affected(), now).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
@@ -311,6 +338,7 @@ async fn selected(
         }
         Selection::Failed(f) => (f, "failed"),
         Selection::Unconfirmed(f) => (f, "unconfirmed"),
+        Selection::Matching(q) => return super::browse::matching_ids(tx, q, lock).await,
     };
     let sql = match lock {
         true => concat!(by_filter!(), " FOR UPDATE OF o"),

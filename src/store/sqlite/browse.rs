@@ -6,32 +6,42 @@ use super::SqliteStore;
 use crate::store::browse::{BrowseStore, ErrorGroup, WriteLine, WriteQuery};
 use crate::store::{StoreError, timestamp};
 
+/// The writes a [`WriteQuery`] selects: ?1 state, ?2 object type, ?3 category (of the
+/// latest error, or `INVALID_WRITE` for a row that failed validation, as the
+/// `failed_writes` view says), ?4 since, ?5 until, ?6 text, ?7 before this id. The list and
+/// the dashboard's actions on everything matching share it, so an action takes exactly
+/// the writes the list shows.
+macro_rules! matching {
+    () => {
+        " FROM outbox AS o
+          LEFT JOIN error_history AS e
+            ON e.id = (SELECT max(h.id) FROM error_history AS h WHERE h.trace_id = o.trace_id)
+          WHERE (?1 IS NULL OR o.state = ?1) AND (?2 IS NULL OR o.object_type = ?2)
+            AND (?3 IS NULL OR coalesce(e.category, CASE WHEN o.state = 'failed'
+                 AND o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) = ?3)
+            AND (?4 IS NULL OR o.updated_at >= ?4) AND (?5 IS NULL OR o.updated_at < ?5)
+            AND (?6 IS NULL OR o.trace_id = ?6 OR o.hubspot_id = ?6 OR instr(o.properties, ?6) > 0)
+            AND (?7 IS NULL OR o.id < ?7)"
+    };
+}
+
 #[async_trait]
 impl BrowseStore for SqliteStore {
     async fn find_writes(&self, q: &WriteQuery) -> Result<Vec<WriteLine>, StoreError> {
-        Ok(sqlx::query_as(
+        let query = sqlx::query_as(concat!(
             "SELECT o.id, o.trace_id, o.object_type, o.operation, o.state, o.hubspot_id,
-                    o.attempts, o.last_error, e.category, o.updated_at
-             FROM outbox AS o
-             LEFT JOIN error_history AS e
-               ON e.id = (SELECT max(h.id) FROM error_history AS h WHERE h.trace_id = o.trace_id)
-             WHERE (?1 IS NULL OR o.state = ?1) AND (?2 IS NULL OR o.object_type = ?2)
-               AND (?3 IS NULL OR e.category = ?3)
-               AND (?4 IS NULL OR o.updated_at >= ?4) AND (?5 IS NULL OR o.updated_at < ?5)
-               AND (?6 IS NULL OR o.trace_id = ?6 OR o.hubspot_id = ?6 OR instr(o.properties, ?6) > 0)
-               AND (?7 IS NULL OR o.id < ?7)
-             ORDER BY o.id DESC LIMIT ?8",
-        )
-        .bind(q.state.as_deref())
-        .bind(q.object_type.as_deref())
-        .bind(q.category.as_deref())
-        .bind(q.since.map(timestamp))
-        .bind(q.until.map(timestamp))
-        .bind(q.text.as_deref())
-        .bind(q.before_id)
-        .bind(q.limit)
-        .fetch_all(&self.pool)
-        .await?)
+                    o.attempts, o.last_error,
+                    coalesce(e.category, CASE WHEN o.state = 'failed'
+                      AND o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) AS category,
+                    o.updated_at",
+            matching!(),
+            " ORDER BY o.id DESC LIMIT ?8"
+        ));
+        Ok(bind(query, q)
+            .bind(q.before_id)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn error_groups(&self, q: &WriteQuery) -> Result<Vec<ErrorGroup>, StoreError> {
@@ -50,4 +60,37 @@ impl BrowseStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// The trace ids of every failed or unconfirmed write `q` selects (its page and limit
+/// ignored), read in the caller's transaction: what a dashboard action on everything
+/// matching changes.
+pub(super) async fn matching_ids(
+    conn: &mut sqlx::SqliteConnection,
+    q: &WriteQuery,
+) -> Result<Vec<String>, StoreError> {
+    let query = sqlx::query_as::<_, (String,)>(concat!(
+        "SELECT o.trace_id",
+        matching!(),
+        " AND o.state IN ('failed', 'unconfirmed') ORDER BY o.id"
+    ));
+    let rows = bind(query, q)
+        .bind(None::<i64>)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().map(|(t,)| t).collect())
+}
+
+/// Binds ?1..?6 of [`matching!`].
+fn bind<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments>,
+    q: &'q WriteQuery,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(q.state.as_deref())
+        .bind(q.object_type.as_deref())
+        .bind(q.category.as_deref())
+        .bind(q.since.map(timestamp))
+        .bind(q.until.map(timestamp))
+        .bind(q.text.as_deref())
 }

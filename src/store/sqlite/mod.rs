@@ -3,6 +3,7 @@
 //! file per family of statements, each implementing its family's trait from
 //! [`crate::store`].
 
+mod audit;
 mod browse;
 mod claim;
 mod ingest;

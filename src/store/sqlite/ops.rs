@@ -3,6 +3,7 @@
 //! `BEGIN IMMEDIATE` transaction, safe while the daemon runs.
 
 use super::SqliteStore;
+use crate::store::audit::{Actor, Change};
 use crate::store::ops::{
     Bucket, DepthRow, FailedRow, Filter, OpsStore, Purgeable, Selection, Sent, SentIn,
 };
@@ -121,12 +122,12 @@ impl OpsStore for SqliteStore {
         self.count(Op::CountDiscard, selection).await
     }
 
-    async fn retry_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
-        self.change_selection(Op::Retry, selection).await
+    async fn retry_writes(&self, selection: &Selection, by: &Actor) -> Result<u64, StoreError> {
+        self.change_selection(Op::Retry, selection, by).await
     }
 
-    async fn discard_writes(&self, selection: &Selection) -> Result<u64, StoreError> {
-        self.change_selection(Op::Discard, selection).await
+    async fn discard_writes(&self, selection: &Selection, by: &Actor) -> Result<u64, StoreError> {
+        self.change_selection(Op::Discard, selection, by).await
     }
 
     async fn edit_and_retry(
@@ -134,7 +135,10 @@ impl OpsStore for SqliteStore {
         trace_id: &str,
         properties: &str,
         record_key: Option<&str>,
+        by: &Actor,
+        what: &str,
     ) -> Result<bool, StoreError> {
+        let now = Utc::now();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE outbox SET properties = ?2, record_key = ?4, state = 'pending', attempts = 0,
@@ -146,12 +150,21 @@ impl OpsStore for SqliteStore {
         )
         .bind(trace_id)
         .bind(properties)
-        .bind(timestamp(Utc::now()))
+        .bind(timestamp(now))
         .bind(record_key)
         .execute(&mut *tx)
         .await?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            let change = Change {
+                action: "edit",
+                target: trace_id,
+                detail: Some(what),
+            };
+            super::audit::record(&mut tx, by, &change, 1, now).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed)
     }
 
     async fn count_purgeable(
@@ -242,6 +255,10 @@ impl OpsStore for SqliteStore {
 
 impl SqliteStore {
     async fn count(&self, op: Op, selection: &Selection) -> Result<u64, StoreError> {
+        if let Selection::Matching(q) = selection {
+            let mut conn = self.pool.acquire().await?;
+            return Ok(super::browse::matching_ids(&mut conn, q).await?.len() as u64);
+        }
         let (sql, args) = selection_sql(op, selection);
         let mut query = sqlx::query_scalar::<_, i64>(sql);
         for a in args {
@@ -250,19 +267,38 @@ impl SqliteStore {
         Ok(query.fetch_one(&self.pool).await?.max(0) as u64)
     }
 
-    async fn change_selection(&self, op: Op, selection: &Selection) -> Result<u64, StoreError> {
-        let (sql, args) = selection_sql(op, selection);
+    async fn change_selection(
+        &self,
+        op: Op,
+        selection: &Selection,
+        by: &Actor,
+    ) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        let mut tx = self.begin_write().await?;
+        // Everything the dashboard's filter matches is read in this transaction, then
+        // changed by trace id: nothing can enter or leave the selection in between.
+        let matched = match selection {
+            Selection::Matching(q) => Some(Selection::TraceIds(
+                super::browse::matching_ids(&mut tx, q).await?,
+            )),
+            _ => None,
+        };
+        let (sql, args) = selection_sql(op, matched.as_ref().unwrap_or(selection));
         let mut query = sqlx::query(sql);
         for a in args {
             query = query.bind(a);
         }
-        let now = Utc::now();
-        let mut tx = self.begin_write().await?;
         let done = query.bind(timestamp(now)).execute(&mut *tx).await?;
         if matches!(op, Op::Discard) {
             // Writes waiting for a discarded write fail, naming it.
             super::references::settled_anywhere(&mut tx, now).await?;
         }
+        let change = Change {
+            action: op.action(),
+            target: &selection.describe(),
+            detail: None,
+        };
+        super::audit::record(&mut tx, by, &change, done.rows_affected(), now).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
@@ -295,9 +331,21 @@ enum Op {
     Discard,
 }
 
-/// The constant statement for an operation on a selection, and its parameters ?1..?5.
+impl Op {
+    /// The audit log's name for a change.
+    fn action(self) -> &'static str {
+        match self {
+            Self::Discard | Self::CountDiscard => "discard",
+            Self::Retry | Self::Count => "retry",
+        }
+    }
+}
+
+/// The constant statement for an operation on a selection, and its parameters ?1..?5. A
+/// [`Selection::Matching`] is read into trace ids by the caller first; passed here, it
+/// selects nothing.
 fn selection_sql(op: Op, selection: &Selection) -> (&'static str, Vec<Option<String>>) {
-    let by_id = matches!(selection, Selection::TraceIds(_));
+    let by_id = matches!(selection, Selection::TraceIds(_) | Selection::Matching(_));
     let sql = match (op, by_id) {
         (Op::Count, true) => concat!(count_head!(), by_ids!()),
         (Op::CountDiscard, true) => concat!(count_head!(), by_ids_or_waiting!()),
@@ -312,6 +360,7 @@ fn selection_sql(op: Op, selection: &Selection) -> (&'static str, Vec<Option<Str
             let ids = serde_json::to_string(ids).expect("strings serialize");
             return (sql, vec![Some(ids), None, None, None, None]);
         }
+        Selection::Matching(_) => return (sql, vec![Some("[]".into()), None, None, None, None]),
         Selection::Failed(f) => (f, "failed"),
         Selection::Unconfirmed(f) => (f, "unconfirmed"),
     };

@@ -5,12 +5,14 @@
 //!   `GET /v1/writes?state=&objectType=&limit=` (most recently changed first).
 //! - [`operator`]: `POST /v1/retry`, `GET /v1/status` (what `status --json` prints),
 //!   `GET /metrics` (Prometheus text), `GET /healthz` (200 when the store answers).
-//! - [`ui`]: the operators' dashboard, `GET /ui/` (HTML; see `crate::ui`).
+//! - [`ui`] and [`ui_actions`]: the operators' dashboard under `/ui/` (HTML; see
+//!   `crate::ui`), also served on `ui.listen` with a login (`crate::ingest::web`).
 //! - [`error`]: the one error type; every error answer is JSON.
 
 pub mod error;
 pub mod operator;
 pub mod ui;
+pub mod ui_actions;
 pub mod writes;
 
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub struct ApiState {
     pub operators: Arc<Operators>,
     /// The memory all request bodies may take at once.
     pub budget: BodyBudget,
+    /// The dashboard's CSRF token on the socket, new each time the daemon starts.
+    pub ui_token: Arc<str>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -58,13 +62,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(operator::status))
         .route("/metrics", get(operator::metrics))
         .route("/healthz", get(operator::healthz))
-        .route("/ui", get(ui::root))
-        .route("/ui/", get(ui::overview_page))
-        .route("/ui/overview", get(ui::overview_part))
-        .route("/ui/writes", get(ui::writes_page))
-        .route("/ui/writes/{trace_id}", get(ui::write_page))
-        .route("/ui/app.css", get(ui::css))
-        .route("/ui/app.js", get(ui::js))
+        .merge(
+            ui::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                ui::socket_visitor,
+            )),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

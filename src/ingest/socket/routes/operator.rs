@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::{ApiState, read_body};
 use crate::ingest::socket::peer::Peer;
 use crate::operator::{self, FilterArgs, SelectArgs};
+use crate::store::audit::Actor;
 
 /// Body of `POST /v1/retry`: `{"traceIds": [...]}` or `{"failed": true, ...filters}` or
 /// `{"unconfirmed": true, ...filters}`, with `"dryRun": true` to only count.
@@ -65,7 +66,10 @@ pub async fn post_retry(
     let n = if b.dry_run {
         state.store.count_selection(&selection).await?
     } else {
-        state.store.retry_writes(&selection).await?
+        state
+            .store
+            .retry_writes(&selection, &Actor::unix(peer.uid, "socket"))
+            .await?
     };
     Ok(axum::Json(json!({"writes": n, "dryRun": b.dry_run})).into_response())
 }

@@ -1,41 +1,124 @@
-//! The dashboard on the socket (issue 13): `GET /ui/` (the overview page), `GET
-//! /ui/overview` (its content alone, which the page's script fetches to refresh), `GET
-//! /ui/writes` (the list) and `GET /ui/writes/{traceId}` (one write), and the embedded
-//! `GET /ui/app.css` and `GET /ui/app.js`. Read-only: anyone who may
-//! connect to the socket may look, as with `GET /v1/status`. Every answer carries
+//! The dashboard's pages (issue 13): `GET /ui/` (the overview), `GET /ui/overview` (its
+//! content alone, which the page's script fetches to refresh), `GET /ui/writes` (the
+//! list), `GET /ui/writes/{traceId}` (one write), `GET /ui/audit` (the audit log), and
+//! the embedded `GET /ui/app.css` and `GET /ui/app.js`. The actions are in
+//! [`super::ui_actions`].
+//!
+//! These routes are served on the socket and, with a login, on `ui.listen`; each listener
+//! puts a [`Visitor`] (who is looking, whether they may act, their CSRF token) in the
+//! request before it reaches a handler. Every answer carries
 //! [`crate::ui::SECURITY_HEADERS`].
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use chrono::Utc;
 use maud::Markup;
 
-use super::ApiState;
 use super::error::ApiError;
+use super::{ApiState, ui_actions};
+use crate::ingest::socket::peer::Peer;
 use crate::operator::status::status_value;
+use crate::store::audit::Actor;
 use crate::store::browse::WriteQuery;
 use crate::store::ops::Bucket;
 use crate::ui;
 use crate::ui::chart::fill;
 use crate::ui::writes::WriteForm;
 
+/// Who is looking at the dashboard: what the pages need ([`ui::Viewer`]) and whom the
+/// audit log names for what they do.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub viewer: ui::Viewer,
+    pub actor: Actor,
+}
+
+/// Every dashboard route, for a listener to wrap in its own way of knowing the
+/// [`Visitor`].
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/ui", get(root))
+        .route("/ui/", get(overview_page))
+        .route("/ui/overview", get(overview_part))
+        .route("/ui/writes", get(writes_page))
+        .route("/ui/writes/{trace_id}", get(write_page))
+        .route("/ui/writes/{trace_id}/retry", post(ui_actions::retry_one))
+        .route(
+            "/ui/writes/{trace_id}/discard",
+            get(ui_actions::discard_one_page).post(ui_actions::discard_one),
+        )
+        .route(
+            "/ui/writes/{trace_id}/edit",
+            get(ui_actions::edit_page).post(ui_actions::edit),
+        )
+        .route(
+            "/ui/bulk",
+            get(ui_actions::bulk_page).post(ui_actions::bulk),
+        )
+        .route("/ui/audit", get(audit_page))
+        .route("/ui/app.css", get(css))
+        .route("/ui/app.js", get(js))
+}
+
+/// On the socket: the visitor is the Unix user who connected; operators
+/// (`socket.operators`, the daemon's user, root) may act; the forms' token is the
+/// daemon's for its life (only someone who can read a page has it).
+pub async fn socket_visitor(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let visitor = Visitor {
+        viewer: ui::Viewer {
+            may_act: state.operators.may_operate(peer).is_ok(),
+            csrf: state.ui_token.to_string(),
+            login: None,
+        },
+        actor: Actor::unix(peer.uid, "dashboard"),
+    };
+    request.extensions_mut().insert(visitor);
+    next.run(request).await
+}
+
 /// `GET /ui`: the dashboard lives at `/ui/`.
 pub async fn root() -> Redirect {
     Redirect::permanent("/ui/")
 }
 
+/// A whole page with `content`, answered with `status`.
+pub fn page(
+    state: &ApiState,
+    visitor: &Visitor,
+    status: StatusCode,
+    (title, main_id): (&str, &str),
+    content: Markup,
+) -> Response {
+    let database = state.config.database.name();
+    let mut r = html(ui::page(title, &database, main_id, &visitor.viewer, content).into_string());
+    *r.status_mut() = status;
+    r
+}
+
 /// `GET /ui/`: the overview page.
-pub async fn overview_page(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let page = ui::page(
-        "Overview",
-        &state.config.database.name(),
-        "overview",
-        overview(&state).await?,
-    );
-    Ok(html(page.into_string()))
+pub async fn overview_page(
+    State(state): State<ApiState>,
+    Extension(visitor): Extension<Visitor>,
+) -> Result<Response, ApiError> {
+    let content = overview(&state).await?;
+    Ok(page(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        ("Overview", "overview"),
+        content,
+    ))
 }
 
 /// `GET /ui/overview`: the overview's content, for the page's script.
@@ -67,27 +150,27 @@ async fn overview(state: &ApiState) -> Result<Markup, ApiError> {
 /// the page and what is wrong.
 pub async fn writes_page(
     State(state): State<ApiState>,
+    Extension(visitor): Extension<Visitor>,
     form: Result<Query<WriteForm>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let database = state.config.database.name();
-    let page = |status: StatusCode, content: Markup| {
-        let mut r = html(ui::page("Writes", &database, "writes", content).into_string());
-        *r.status_mut() = status;
-        r
+    let v = &visitor.viewer;
+    let bad = |form: &WriteForm, e: &str| {
+        let content = ui::writes::list(form, v, Some(e), &[], &[]);
+        page(
+            &state,
+            &visitor,
+            StatusCode::BAD_REQUEST,
+            ("Writes", "writes"),
+            content,
+        )
     };
     let form = match form {
         Ok(Query(form)) => form,
-        Err(e) => {
-            let content = ui::writes::list(&WriteForm::default(), Some(&e.body_text()), &[], &[]);
-            return Ok(page(StatusCode::BAD_REQUEST, content));
-        }
+        Err(e) => return Ok(bad(&WriteForm::default(), &e.body_text())),
     };
     let query = match form.query(Utc::now()) {
         Ok(q) => q,
-        Err(e) => {
-            let content = ui::writes::list(&form, Some(&e), &[], &[]);
-            return Ok(page(StatusCode::BAD_REQUEST, content));
-        }
+        Err(e) => return Ok(bad(&form, &e)),
     };
     let lines = state.store.find_writes(&query).await?;
     let groups = state
@@ -97,33 +180,74 @@ pub async fn writes_page(
             ..query.clone()
         })
         .await?;
+    let content = ui::writes::list(&form, v, None, &lines, &groups);
     Ok(page(
+        &state,
+        &visitor,
         StatusCode::OK,
-        ui::writes::list(&form, None, &lines, &groups),
+        ("Writes", "writes"),
+        content,
     ))
 }
 
 /// `GET /ui/writes/{trace_id}`: one write and its history (404 when unknown).
 pub async fn write_page(
     State(state): State<ApiState>,
+    Extension(visitor): Extension<Visitor>,
     Path(trace_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let database = state.config.database.name();
     let Some(write) = state.store.get_write(&trace_id).await? else {
-        let content = maud::html! {
-            h2 { "No such write" }
-            p { "No write has the trace id " code { (trace_id) } "." }
-            p { a href="/ui/writes" { "← All writes" } }
-        };
-        let mut r = html(ui::page("No such write", &database, "write", content).into_string());
-        *r.status_mut() = StatusCode::NOT_FOUND;
-        return Ok(r);
+        return Ok(no_such_write(&state, &visitor, &trace_id));
     };
     let history = state.store.error_history(&trace_id).await?;
-    let content = ui::writes::one(&write, &history);
-    Ok(html(
-        ui::page(&write.trace_id, &database, "write", content).into_string(),
+    let link = state.config.ui.record_link();
+    let content = ui::writes::one(&write, &history, &visitor.viewer, link.as_ref());
+    Ok(page(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        (&write.trace_id, "write"),
+        content,
     ))
+}
+
+/// The 404 page of a trace id no write has.
+pub fn no_such_write(state: &ApiState, visitor: &Visitor, trace_id: &str) -> Response {
+    let content = maud::html! {
+        h2 { "No such write" }
+        p { "No write has the trace id " code { (trace_id) } "." }
+        p { a href="/ui/writes" { "← All writes" } }
+    };
+    page(
+        state,
+        visitor,
+        StatusCode::NOT_FOUND,
+        ("No such write", "write"),
+        content,
+    )
+}
+
+/// `GET /ui/audit?before=ID`: the audit log, newest first.
+pub async fn audit_page(
+    State(state): State<ApiState>,
+    Extension(visitor): Extension<Visitor>,
+    Query(at): Query<AuditForm>,
+) -> Result<Response, ApiError> {
+    let lines = state.store.audit_log(at.before, ui::audit::PAGE).await?;
+    let content = ui::audit::audit(&lines);
+    Ok(page(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        ("Audit log", "audit"),
+        content,
+    ))
+}
+
+/// The audit page's query: `before` the last id of the page before.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AuditForm {
+    before: Option<i64>,
 }
 
 /// `GET /ui/app.css`.
@@ -136,7 +260,8 @@ pub async fn js() -> Response {
     asset("text/javascript; charset=utf-8", ui::JS)
 }
 
-fn html(body: String) -> Response {
+/// An HTML answer with the dashboard's security headers.
+pub fn html(body: String) -> Response {
     asset_owned("text/html; charset=utf-8", body)
 }
 

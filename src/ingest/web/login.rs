@@ -1,0 +1,230 @@
+//! Logging in to the dashboard on TCP: the login form, the session cookie, logging out,
+//! and the layer that lets no dashboard request through without a live session.
+//!
+//! The cookie is `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page
+//! sends it), `Path=/ui`, and `Secure` with `ui.secure_cookie`. Password checks are one
+//! at a time, and a wrong one is answered after a second, so guessing runs at most about
+//! one try a second whatever the number of connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use tokio::sync::Mutex;
+use tracing::info;
+
+use super::sessions::Sessions;
+use crate::ingest::socket::routes::ui::{Visitor, html};
+use crate::ingest::socket::routes::{ApiState, read_body};
+use crate::store::audit::Actor;
+use crate::ui;
+use crate::ui::csrf;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "hubspot_outbox_session";
+
+/// How long a wrong password waits before its answer.
+const WRONG_PASSWORD_DELAY: Duration = Duration::from_secs(1);
+
+/// What the TCP dashboard's login needs beside the API's state.
+#[derive(Clone)]
+pub struct Logins {
+    pub sessions: Arc<Sessions>,
+    /// Held while a password is checked (and while a wrong one waits).
+    pub checking: Arc<Mutex<()>>,
+}
+
+/// The session id a request's cookie carries.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Lets a request through only with a live session, which it puts in the request as its
+/// [`Visitor`]; the stylesheet and script pass (the login page needs them). Without one,
+/// a page asks to log in, anything else is 401.
+pub async fn require_login(
+    State(logins): State<Logins>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if matches!(path, "/ui/app.css" | "/ui/app.js") {
+        return next.run(request).await;
+    }
+    let session = session_id(request.headers()).and_then(|id| logins.sessions.get(&id));
+    let Some(session) = session else {
+        if request.method() == axum::http::Method::GET {
+            return Redirect::to("/ui/login").into_response();
+        }
+        let mut r = html(login_page(Some("Log in first: your session ended.")));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    };
+    let visitor = Visitor {
+        viewer: ui::Viewer {
+            may_act: session.operator,
+            csrf: session.csrf,
+            login: Some(session.user.clone()),
+        },
+        actor: Actor {
+            who: session.user,
+            via: "dashboard-tcp",
+        },
+    };
+    request.extensions_mut().insert(visitor);
+    next.run(request).await
+}
+
+fn login_page(error: Option<&str>) -> String {
+    ui::page(
+        "Log in",
+        "",
+        "login",
+        &ui::Viewer::default(),
+        ui::login::login(error),
+    )
+    .into_string()
+}
+
+/// `GET /ui/login`.
+pub async fn login_form() -> Response {
+    html(login_page(None))
+}
+
+/// The login form's fields.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+}
+
+/// `POST /ui/login`: a session and its cookie for the right password; the form again,
+/// after a second, for a wrong one (which does not say whether the user exists).
+pub async fn login(
+    State(state): State<ApiState>,
+    Extension(logins): Extension<Logins>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let refuse = |status: StatusCode, why: &str| {
+        let mut r = html(login_page(Some(why)));
+        *r.status_mut() = status;
+        r
+    };
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let post = csrf::Post {
+        origin: text(header::ORIGIN),
+        host: text(header::HOST),
+        fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        token: None,
+    };
+    if let Err(why) = csrf::same_origin(&post) {
+        return refuse(StatusCode::FORBIDDEN, why);
+    }
+    let held = match read_body(&state, body).await {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&held.bytes) else {
+        return refuse(StatusCode::BAD_REQUEST, "the form could not be read");
+    };
+    let _one_at_a_time = logins.checking.lock().await;
+    let user = state
+        .config
+        .ui
+        .users
+        .iter()
+        .find(|u| u.name == form.user && u.password_is(&form.password));
+    let Some(user) = user else {
+        tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
+        info!(user = %form.user, "dashboard login refused");
+        return refuse(StatusCode::UNAUTHORIZED, "Wrong user or password.");
+    };
+    info!(user = %user.name, operator = user.operator, "dashboard login");
+    let id = logins.sessions.start(&user.name, user.operator);
+    let secure = if state.config.ui.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict{secure}");
+    let mut r = Redirect::to("/ui/").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("a hex id is a valid header value"),
+    );
+    r
+}
+
+/// `POST /ui/logout` (with the session's CSRF token): ends the session.
+pub async fn logout(
+    Extension(logins): Extension<Logins>,
+    Extension(visitor): Extension<Visitor>,
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let held = match read_body(&state, body).await {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    #[derive(serde::Deserialize)]
+    struct Form {
+        csrf: Option<String>,
+    }
+    let token = serde_urlencoded::from_bytes::<Form>(&held.bytes)
+        .ok()
+        .and_then(|f| f.csrf);
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let post = csrf::Post {
+        token: token.as_deref(),
+        origin: text(header::ORIGIN),
+        host: text(header::HOST),
+        fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+    };
+    if let Err(why) = csrf::check(&visitor.viewer.csrf, &post) {
+        let mut r = html(login_page(Some(why)));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
+    if let Some(id) = session_id(&headers) {
+        logins.sessions.end(&id);
+    }
+    let mut r = Redirect::to("/ui/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "hubspot_outbox_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; hubspot_outbox_session=abc; b=2"),
+        );
+        assert_eq!(session_id(&h).as_deref(), Some("abc"));
+        assert_eq!(session_id(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,69 @@
+//! The dashboard on TCP (`ui.listen`, off by default): the same pages and actions as on
+//! the socket (`crate::ingest::socket::routes::ui`), behind a login ([`login`], with
+//! [`sessions`] in memory). Nothing else of the socket's API is served here: no enqueue,
+//! no `/v1/*`, no metrics.
+//!
+//! The listener serves plain HTTP. Reach it through `ssh -L` or a proxy that ends TLS
+//! (then set `ui.secure_cookie`); its connections are not limited the way the socket's
+//! are (see `crate::ingest::socket::server`), so it should not face the internet
+//! directly. At most [`MAX_REQUESTS`] requests are answered at once.
+
+pub mod login;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ingest::socket::routes::ApiState;
+use crate::ingest::socket::routes::ui;
+use login::Logins;
+use sessions::Sessions;
+
+/// Requests answered at once; more wait.
+pub const MAX_REQUESTS: usize = 64;
+
+/// The TCP dashboard's routes.
+pub fn router(state: ApiState) -> Router {
+    let logins = Logins {
+        sessions: Arc::new(Sessions::new(state.config.ui.session_timeout)),
+        checking: Arc::new(tokio::sync::Mutex::new(())),
+    };
+    let behind_login = ui::routes()
+        .route("/ui/logout", post(login::logout))
+        .route_layer(from_fn_with_state(logins.clone(), login::require_login));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/login", get(login::login_form).post(login::login))
+        .merge(behind_login)
+        .layer(axum::Extension(logins))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_REQUESTS))
+        .with_state(state)
+}
+
+/// Binds `addr` (an error stops the daemon at start: a dashboard asked for and not served
+/// is a broken config).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves the dashboard on `listener` until `shutdown`; requests being answered finish.
+pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "dashboard listening on TCP");
+    }
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        warn!(error = %e, "the dashboard's TCP listener stopped");
+    }
+}
