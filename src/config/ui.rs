@@ -65,17 +65,6 @@ pub struct UiConfig {
     pub app_url: String,
 }
 
-impl UiConfig {
-    /// Where a write's record is in HubSpot's app, when the portal id is known.
-    pub fn record_link(&self) -> Option<crate::ui::writes::RecordLink> {
-        self.portal_id
-            .map(|portal_id| crate::ui::writes::RecordLink {
-                app_url: self.app_url.clone(),
-                portal_id,
-            })
-    }
-}
-
 /// One dashboard login.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UiUser {

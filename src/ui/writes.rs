@@ -6,8 +6,6 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::Viewer;
-use super::actions::{bulk_offer, write_buttons};
 use super::overview::STATES;
 use crate::model::ErrorRecord;
 use crate::operator::parse_since;
@@ -97,10 +95,11 @@ impl WriteForm {
     }
 }
 
-/// The list page's content: the filter form, the error groups, the writes, the next link.
+/// The list page's content: the filter form, `offer` (the actions on everything it
+/// matches, when the viewer may act), the error groups, the writes, the next link.
 pub fn list(
     form: &WriteForm,
-    viewer: &Viewer,
+    offer: Markup,
     error: Option<&str>,
     lines: &[WriteLine],
     groups: &[ErrorGroup],
@@ -125,7 +124,7 @@ pub fn list(
         @if let Some(e) = error {
             p role="alert" class="attention" { (e) }
         } @else {
-            (bulk_offer(form, viewer))
+            (offer)
         }
         @if !groups.is_empty() {
             table {
@@ -234,11 +233,12 @@ pub fn encode(segment: &str) -> String {
         .replace('+', "%20")
 }
 
-/// One write's page: what it is, where it stands, and every error it met.
+/// One write's page: what it is, where it stands, `buttons` (what the viewer may do to
+/// it), and every error it met.
 pub fn one(
     w: &StoredWrite,
     history: &[ErrorRecord],
-    viewer: &Viewer,
+    buttons: Markup,
     link: Option<&RecordLink>,
 ) -> Markup {
     let properties: Vec<(String, String)> =
@@ -256,7 +256,7 @@ pub fn one(
     };
     html! {
         h2 { "Write " code { (w.trace_id) } }
-        (write_buttons(w, viewer))
+        (buttons)
         dl {
             dt { "State" } dd class=[NEEDS_WORDS.contains(&w.state.as_str()).then_some("attention")] { (w.state) }
             dt { "Object type" } dd { (w.object_type) }

@@ -29,7 +29,7 @@ use crate::store::browse::WriteQuery;
 use crate::store::ops::Bucket;
 use crate::ui;
 use crate::ui::chart::fill;
-use crate::ui::writes::WriteForm;
+use crate::ui::writes::{RecordLink, WriteForm};
 
 /// Who is looking at the dashboard: what the pages need ([`ui::Viewer`]) and whom the
 /// audit log names for what they do.
@@ -155,7 +155,7 @@ pub async fn writes_page(
 ) -> Result<Response, ApiError> {
     let v = &visitor.viewer;
     let bad = |form: &WriteForm, e: &str| {
-        let content = ui::writes::list(form, v, Some(e), &[], &[]);
+        let content = ui::writes::list(form, maud::html! {}, Some(e), &[], &[]);
         page(
             &state,
             &visitor,
@@ -180,7 +180,8 @@ pub async fn writes_page(
             ..query.clone()
         })
         .await?;
-    let content = ui::writes::list(&form, v, None, &lines, &groups);
+    let offer = ui::actions::bulk_offer(&form, v);
+    let content = ui::writes::list(&form, offer, None, &lines, &groups);
     Ok(page(
         &state,
         &visitor,
@@ -200,8 +201,12 @@ pub async fn write_page(
         return Ok(no_such_write(&state, &visitor, &trace_id));
     };
     let history = state.store.error_history(&trace_id).await?;
-    let link = state.config.ui.record_link();
-    let content = ui::writes::one(&write, &history, &visitor.viewer, link.as_ref());
+    let link = state.config.ui.portal_id.map(|portal_id| RecordLink {
+        app_url: state.config.ui.app_url.clone(),
+        portal_id,
+    });
+    let buttons = ui::actions::write_buttons(&write, &visitor.viewer);
+    let content = ui::writes::one(&write, &history, buttons, link.as_ref());
     Ok(page(
         &state,
         &visitor,
