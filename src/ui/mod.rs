@@ -25,7 +25,10 @@ pub const CSS: &str = include_str!("assets/app.css");
 pub const JS: &str = include_str!("assets/app.js");
 
 /// The headers every dashboard answer carries: nothing but the daemon's own script and
-/// stylesheet may run or load, the page may not be framed, no referrer leaves it.
+/// stylesheet may run or load, the page may not be framed, no referrer leaves it for
+/// another origin. (`same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+/// `Origin: null` with the dashboard's own forms, and the CSRF check could not tell them
+/// from another site's.)
 pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     (
         "content-security-policy",
@@ -33,7 +36,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
          img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),
     ("cache-control", "no-store"),
 ];
 
@@ -71,13 +74,13 @@ pub fn page(title: &str, database: &str, main_id: &str, viewer: &Viewer, main: M
             body {
                 header {
                     h1 { "hubspot-outbox" }
-                    nav aria-label="Pages" {
+                    @if main_id != "login" { nav aria-label="Pages" {
                         a href="/ui/" aria-current=[(main_id == "overview").then_some("page")] { "Overview" }
                         a href="/ui/writes" aria-current=[(main_id == "writes").then_some("page")] { "Writes" }
                         a href="/ui/writes?state=failed" { "Failed" }
                         a href="/ui/audit" aria-current=[(main_id == "audit").then_some("page")] { "Audit" }
-                    }
-                    span { "outbox: " code { (database) } }
+                    } }
+                    @if !database.is_empty() { span { "outbox: " code { (database) } } }
                     @if let Some(name) = &viewer.login {
                         form method="post" action="/ui/logout" class="logout" {
                             (csrf_field(viewer))
@@ -91,7 +94,9 @@ pub fn page(title: &str, database: &str, main_id: &str, viewer: &Viewer, main: M
                     @if main_id == "overview" {
                         p id="refreshed" { "Figures as of loading; they refresh every 5 seconds." }
                     }
-                    p { (PreEscaped("The same figures: <code>hubspot-outbox status</code>, <code>GET /v1/status</code>.")) }
+                    @if main_id == "overview" {
+                        p { (PreEscaped("The same figures: <code>hubspot-outbox status</code>, <code>GET /v1/status</code>.")) }
+                    }
                 }
             }
         }

@@ -166,7 +166,10 @@ pub fn list(
                                 td { (w.hubspot_id.as_deref().unwrap_or("")) }
                                 td class="n" { (w.attempts) }
                                 td {
-                                    @if let Some(c) = &w.category { (c) ": " }
+                                    // The stored error usually starts with its category already.
+                                    @if let Some(c) = &w.category {
+                                        @if !w.last_error.as_deref().unwrap_or("").starts_with(c.as_str()) { (c) ": " }
+                                    }
                                     (w.last_error.as_deref().map(short).unwrap_or_default())
                                 }
                                 td { (w.updated_at) }

@@ -6,6 +6,7 @@ pub mod json_gen;
 pub mod pg;
 pub mod sim;
 pub mod web;
+pub mod browser;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
