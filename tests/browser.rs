@@ -44,7 +44,10 @@ async fn dashboard_addr(d: &Daemon) -> String {
 }
 
 fn count(d: &Daemon, filter: &str) -> i64 {
-    let out = sqlite3(&d.database, &format!("SELECT count(*) FROM outbox WHERE {filter}"));
+    let out = sqlite3(
+        &d.database,
+        &format!("SELECT count(*) FROM outbox WHERE {filter}"),
+    );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
@@ -66,7 +69,9 @@ async fn log_in(b: &Browser, base: &str, user: &str, password: &str) {
 
 #[tokio::test]
 async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
-    let Some(b) = Browser::start("an_operator_finds_fixes_and_replays_failed_writes_in_a_browser").await else {
+    let Some(b) =
+        Browser::start("an_operator_finds_fixes_and_replays_failed_writes_in_a_browser").await
+    else {
         return;
     };
     let sim = Simulator::start(SimOptions::default()).await;
@@ -76,7 +81,10 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut env = fast(&sim, &[]);
     env.push(("HUBSPOT_OUTBOX__UI__LISTEN".into(), "127.0.0.1:0".into()));
-    env.push(("HUBSPOT_OUTBOX__UI__USERS_FILE".into(), users.display().to_string()));
+    env.push((
+        "HUBSPOT_OUTBOX__UI__USERS_FILE".into(),
+        users.display().to_string(),
+    ));
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let d = Daemon::start_with(dir.path(), &pairs).await;
     let base = format!("http://{}", dashboard_addr(&d).await);
@@ -84,8 +92,10 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     // Twelve contacts that succeed, three that fail on a property HubSpot does not have,
     // two deals.
     let mut writes: Vec<_> = (0..12)
-        .map(|i| json!({"objectType": "contacts", "objectWriteTraceId": format!("ok-{i}"),
-                        "properties": {"email": format!("ok{i}@example.com"), "firstname": "Ok"}}))
+        .map(|i| {
+            json!({"objectType": "contacts", "objectWriteTraceId": format!("ok-{i}"),
+                        "properties": {"email": format!("ok{i}@example.com"), "firstname": "Ok"}})
+        })
         .collect();
     for i in 1..=3 {
         writes.push(json!({"objectType": "contacts", "objectWriteTraceId": format!("bad-{i}"),
@@ -94,7 +104,13 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     writes.push(json!({"objectType": "deals", "properties": {"dealname": "Big one"}}));
     writes.push(json!({"objectType": "deals", "properties": {"dealname": "Small one"}}));
     let mut c = d.client().await;
-    assert_eq!(c.post_json(serde_json::Value::Array(writes).to_string()).await.unwrap().status, 202);
+    assert_eq!(
+        c.post_json(serde_json::Value::Array(writes).to_string())
+            .await
+            .unwrap()
+            .status,
+        202
+    );
     eventually("every write settled", || async {
         count(&d, "state IN ('succeeded', 'failed')") == 17
     })
@@ -111,8 +127,18 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     b.wait_for("Writes by object type and state").await;
     let contacts = overview_row(&b, "contacts").await;
     // pending, waiting, in_flight, succeeded, failed, unconfirmed, discarded
-    assert_eq!(contacts, vec![0, 0, 0, count(&d, "object_type = 'contacts' AND state = 'succeeded'"),
-                              count(&d, "object_type = 'contacts' AND state = 'failed'"), 0, 0]);
+    assert_eq!(
+        contacts,
+        vec![
+            0,
+            0,
+            0,
+            count(&d, "object_type = 'contacts' AND state = 'succeeded'"),
+            count(&d, "object_type = 'contacts' AND state = 'failed'"),
+            0,
+            0
+        ]
+    );
     assert_eq!(contacts[3..5], [12, 3]);
     assert_eq!(overview_row(&b, "deals").await[3], 2);
     let shots = std::env::var_os("HUBSPOT_OUTBOX_SCREENSHOTS").map(PathBuf::from);
@@ -123,7 +149,8 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     // The failed writes, by the list's own filter form.
     b.click("nav a[href='/ui/writes']").await;
     b.wait_for("Show").await;
-    b.run("document.querySelector('select[name=state]').value = 'failed'; return null;").await;
+    b.run("document.querySelector('select[name=state]').value = 'failed'; return null;")
+        .await;
     b.click("form.filters button").await;
     b.wait_for("Failed writes by error").await;
     assert_eq!(b.count("tbody a[href^='/ui/writes/bad-']").await, 3);
@@ -137,7 +164,8 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     b.wait_for("Every error it met").await;
     b.click("a[href='/ui/writes/bad-1/edit']").await;
     b.wait_for("Save and retry").await;
-    b.fill("#properties", r#"{"email": "bad1@example.com"}"#).await;
+    b.fill("#properties", r#"{"email": "bad1@example.com"}"#)
+        .await;
     b.click("form.edit button").await;
     eventually("bad-1 succeeded", || async {
         count(&d, "trace_id = 'bad-1' AND state = 'succeeded'") == 1
@@ -151,7 +179,13 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     b.wait_for("Every error it met").await;
     b.run("const f = document.querySelector('form[action$=\"/retry\"]'); f.querySelector('input[name=csrf]').remove(); f.submit(); return null;").await;
     b.wait_for("the form carries no token").await;
-    assert_eq!(count(&d, "trace_id = 'bad-2' AND state = 'failed' AND attempts = 1"), 1);
+    assert_eq!(
+        count(
+            &d,
+            "trace_id = 'bad-2' AND state = 'failed' AND attempts = 1"
+        ),
+        1
+    );
 
     // Everything still failed, by filter: the count first, then the confirmed retry.
     b.goto(&format!("{base}/ui/writes?state=failed")).await;
@@ -163,7 +197,10 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     b.click("form[action='/ui/bulk'] button").await;
     b.wait_for("Requeued 2 write(s).").await;
     eventually("both were sent again (and failed again)", || async {
-        count(&d, "trace_id IN ('bad-2', 'bad-3') AND state = 'failed' AND attempts = 1") == 2
+        count(
+            &d,
+            "trace_id IN ('bad-2', 'bad-3') AND state = 'failed' AND attempts = 1",
+        ) == 2
             && count(&d, "trace_id IN ('bad-2', 'bad-3')") == 2
     })
     .await;
@@ -173,8 +210,15 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     b.wait_for("Audit log").await;
     let audit = b.text("main table").await;
     assert!(audit.contains("ada dashboard-tcp retry 2"), "{audit}");
-    assert!(audit.contains("ada dashboard-tcp edit 1 bad-1 unset unknown_colour"), "{audit}");
-    assert_eq!(b.count("main tbody tr").await, 2, "the refused post is not a change: {audit}");
+    assert!(
+        audit.contains("ada dashboard-tcp edit 1 bad-1 unset unknown_colour"),
+        "{audit}"
+    );
+    assert_eq!(
+        b.count("main tbody tr").await,
+        2,
+        "the refused post is not a change: {audit}"
+    );
 
     // Bob may look, not act: no buttons, and a forged post with his own token is refused.
     b.click("form.logout button").await;
@@ -182,7 +226,8 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     log_in(&b, &base, "bob", BOB).await;
     b.wait_for("(read-only)").await;
     b.goto(&format!("{base}/ui/writes/bad-2")).await;
-    b.wait_for("You may look at this write, not change it.").await;
+    b.wait_for("You may look at this write, not change it.")
+        .await;
     assert_eq!(b.count("form[action$='/retry']").await, 0);
     b.run("const f = document.createElement('form'); f.method = 'post'; f.action = '/ui/writes/bad-2/retry';
            f.appendChild(document.querySelector('form.logout input[name=csrf]').cloneNode());
@@ -193,7 +238,13 @@ async fn an_operator_finds_fixes_and_replays_failed_writes_in_a_browser() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(count(&d, "trace_id = 'bad-2' AND state = 'failed' AND attempts = 1"), 1);
+    assert_eq!(
+        count(
+            &d,
+            "trace_id = 'bad-2' AND state = 'failed' AND attempts = 1"
+        ),
+        1
+    );
 
     b.quit().await;
     d.terminate();

@@ -24,7 +24,26 @@ pub struct WriteQuery {
     pub text: Option<String>,
     /// Only writes older than this one (its id): the next page after a page ending there.
     pub before_id: Option<i64>,
+    /// Only writes with this id or a later one: the window a page looks in when its
+    /// filter is one no index serves (see [`needs_window`]).
+    pub floor_id: Option<i64>,
     pub limit: i64,
+}
+
+/// Writes a list page looks at, at most, when its filter is one no index serves: it
+/// then looks at the `WINDOW` writes before its start (by id) and offers to look further
+/// back. About 25 ms of SQLite's time per page, whatever the outbox holds.
+pub const WINDOW: i64 = 100_000;
+
+/// Whether `query` must look in a window: any filter but a state alone (the state has
+/// its index, in id order) reads rows one by one until the page is full, which, for a
+/// rare value among a million writes, is every row.
+pub fn needs_window(query: &WriteQuery) -> bool {
+    query.object_type.is_some()
+        || query.category.is_some()
+        || query.since.is_some()
+        || query.until.is_some()
+        || query.text.is_some()
 }
 
 /// One line of the list.
@@ -55,6 +74,13 @@ pub struct ErrorGroup {
 pub trait BrowseStore: Send + Sync {
     /// The writes `query` selects, newest (highest id) first, at most `query.limit`.
     async fn find_writes(&self, query: &WriteQuery) -> Result<Vec<WriteLine>, StoreError>;
+
+    /// The trace ids of the writes whose trace id or HubSpot id is exactly `text` (both
+    /// indexed): what a search for an id finds whatever window it looks in.
+    async fn exact_ids(&self, text: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The highest write id (0 when there is none): where the first window starts.
+    async fn last_write_id(&self) -> Result<i64, StoreError>;
 
     /// The failed writes among those `query` selects (its state ignored), grouped by
     /// their latest error's category and message, largest groups first, at most

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::overview::STATES;
 use crate::model::ErrorRecord;
 use crate::operator::parse_since;
-use crate::store::browse::{ErrorGroup, WriteLine, WriteQuery};
+use crate::store::browse::{ErrorGroup, WINDOW, WriteLine, WriteQuery};
 use crate::store::read::StoredWrite;
 
 /// Writes per page.
@@ -65,6 +65,7 @@ impl WriteForm {
             until: time(&self.until, "until")?,
             text: given(&self.q),
             before_id: self.before,
+            floor_id: None,
             limit: PAGE,
         })
     }
@@ -103,6 +104,8 @@ pub fn list(
     error: Option<&str>,
     lines: &[WriteLine],
     groups: &[ErrorGroup],
+    window: Option<Window>,
+    exact: &[String],
 ) -> Markup {
     let value = |f: &Option<String>| given(f).unwrap_or_default();
     html! {
@@ -145,6 +148,21 @@ pub fn list(
                 }
             }
         }
+        @if !exact.is_empty() {
+            p class="exact" {
+                "The write with that trace id or HubSpot id: "
+                @for (i, t) in exact.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    a href=(format!("/ui/writes/{}", encode(t))) { (t) }
+                }
+            }
+        }
+        @if let Some(w) = window {
+            p class="note" {
+                "This filter is looked for among writes " (w.from) " to " (w.to - 1)
+                " (by id; " (WINDOW) " at a time, so a page never reads the whole outbox)."
+            }
+        }
         @if lines.is_empty() {
             p { "No write matches." }
         } @else {
@@ -178,13 +196,23 @@ pub fn list(
                     }
                 }
             }
-            @if lines.len() as i64 == PAGE {
-                @if let Some(last) = lines.last() {
-                    p { a href=(format!("/ui/writes?{}", form.next(last.id))) rel="next" { "Older writes →" } }
-                }
+        }
+        @if lines.len() as i64 == PAGE {
+            @if let Some(last) = lines.last() {
+                p { a href=(format!("/ui/writes?{}", form.next(last.id))) rel="next" { "Older writes →" } }
             }
+        } @else if let Some(w) = window.filter(|w| w.from > 1) {
+            p { a href=(format!("/ui/writes?{}", form.next(w.from))) rel="next" { "Look among older writes →" } }
         }
     }
+}
+
+/// The ids a page whose filter no index serves looked among: `from` up to (not
+/// including) `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
 }
 
 /// States shown marked (in words by the state itself, and in weight).
@@ -347,6 +375,24 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.query(now).unwrap_err().contains("until `soon`"));
+    }
+
+    #[test]
+    fn a_window_that_found_too_few_offers_to_look_further_back() {
+        let form = WriteForm {
+            q: Some("x".into()),
+            ..Default::default()
+        };
+        let window = Some(Window { from: 5, to: 105 });
+        let page = list(&form, html! {}, None, &[], &[], window, &[]).into_string();
+        assert!(page.contains("among writes 5 to 104"), "{page}");
+        assert!(
+            page.contains("href=\"/ui/writes?q=x&amp;before=5\""),
+            "{page}"
+        );
+        let first = Some(Window { from: 1, to: 105 });
+        let page = list(&form, html! {}, None, &[], &[], first, &[]).into_string();
+        assert!(!page.contains("rel=\"next\""), "nothing older: {page}");
     }
 
     #[test]

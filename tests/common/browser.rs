@@ -26,7 +26,9 @@ impl Browser {
     /// A new browser, or `None` (the test is skipped) where Chromium is not installed.
     pub async fn start(test: &str) -> Option<Self> {
         if !Path::new(CHROMIUM).exists() || !Path::new(DRIVER).exists() {
-            let why = format!("{test}: SKIPPED: {CHROMIUM} or {DRIVER} is missing (apt-get install chromium chromium-driver)");
+            let why = format!(
+                "{test}: SKIPPED: {CHROMIUM} or {DRIVER} is missing (apt-get install chromium chromium-driver)"
+            );
             if std::env::var("HUBSPOT_OUTBOX_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
                 panic!("{why}, and HUBSPOT_OUTBOX_REQUIRE_CHROMIUM=1");
             }
@@ -75,7 +77,10 @@ impl Browser {
             }
         }}});
         let session = browser.call("POST", "/session", caps).await;
-        let id = session["value"]["sessionId"].as_str().expect("a session id").to_owned();
+        let id = session["value"]["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
         browser.base = format!("{}/session/{id}", browser.base);
         Some(browser)
     }
@@ -123,7 +128,11 @@ impl Browser {
     /// The first element `css` selects (its WebDriver id).
     pub async fn find(&self, css: &str) -> String {
         let v = self
-            .call("POST", "/element", json!({"using": "css selector", "value": css}))
+            .call(
+                "POST",
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
             .await;
         v["value"]
             .as_object()
@@ -136,7 +145,11 @@ impl Browser {
     /// How many elements `css` selects.
     pub async fn count(&self, css: &str) -> usize {
         let v = self
-            .call("POST", "/elements", json!({"using": "css selector", "value": css}))
+            .call(
+                "POST",
+                "/elements",
+                json!({"using": "css selector", "value": css}),
+            )
             .await;
         v["value"].as_array().map_or(0, Vec::len)
     }
@@ -144,21 +157,28 @@ impl Browser {
     /// Clicks the element `css` selects.
     pub async fn click(&self, css: &str) {
         let el = self.find(css).await;
-        self.call("POST", &format!("/element/{el}/click"), json!({})).await;
+        self.call("POST", &format!("/element/{el}/click"), json!({}))
+            .await;
     }
 
     /// Types `text` into the element `css` selects, after clearing it.
     pub async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        self.call("POST", &format!("/element/{el}/clear"), json!({})).await;
-        self.call("POST", &format!("/element/{el}/value"), json!({"text": text}))
+        self.call("POST", &format!("/element/{el}/clear"), json!({}))
             .await;
+        self.call(
+            "POST",
+            &format!("/element/{el}/value"),
+            json!({"text": text}),
+        )
+        .await;
     }
 
     /// The visible text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         let el = self.find(css).await;
-        self.call("GET", &format!("/element/{el}/text"), Value::Null).await["value"]
+        self.call("GET", &format!("/element/{el}/text"), Value::Null)
+            .await["value"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -167,8 +187,12 @@ impl Browser {
     /// Runs `script` in the page (WebDriver's, not the page's: the page's CSP does not
     /// apply) and returns its value.
     pub async fn run(&self, script: &str) -> Value {
-        self.call("POST", "/execute/sync", json!({"script": script, "args": []}))
-            .await["value"]
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await["value"]
             .clone()
     }
 
@@ -185,7 +209,10 @@ impl Browser {
             if text.contains(what) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the page never showed {what:?}: {text}");
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what:?}: {text}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -2,11 +2,11 @@
 //! the real binary run as a child process, plus the socket client.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod json_gen;
 pub mod pg;
 pub mod sim;
 pub mod web;
-pub mod browser;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,8 @@ use crate::store::{StoreError, timestamp};
 
 /// The writes a [`WriteQuery`] selects: $1 state, $2 object type, $3 category (of the
 /// latest error, or `INVALID_WRITE` for a row that failed validation, as the
-/// `failed_writes` view says), $4 since, $5 until, $6 text, $7 before this id. The list and
+/// `failed_writes` view says), $4 since, $5 until, $6 text, $7 before this id and $8 from this
+/// id (the page's window; `i64::MAX` and 0 when not given). The list and
 /// the dashboard's actions on everything matching share it, so an action takes exactly
 /// the writes the list shows.
 macro_rules! matching {
@@ -23,7 +24,7 @@ macro_rules! matching {
             AND ($5::timestamptz IS NULL OR o.updated_at < $5::timestamptz)
             AND ($6::text IS NULL OR o.trace_id = $6 OR o.hubspot_id = $6
                  OR strpos(o.properties::text, $6) > 0)
-            AND ($7::bigint IS NULL OR o.id < $7)"
+            AND o.id < $7 AND o.id >= $8"
     };
 }
 
@@ -37,13 +38,32 @@ impl BrowseStore for PgStore {
                       AND o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) AS category,
                     outbox_ts(o.updated_at) AS updated_at",
             matching!(),
-            " ORDER BY o.id DESC LIMIT $8"
+            " ORDER BY o.id DESC LIMIT $9"
         ));
         Ok(bind(query, q)
-            .bind(q.before_id)
+            .bind(q.before_id.unwrap_or(i64::MAX))
+            .bind(q.floor_id.unwrap_or(0))
             .bind(q.limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn exact_ids(&self, text: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT trace_id FROM outbox WHERE trace_id = $1
+             UNION SELECT trace_id FROM outbox WHERE hubspot_id = $1 LIMIT 20",
+        )
+        .bind(text)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn last_write_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT coalesce(max(id), 0)::bigint FROM outbox")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn error_groups(&self, q: &WriteQuery) -> Result<Vec<ErrorGroup>, StoreError> {
@@ -86,7 +106,8 @@ pub(super) async fn matching_ids(
         ),
     };
     let rows = bind(sqlx::query_as::<_, (String,)>(sql), q)
-        .bind(None::<i64>)
+        .bind(i64::MAX)
+        .bind(0_i64)
         .fetch_all(&mut *conn)
         .await?;
     Ok(rows.into_iter().map(|(t,)| t).collect())

@@ -25,11 +25,11 @@ use super::{ApiState, ui_actions};
 use crate::ingest::socket::peer::Peer;
 use crate::operator::status::status_value;
 use crate::store::audit::Actor;
-use crate::store::browse::WriteQuery;
+use crate::store::browse::{WINDOW, WriteQuery, needs_window};
 use crate::store::ops::Bucket;
 use crate::ui;
 use crate::ui::chart::fill;
-use crate::ui::writes::{RecordLink, WriteForm};
+use crate::ui::writes::{RecordLink, Window, WriteForm};
 
 /// Who is looking at the dashboard: what the pages need ([`ui::Viewer`]) and whom the
 /// audit log names for what they do.
@@ -155,7 +155,7 @@ pub async fn writes_page(
 ) -> Result<Response, ApiError> {
     let v = &visitor.viewer;
     let bad = |form: &WriteForm, e: &str| {
-        let content = ui::writes::list(form, maud::html! {}, Some(e), &[], &[]);
+        let content = ui::writes::list(form, maud::html! {}, Some(e), &[], &[], None, &[]);
         page(
             &state,
             &visitor,
@@ -168,9 +168,22 @@ pub async fn writes_page(
         Ok(Query(form)) => form,
         Err(e) => return Ok(bad(&WriteForm::default(), &e.body_text())),
     };
-    let query = match form.query(Utc::now()) {
+    let mut query = match form.query(Utc::now()) {
         Ok(q) => q,
         Err(e) => return Ok(bad(&form, &e)),
+    };
+    // A filter no index serves looks among WINDOW writes at a time (see needs_window).
+    let window = match needs_window(&query) {
+        false => None,
+        true => {
+            let to = match query.before_id {
+                Some(id) => id,
+                None => state.store.last_write_id().await? + 1,
+            };
+            let from = (to - WINDOW).max(1);
+            query.floor_id = Some(from);
+            Some(Window { from, to })
+        }
     };
     let lines = state.store.find_writes(&query).await?;
     let groups = state
@@ -181,7 +194,11 @@ pub async fn writes_page(
         })
         .await?;
     let offer = ui::actions::bulk_offer(&form, v);
-    let content = ui::writes::list(&form, offer, None, &lines, &groups);
+    let exact = match &query.text {
+        Some(text) => state.store.exact_ids(text).await?,
+        None => Vec::new(),
+    };
+    let content = ui::writes::list(&form, offer, None, &lines, &groups, window, &exact);
     Ok(page(
         &state,
         &visitor,
