@@ -125,8 +125,16 @@ fn pages(n: usize) -> Vec<(&'static str, String)> {
         ),
         ("one write", format!("/ui/writes/w-{middle:07}")),
         (
+            "succeeded writes (a window)",
+            "/ui/writes?state=succeeded".into(),
+        ),
+        (
             "bulk retry count (all failed)",
             "/ui/bulk?action=retry&state=failed".into(),
+        ),
+        (
+            "bulk retry count (failed, one category)",
+            "/ui/bulk?action=retry&state=failed&category=CONFLICT".into(),
         ),
         ("audit log", "/ui/audit".into()),
     ]
@@ -157,7 +165,11 @@ async fn measure(n: usize, rounds: usize) -> Vec<(Duration, Duration)> {
         "filled {n} writes in {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let mut child = daemon_command(dir.path()).spawn().unwrap();
+    // Retention off: the month of writes must not be purged while pages are timed.
+    let mut child = daemon_command(dir.path())
+        .env("HUBSPOT_OUTBOX__RETENTION__SUCCEEDED", "0s")
+        .spawn()
+        .unwrap();
     let mut c = ready(&dir.path().join("outbox.sock"))
         .await
         .expect("the daemon answers");

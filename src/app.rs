@@ -45,6 +45,8 @@ pub enum AppError {
     Sender(#[from] SenderError),
     #[error(transparent)]
     Operators(#[from] OperatorsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("ui.listen: cannot listen on {addr}: {source}")]
     Dashboard {
         addr: std::net::SocketAddr,
@@ -125,11 +127,13 @@ pub async fn serve(
     // The dashboard's TCP address is bound first: a dashboard asked for and not served
     // stops the start, before anything else runs.
     let web_listener = match config.ui.listen {
-        Some(addr) => Some(
-            web::bind(addr)
+        Some(addr) => {
+            let users = config.ui.load_users()?;
+            let listener = web::bind(addr)
                 .await
-                .map_err(|source| AppError::Dashboard { addr, source })?,
-        ),
+                .map_err(|source| AppError::Dashboard { addr, source })?;
+            Some((listener, users))
+        }
         None => None,
     };
     // Notified when new rows become sendable (socket commits and validated SQL rows).
@@ -230,8 +234,9 @@ pub async fn serve(
         budget: BodyBudget::new(config.limits.max_buffered_bytes),
         ui_token: crate::ui::csrf::new_token().into(),
     };
-    let web_task = web_listener
-        .map(|listener| tokio::spawn(web::serve(listener, state.clone(), shutdown.clone())));
+    let web_task = web_listener.map(|(listener, users)| {
+        tokio::spawn(web::serve(listener, state.clone(), users, shutdown.clone()))
+    });
     let app = router(state);
     // The socket is bound: connections queue from here on, so systemd may start producers.
     systemd::notify("READY=1");

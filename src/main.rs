@@ -149,7 +149,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { file, json } => print(vec![
             operator::transfer::import_command(&config, &file, json).await?,
         ]),
-        Command::CheckConfig { json } => print(operator::check_config(&config, json)),
+        Command::CheckConfig { json } => print(operator::check_config(&config, json)?),
     }
 }
 

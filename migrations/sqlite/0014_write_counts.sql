@@ -5,7 +5,8 @@
 -- over a million rows took a second). Every change is an upsert of +1 or -1, so the
 -- result does not depend on the order SQLite fires these and the SQL-insert guard in
 -- (the guard rewrites a producer's row after it is inserted: -1 for the state it was
--- inserted with, +1 for pending).
+-- inserted with, +1 for pending). The daemon's own inserts are counted the same way,
+-- row by row: one rule for every writer, whatever marks it sets.
 CREATE TABLE write_counts (
     object_type TEXT    NOT NULL,
     operation   TEXT    NOT NULL,
@@ -48,10 +49,5 @@ DROP VIEW queue_depth;
 CREATE VIEW queue_depth AS
 SELECT object_type, operation, state, writes FROM write_counts WHERE writes != 0;
 
--- The oldest pending write (the overview, `status`, `/metrics`) without reading every
--- pending row, and a write found by its HubSpot id (the dashboard's search).
-CREATE INDEX outbox_pending_age ON outbox (created_at) WHERE state = 'pending';
+-- A write found by its HubSpot id (the dashboard's search; set once, when it succeeds).
 CREATE INDEX outbox_hubspot_id ON outbox (hubspot_id) WHERE hubspot_id IS NOT NULL;
-
--- A state's writes in id order (the dashboard's list by state, newest first).
-CREATE INDEX outbox_state_id ON outbox (state, id);

@@ -1,6 +1,7 @@
 //! `[ui]`: the dashboard. On the socket it needs nothing; on TCP (`ui.listen`, off by
-//! default) every request needs a login, checked against a users file read when the
-//! config is loaded (so `check-config` checks it too).
+//! default) every request needs a login, checked against a users file. Loading the config
+//! only finds the file; the daemon reads it when it starts, and `check-config` checks it
+//! (other commands never read it: an operator running `status` need not be able to).
 //!
 //! The users file (`ui.users_file`, or the systemd credential `ui-users` in
 //! `$CREDENTIALS_DIRECTORY`): one user a line, `NAME:ROLE:PASSWORD`, `ROLE` being
@@ -52,8 +53,9 @@ impl Default for RawUi {
 pub struct UiConfig {
     /// Where the dashboard is served over TCP, with a login; `None`: only on the socket.
     pub listen: Option<SocketAddr>,
-    /// Who may log in on TCP (empty when `listen` is not set).
-    pub users: Vec<UiUser>,
+    /// Who may log in on TCP: the users file (`None` when `listen` is not set); see
+    /// [`UiConfig::load_users`].
+    pub users_file: Option<PathBuf>,
     /// Mark the session cookie `Secure` (the dashboard is reached over HTTPS, through a
     /// proxy that ends TLS).
     pub secure_cookie: bool,
@@ -92,7 +94,17 @@ impl fmt::Debug for UiUser {
     }
 }
 
-/// Checks `[ui]` and reads its users file when `listen` is set.
+impl UiConfig {
+    /// Reads and checks the users file (when `listen` is set; else there is none).
+    pub fn load_users(&self) -> Result<Vec<UiUser>, ConfigError> {
+        match &self.users_file {
+            Some(file) => read_users(file),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Checks `[ui]`; finds the users file when `listen` is set.
 pub fn ui(raw: RawUi, env: &dyn Env) -> Result<UiConfig, ConfigError> {
     let app_url = raw.app_url.trim_end_matches('/').to_owned();
     if !(app_url.starts_with("https://") || app_url.starts_with("http://")) {
@@ -104,8 +116,8 @@ pub fn ui(raw: RawUi, env: &dyn Env) -> Result<UiConfig, ConfigError> {
     if raw.session_timeout.is_zero() {
         return Err(invalid("ui.session_timeout", "must not be 0".to_owned()));
     }
-    let users = match raw.listen {
-        None => Vec::new(),
+    let users_file = match raw.listen {
+        None => None,
         Some(_) => {
             let credential = env
                 .var("CREDENTIALS_DIRECTORY")
@@ -119,12 +131,12 @@ pub fn ui(raw: RawUi, env: &dyn Env) -> Result<UiConfig, ConfigError> {
                         .to_owned(),
                 ));
             };
-            read_users(&file)?
+            Some(file)
         }
     };
     Ok(UiConfig {
         listen: raw.listen,
-        users,
+        users_file,
         secure_cookie: raw.secure_cookie,
         session_timeout: raw.session_timeout,
         portal_id: raw.portal_id,

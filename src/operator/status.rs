@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{OpsError, open_read};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::model::capacity::refusal;
 use crate::model::day_key;
 use crate::runtime::metrics::Gauges;
@@ -207,7 +207,9 @@ pub async fn status(config: &Config, as_json: bool) -> Result<Vec<String>, OpsEr
 }
 
 /// `check-config`: the effective values, token redacted.
-pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
+pub fn check_config(config: &Config, as_json: bool) -> Result<Vec<String>, ConfigError> {
+    // The users file is read only here and by the daemon (see `config::ui`).
+    let users = config.ui.load_users()?;
     let token = if config.access_token.is_some() {
         "[REDACTED]"
     } else {
@@ -233,9 +235,13 @@ pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
                   "maxBackoff": format!("{:?}", config.retry.backoff.max), "onAmbiguous": config.retry.on_ambiguous},
         "objects": config.objects.iter().map(|(k, o)| (k.clone(), json!({"uniqueProperty": o.unique_property, "onConflict": o.on_conflict, "traceProperty": config.trace_property(k)}))).collect::<serde_json::Map<_, _>>(),
         "log": {"level": config.log.level, "format": format!("{:?}", config.log.format).to_lowercase()},
+        "ui": {"listen": config.ui.listen.map(|a| a.to_string()), "usersFile": config.ui.users_file,
+               "users": users.iter().map(|u| json!({"name": u.name, "role": if u.operator { "operator" } else { "read-only" }})).collect::<Vec<_>>(),
+               "secureCookie": config.ui.secure_cookie, "sessionTimeout": format!("{:?}", config.ui.session_timeout),
+               "portalId": config.ui.portal_id, "appUrl": config.ui.app_url},
     });
     if as_json {
-        vec![value.to_string()]
+        Ok(vec![value.to_string()])
     } else {
         let mut out = vec!["configuration is valid; effective values:".to_owned()];
         out.extend(
@@ -244,6 +250,6 @@ pub fn check_config(config: &Config, as_json: bool) -> Vec<String> {
                 .lines()
                 .map(str::to_owned),
         );
-        out
+        Ok(out)
     }
 }

@@ -30,20 +30,30 @@ pub struct WriteQuery {
     pub limit: i64,
 }
 
+impl WriteQuery {
+    /// Whether it filters by nothing but its state (its page aside).
+    pub fn only_state(&self) -> bool {
+        self.object_type.is_none()
+            && self.category.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.text.is_none()
+    }
+}
+
 /// Writes a list page looks at, at most, when its filter is one no index serves: it
 /// then looks at the `WINDOW` writes before its start (by id) and offers to look further
 /// back. About 25 ms of SQLite's time per page, whatever the outbox holds.
 pub const WINDOW: i64 = 100_000;
 
-/// Whether `query` must look in a window: any filter but a state alone (the state has
-/// its index, in id order) reads rows one by one until the page is full, which, for a
-/// rare value among a million writes, is every row.
+/// Whether `query` must look in a window: any filter but a state alone reads rows one by
+/// one until the page is full, which, for a rare value among a million writes, is every
+/// row. A state alone is read from its index, then sorted by id: that is quick for the
+/// states writes pass through or wait in for an operator, not for `succeeded` and
+/// `discarded`, which hold nearly every write until retention purges them, so those look
+/// in a window too (where they are found at once).
 pub fn needs_window(query: &WriteQuery) -> bool {
-    query.object_type.is_some()
-        || query.category.is_some()
-        || query.since.is_some()
-        || query.until.is_some()
-        || query.text.is_some()
+    matches!(query.state.as_deref(), Some("succeeded" | "discarded")) || !query.only_state()
 }
 
 /// One line of the list.

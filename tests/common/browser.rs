@@ -232,3 +232,15 @@ impl Browser {
         self.call("DELETE", "", Value::Null).await;
     }
 }
+
+impl Drop for Browser {
+    /// A test that panics never ends its session: its Chromium (the driver's child, which
+    /// outlives it) is found by its own profile directory and ended.
+    fn drop(&mut self) {
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(profile)
+            .status();
+    }
+}

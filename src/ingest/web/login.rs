@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 use super::sessions::Sessions;
+use crate::config::UiUser;
 use crate::ingest::socket::routes::ui::{Visitor, html};
 use crate::ingest::socket::routes::{ApiState, read_body};
 use crate::store::audit::Actor;
@@ -34,6 +35,8 @@ const WRONG_PASSWORD_DELAY: Duration = Duration::from_secs(1);
 /// What the TCP dashboard's login needs beside the API's state.
 #[derive(Clone)]
 pub struct Logins {
+    /// Who may log in (`ui.users_file`, read when the daemon started).
+    pub users: Arc<Vec<UiUser>>,
     pub sessions: Arc<Sessions>,
     /// Held while a password is checked (and while a wrong one waits).
     pub checking: Arc<Mutex<()>>,
@@ -142,9 +145,7 @@ pub async fn login(
         return refuse(StatusCode::BAD_REQUEST, "the form could not be read");
     };
     let _one_at_a_time = logins.checking.lock().await;
-    let user = state
-        .config
-        .ui
+    let user = logins
         .users
         .iter()
         .find(|u| u.name == form.user && u.password_is(&form.password));

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::config::UiUser;
 use crate::ingest::socket::routes::ApiState;
 use crate::ingest::socket::routes::ui;
 use login::Logins;
@@ -30,9 +31,10 @@ use sessions::Sessions;
 /// Requests answered at once; more wait.
 pub const MAX_REQUESTS: usize = 64;
 
-/// The TCP dashboard's routes.
-pub fn router(state: ApiState) -> Router {
+/// The TCP dashboard's routes, for `users`.
+pub fn router(state: ApiState, users: Vec<UiUser>) -> Router {
     let logins = Logins {
+        users: Arc::new(users),
         sessions: Arc::new(Sessions::new(state.config.ui.session_timeout)),
         checking: Arc::new(tokio::sync::Mutex::new(())),
     };
@@ -54,12 +56,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves the dashboard on `listener` until `shutdown`; requests being answered finish.
-pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) {
+/// Serves the dashboard on `listener` to `users` until `shutdown`; requests being
+/// answered finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    users: Vec<UiUser>,
+    shutdown: CancellationToken,
+) {
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "dashboard listening on TCP");
+        info!(%addr, users = users.len(), "dashboard listening on TCP");
     }
-    let app = router(state);
+    let app = router(state, users);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

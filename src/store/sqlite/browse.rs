@@ -10,10 +10,12 @@ use crate::store::{StoreError, timestamp};
 /// the latest error, or `INVALID_WRITE` for a row that failed validation, as the
 /// `failed_writes` view says), ?4 since, ?5 until, ?6 text, ?7 before this id and ?8
 /// from this id (`i64::MAX` and 0 when not given: plain comparisons, so SQLite reads just
-/// that range of ids). A statement adds `AND o.state = ?1` when the query names a state: written
-/// out, not as `(?1 IS NULL OR ...)`, so SQLite reads that state's rows from its index in
-/// id order instead of every row. The list and the dashboard's actions on everything
-/// matching share it, so an action takes exactly the writes the list shows.
+/// that range of ids). A statement adds the state when the query names one, written out
+/// rather than as `(?1 IS NULL OR ...)` so SQLite can choose: `o.state = ?1` reads that
+/// state's rows from its index (then sorts them by id), for a page without a window;
+/// `+o.state = ?1` (the `+` keeps the index out) reads the window's ids in order and
+/// checks each row's state, for a page with one. The list and the dashboard's actions on
+/// everything matching share it, so an action takes exactly the writes the list shows.
 macro_rules! matching {
     () => {
         " FROM outbox AS o
@@ -41,13 +43,18 @@ macro_rules! line {
 #[async_trait]
 impl BrowseStore for SqliteStore {
     async fn find_writes(&self, q: &WriteQuery) -> Result<Vec<WriteLine>, StoreError> {
-        let sql = match q.state {
-            Some(_) => concat!(
+        let sql = match (&q.state, q.floor_id) {
+            (Some(_), None) => concat!(
                 line!(),
                 matching!(),
                 " AND o.state = ?1 ORDER BY o.id DESC LIMIT ?9"
             ),
-            None => concat!(line!(), matching!(), " ORDER BY o.id DESC LIMIT ?9"),
+            (Some(_), Some(_)) => concat!(
+                line!(),
+                matching!(),
+                " AND +o.state = ?1 ORDER BY o.id DESC LIMIT ?9"
+            ),
+            (None, _) => concat!(line!(), matching!(), " ORDER BY o.id DESC LIMIT ?9"),
         };
         Ok(bind(sqlx::query_as(sql), q)
             .bind(q.before_id.unwrap_or(i64::MAX))
@@ -104,7 +111,7 @@ pub(super) async fn matching_ids(
     let query = sqlx::query_as::<_, (String,)>(concat!(
         "SELECT o.trace_id",
         matching!(),
-        " AND o.state = ?1 AND o.state IN ('failed', 'unconfirmed') ORDER BY o.id"
+        " AND o.state = ?1 AND o.state IN ('failed', 'unconfirmed')"
     ));
     let rows = bind(query, q)
         .bind(i64::MAX)

@@ -66,11 +66,19 @@ impl OpsStore for SqliteStore {
     }
 
     async fn oldest_pending(&self) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT min(created_at) FROM outbox WHERE state = 'pending'")
-                .fetch_one(&self.pool)
-                .await?,
+        // The pending write stored first (lowest id) of each type that has any, from the
+        // (state, object_type) index: a few index look-ups, where min(created_at) read
+        // every pending row (30 ms with 20,000 pending). Ids follow the order writes were
+        // stored in; only an import's writes are newer by id than their age says.
+        Ok(sqlx::query_scalar(
+            "SELECT created_at FROM outbox WHERE id =
+               (SELECT min((SELECT min(o.id) FROM outbox AS o
+                            WHERE o.state = 'pending' AND o.object_type = c.object_type))
+                FROM (SELECT DISTINCT object_type FROM write_counts
+                      WHERE state = 'pending' AND writes > 0) AS c)",
         )
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn sent_since(&self, since: DateTime<Utc>) -> Result<Sent, StoreError> {
@@ -256,6 +264,18 @@ impl OpsStore for SqliteStore {
 impl SqliteStore {
     async fn count(&self, op: Op, selection: &Selection) -> Result<u64, StoreError> {
         if let Selection::Matching(q) = selection {
+            // Every write in a state: the counts have it (reading 10,000 failed writes one
+            // by one took 0.2 s at a million writes).
+            if q.only_state() {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT coalesce(sum(writes), 0) FROM write_counts
+                     WHERE state = ?1 AND state IN ('failed', 'unconfirmed')",
+                )
+                .bind(q.state.as_deref())
+                .fetch_one(&self.pool)
+                .await?;
+                return Ok(n.max(0) as u64);
+            }
             let mut conn = self.pool.acquire().await?;
             return Ok(super::browse::matching_ids(&mut conn, q).await?.len() as u64);
         }
