@@ -18,6 +18,15 @@ use crate::store::{StoreError, timestamp};
 /// everything matching share it, so an action takes exactly the writes the list shows.
 macro_rules! matching {
     () => {
+        concat!(filters!(), " AND o.id < ?7 AND o.id >= ?8")
+    };
+}
+
+/// [`matching!`] without the ids (?7, ?8): for everything matching, where a range of ids
+/// the planner cannot see is everything would lead it to read every row by id instead of
+/// the state's rows from its index (0.17 s against 0.03 s at a million writes).
+macro_rules! filters {
+    () => {
         " FROM outbox AS o
           LEFT JOIN error_history AS e
             ON e.id = (SELECT max(h.id) FROM error_history AS h WHERE h.trace_id = o.trace_id)
@@ -25,8 +34,7 @@ macro_rules! matching {
             AND (?3 IS NULL OR coalesce(e.category, CASE WHEN o.state = 'failed'
                  AND o.last_error LIKE 'invalid write:%' THEN 'INVALID_WRITE' END) = ?3)
             AND (?4 IS NULL OR o.updated_at >= ?4) AND (?5 IS NULL OR o.updated_at < ?5)
-            AND (?6 IS NULL OR o.trace_id = ?6 OR o.hubspot_id = ?6 OR instr(o.properties, ?6) > 0)
-            AND o.id < ?7 AND o.id >= ?8"
+            AND (?6 IS NULL OR o.trace_id = ?6 OR o.hubspot_id = ?6 OR instr(o.properties, ?6) > 0)"
     };
 }
 
@@ -110,14 +118,10 @@ pub(super) async fn matching_ids(
 ) -> Result<Vec<String>, StoreError> {
     let query = sqlx::query_as::<_, (String,)>(concat!(
         "SELECT o.trace_id",
-        matching!(),
+        filters!(),
         " AND o.state = ?1 AND o.state IN ('failed', 'unconfirmed')"
     ));
-    let rows = bind(query, q)
-        .bind(i64::MAX)
-        .bind(0_i64)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = bind(query, q).fetch_all(&mut *conn).await?;
     Ok(rows.into_iter().map(|(t,)| t).collect())
 }
 
