@@ -46,7 +46,9 @@ pub fn router(state: ApiState, users: Vec<UiUser>) -> Router {
         .route("/ui/login", get(login::login_form).post(login::login))
         .merge(behind_login)
         .layer(axum::Extension(logins))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_REQUESTS))
+        // Global: one count for every route (a plain concurrency limit layered on a
+        // router counts each route apart).
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_REQUESTS))
         .with_state(state)
 }
 
