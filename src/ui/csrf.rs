@@ -14,15 +14,32 @@ pub struct Post<'a> {
     pub origin: Option<&'a str>,
     /// The `Host` header.
     pub host: Option<&'a str>,
+    /// The `X-Forwarded-Host` header: the host the browser asked for, as a proxy in front
+    /// of the dashboard that rewrote `Host` passes it on.
+    pub forwarded_host: Option<&'a str>,
     /// The `Sec-Fetch-Site` header, when the browser sent one.
     pub fetch_site: Option<&'a str>,
+}
+
+impl<'a> Post<'a> {
+    /// What a request's headers say, with the form's `token`.
+    pub fn from_headers(headers: &'a axum::http::HeaderMap, token: Option<&'a str>) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            token,
+            origin: text("origin"),
+            host: text("host"),
+            forwarded_host: text("x-forwarded-host"),
+            fetch_site: text("sec-fetch-site"),
+        }
+    }
 }
 
 /// `Ok` when `post` carries `expected` and nothing says it came from elsewhere; else why
 /// it is refused. The token is compared in constant time. `Sec-Fetch-Site` must be
 /// `same-origin` (or `none`: typed by the user) when present: `same-site` is refused too,
 /// because another port on `localhost` is the same site. An `Origin` must name the host
-/// the request was sent to.
+/// the request was sent to (`Host`, or `X-Forwarded-Host` behind a proxy).
 pub fn check(expected: &str, post: &Post<'_>) -> Result<(), &'static str> {
     same_origin(post)?;
     match post.token {
@@ -44,7 +61,9 @@ pub fn same_origin(post: &Post<'_>) -> Result<(), &'static str> {
     }
     if let Some(origin) = post.origin {
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-        if origin == "null" || Some(origin_host) != post.host {
+        if origin == "null"
+            || (Some(origin_host) != post.host && Some(origin_host) != post.forwarded_host)
+        {
             return Err("the form was sent from another origin than the dashboard's");
         }
     }
@@ -85,6 +104,15 @@ mod tests {
             ..post(Some("abc"))
         };
         assert!(check("abc", &same).is_ok());
+        let proxied = Post {
+            origin: Some("https://outbox.example.com"),
+            forwarded_host: Some("outbox.example.com"),
+            ..post(Some("abc"))
+        };
+        assert!(
+            check("abc", &proxied).is_ok(),
+            "behind a proxy that rewrote Host"
+        );
         for (origin, site) in [
             (Some("http://localhost:9999"), None),
             (Some("null"), None),

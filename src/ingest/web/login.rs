@@ -127,13 +127,7 @@ pub async fn login(
         *r.status_mut() = status;
         r
     };
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let post = csrf::Post {
-        origin: text(header::ORIGIN),
-        host: text(header::HOST),
-        fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
-        token: None,
-    };
+    let post = csrf::Post::from_headers(&headers, None);
     if let Err(why) = csrf::same_origin(&post) {
         return refuse(StatusCode::FORBIDDEN, why);
     }
@@ -189,13 +183,7 @@ pub async fn logout(
     let token = serde_urlencoded::from_bytes::<Form>(&held.bytes)
         .ok()
         .and_then(|f| f.csrf);
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let post = csrf::Post {
-        token: token.as_deref(),
-        origin: text(header::ORIGIN),
-        host: text(header::HOST),
-        fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
-    };
+    let post = csrf::Post::from_headers(&headers, token.as_deref());
     if let Err(why) = csrf::check(&visitor.viewer.csrf, &post) {
         let mut r = html(login_page(Some(why)));
         *r.status_mut() = StatusCode::FORBIDDEN;

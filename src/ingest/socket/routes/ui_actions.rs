@@ -7,7 +7,7 @@
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
@@ -83,13 +83,7 @@ async fn posted<T: DeserializeOwned>(
         let why = format!("the form could not be read: {e}");
         Box::new(refuse(state, visitor, StatusCode::BAD_REQUEST, &why))
     })?;
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let post = csrf::Post {
-        token: token(&form),
-        origin: text(header::ORIGIN),
-        host: text(header::HOST),
-        fetch_site: headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
-    };
+    let post = csrf::Post::from_headers(headers, token(&form));
     csrf::check(&visitor.viewer.csrf, &post)
         .map_err(|why| Box::new(refuse(state, visitor, StatusCode::FORBIDDEN, why)))?;
     Ok(form)
