@@ -234,13 +234,8 @@ pub async fn serve(
         budget: BodyBudget::new(config.limits.max_buffered_bytes),
         ui_token: crate::ui::csrf::new_token().into(),
     };
-    let web_task = web_listener.map(|(listener, users)| {
-        tokio::spawn(web::serve(listener, state.clone(), users, shutdown.clone()))
-    });
-    let app = router(state);
-    // The socket is bound: connections queue from here on, so systemd may start producers.
-    systemd::notify("READY=1");
-    // Stop accepting first; requests already read finish and get their answer.
+    // Both listeners: stop accepting first; requests already read finish and get their
+    // answer.
     let limits = ServerLimits {
         max_connections: config.socket.max_connections,
         timeouts: Timeouts {
@@ -249,12 +244,24 @@ pub async fn serve(
         },
         shutdown_timeout: config.socket.shutdown_timeout,
     };
+    let web_task = web_listener.map(|(listener, users)| {
+        tokio::spawn(web::serve(
+            listener,
+            state.clone(),
+            users,
+            limits,
+            shutdown.clone(),
+        ))
+    });
+    let app = router(state);
+    // The socket is bound: connections queue from here on, so systemd may start producers.
+    systemd::notify("READY=1");
     let stopping = shutdown.clone();
     tokio::spawn(async move {
         stopping.cancelled().await;
         systemd::notify("STOPPING=1");
     });
-    server::serve(listener, app, limits, metrics, shutdown.clone()).await;
+    server::serve(listener, app, limits, Some(metrics), shutdown.clone()).await;
     socket_file.remove();
     if let Some(task) = web_task {
         let _ = task.await;

@@ -139,9 +139,60 @@ async fn the_tcp_dashboard_needs_a_login_and_serves_nothing_else() {
     assert_eq!(r.status, 303, "{}", r.body);
     let r = request(&to, "GET", "/ui/", &[("Cookie", &session)], "").await;
     assert_eq!((r.status, r.header("location")), (303, "/ui/login"));
+    let log = d.log_text();
+    assert!(!log.contains(ADA), "a password never reaches the log");
     assert!(
-        !d.log_text().contains(ADA),
-        "a password never reaches the log"
+        log.lines()
+            .any(|l| l.contains("dashboard login refused") && l.contains("client=127.0.0.1:")),
+        "a refused login names the client's address: {log}"
+    );
+    d.terminate();
+}
+
+/// The TCP listener is held to the socket's connection limits: a client that sends its
+/// headers too slowly, or stays idle, is closed; its connections are not the socket's.
+#[tokio::test]
+async fn slow_and_idle_tcp_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path(), 0o600);
+    let d = Daemon::start_with(
+        dir.path(),
+        &[
+            ("HUBSPOT_OUTBOX__UI__LISTEN", "127.0.0.1:0"),
+            ("HUBSPOT_OUTBOX__UI__USERS_FILE", &users),
+            ("HUBSPOT_OUTBOX__SOCKET__HEADER_TIMEOUT", "500ms"),
+            ("HUBSPOT_OUTBOX__SOCKET__IDLE_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
+    let addr = dashboard_addr(&d);
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /ui/login HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    for (what, stream) in [("slow headers", &mut slow), ("idle", &mut idle)] {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still open after 10 s"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "{what}: closed without an answer, got {read:?}"
+        );
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    // A normal request still gets its answer.
+    let page = request(&To::Tcp(addr), "GET", "/ui/login", &[], "").await;
+    assert_eq!(page.status, 200);
+    let metrics = request(&To::Socket(&d.socket), "GET", "/metrics", &[], "").await;
+    assert!(
+        !metrics.body.contains("reason=\"slow_headers\"")
+            && !metrics.body.contains("reason=\"idle\""),
+        "the dashboard's connections are not counted as the socket's: {}",
+        metrics.body
     );
     d.terminate();
 }

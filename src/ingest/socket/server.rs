@@ -19,9 +19,14 @@
 //!   left after `socket.shutdown_timeout` is dropped.
 //!
 //! hyper serves each connection (HTTP/1.1); the router answers the requests.
+//!
+//! The dashboard's TCP listener (`ui.listen`, see `crate::ingest::web`) is served by the
+//! same loop under the same `socket.*` limits, with a count of its own (see [`Accept`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,8 +35,8 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,6 +58,37 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// holds a file descriptor for up to 1.2 s).
 const MAX_REFUSING: usize = 64;
 
+/// A listener the server accepts connections from: the Unix socket, or the dashboard's
+/// TCP address.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// What handlers learn of the other end, as `ConnectInfo<Self::Info>`.
+    type Info: Clone + Send + Sync + 'static;
+    fn accept_one(
+        &self,
+    ) -> impl Future<Output = std::io::Result<(Self::Stream, Self::Info)>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Stream = UnixStream;
+    /// The peer's credentials (who may act is decided from them).
+    type Info = Peer;
+    async fn accept_one(&self) -> std::io::Result<(UnixStream, Peer)> {
+        let (stream, _) = self.accept().await?;
+        let peer = Peer::of(&stream);
+        Ok((stream, peer))
+    }
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+    /// The client's address (named in the log of a refused login).
+    type Info = SocketAddr;
+    async fn accept_one(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        self.accept().await
+    }
+}
+
 /// How the server treats connections; from `socket.*`.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -73,16 +109,25 @@ struct Entry {
 
 type Registry = Arc<Mutex<HashMap<u64, Entry>>>;
 
+/// Counts in `metrics`, when these connections are counted.
+fn count(metrics: &Option<Arc<Metrics>>, f: impl FnOnce(&Metrics)) {
+    if let Some(m) = metrics {
+        f(m);
+    }
+}
+
 fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
     registry.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Serves `app` on `listener` until `shutdown`, then drains as described above.
-pub async fn serve(
-    listener: UnixListener,
+/// Serves `app` on `listener` until `shutdown`, then drains as described above. `metrics`
+/// counts the socket's connections (`None` for the dashboard's TCP listener, whose
+/// connections are not the socket's).
+pub async fn serve<L: Accept>(
+    listener: L,
     app: Router,
     limits: ServerLimits,
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: CancellationToken,
 ) {
     let registry: Registry = Arc::default();
@@ -92,19 +137,18 @@ pub async fn serve(
     let refusing = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING));
     let mut next_id = 0u64;
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+            accepted = listener.accept_one() => match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait rather than spin.
-                    warn!(error = %e, "accepting a socket connection failed");
+                    warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        let peer = Peer::of(&stream);
         let entry = Entry {
             state: ConnState::new(Instant::now()),
             close: CancellationToken::new(),
@@ -118,12 +162,12 @@ pub async fn serve(
                     Some(id) => {
                         if let Some(old) = open.remove(&id) {
                             old.close.cancel();
-                            metrics.connection_closed("evicted");
+                            count(&metrics, |m| m.connection_closed("evicted"));
                         }
                     }
                     None => {
                         drop(open);
-                        metrics.connection_closed("refused");
+                        count(&metrics, |m| m.connection_closed("refused"));
                         if let Ok(turn) = refusing.clone().try_acquire_owned() {
                             tasks.spawn(async move {
                                 refuse(stream).await;
@@ -137,7 +181,7 @@ pub async fn serve(
             next_id += 1;
             open.insert(next_id, entry);
         }
-        metrics.connections(1);
+        count(&metrics, |m| m.connections(1));
         let conn = Connection {
             id: next_id,
             peer,
@@ -173,16 +217,16 @@ pub async fn serve(
 }
 
 /// One accepted connection.
-struct Connection {
+struct Connection<I> {
     id: u64,
-    peer: Peer,
+    peer: I,
     state: ConnState,
     close: CancellationToken,
     kill: CancellationToken,
     draining: CancellationToken,
     timeouts: Timeouts,
     registry: Registry,
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Takes a connection out of the registry and the gauge when its task ends, however it
@@ -190,23 +234,26 @@ struct Connection {
 struct Deregister {
     id: u64,
     registry: Registry,
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Drop for Deregister {
     fn drop(&mut self) {
         lock(&self.registry).remove(&self.id);
-        self.metrics.connections(-1);
+        count(&self.metrics, |m| m.connections(-1));
     }
 }
 
-impl Connection {
-    async fn serve(self, stream: UnixStream, app: Router) {
-        let (peer, busy) = (self.peer, self.state.clone());
+impl<I: Clone + Send + Sync + 'static> Connection<I> {
+    async fn serve<S>(self, stream: S, app: Router)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (peer, busy) = (self.peer.clone(), self.state.clone());
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             // Busy from here until the handler has its answer.
             let guard = busy.begin();
-            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(ConnectInfo(peer.clone()));
             let app = app.clone();
             async move {
                 let response = app.oneshot(request.map(axum::body::Body::new)).await;
@@ -256,7 +303,7 @@ impl Connection {
                             Expired::Idle => "idle",
                             Expired::SlowHeaders => "slow_headers",
                         };
-                        self.metrics.connection_closed(reason);
+                        count(&self.metrics, |m| m.connection_closed(reason));
                         debug!(reason, "closing a socket connection");
                         conn.as_mut().graceful_shutdown();
                         closing = Some(now);
@@ -279,7 +326,7 @@ impl Connection {
                     closing = Some(Instant::now());
                 }
                 _ = self.draining.cancelled(), if closing.is_none() => {
-                    self.metrics.connection_closed("shutdown");
+                    count(&self.metrics, |m| m.connection_closed("shutdown"));
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now());
                 }
@@ -291,7 +338,7 @@ impl Connection {
 
 /// Answers a connection there is no room for: reads what the client sent of its request
 /// (briefly), answers 503 with `Retry-After`, and closes.
-async fn refuse(mut stream: UnixStream) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     const BODY: &str = r#"{"error":"too_many_connections","message":"the daemon is answering socket.max_connections requests already; try again shortly"}"#;
     let mut head = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut head)).await;

@@ -6,12 +6,13 @@
 //! at a time, and a wrong one is answered after a second, so guessing runs at most about
 //! one try a second whatever the number of connections.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -115,10 +116,13 @@ pub struct LoginForm {
 }
 
 /// `POST /ui/login`: a session and its cookie for the right password; the form again,
-/// after a second, for a wrong one (which does not say whether the user exists).
+/// after a second, for a wrong one (which does not say whether the user exists). Both
+/// are logged with the client's address (behind a proxy, the proxy's) and the user name
+/// as typed, quoted (so a name holding a line break cannot forge a log line).
 pub async fn login(
     State(state): State<ApiState>,
     Extension(logins): Extension<Logins>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -145,10 +149,10 @@ pub async fn login(
         .find(|u| u.name == form.user && u.password_is(&form.password));
     let Some(user) = user else {
         tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
-        info!(user = %form.user, "dashboard login refused");
+        info!(user = ?form.user, %client, "dashboard login refused");
         return refuse(StatusCode::UNAUTHORIZED, "Wrong user or password.");
     };
-    info!(user = %user.name, operator = user.operator, "dashboard login");
+    info!(user = %user.name, operator = user.operator, %client, "dashboard login");
     let id = logins.sessions.start(&user.name, user.operator);
     let secure = if state.config.ui.secure_cookie {
         "; Secure"

@@ -4,9 +4,11 @@
 //! no `/v1/*`, no metrics.
 //!
 //! The listener serves plain HTTP. Reach it through `ssh -L` or a proxy that ends TLS
-//! (then set `ui.secure_cookie`); its connections are not limited the way the socket's
-//! are (see `crate::ingest::socket::server`), so it should not face the internet
-//! directly. At most [`MAX_REQUESTS`] requests are answered at once.
+//! (then set `ui.secure_cookie`). Its connections are served by the socket's own loop
+//! (`crate::ingest::socket::server`) under the same `socket.*` limits (connections,
+//! idle and header timeouts, shutdown), counted apart from the socket's; at most
+//! [`MAX_REQUESTS`] requests are answered at once. It is not built to face the internet
+//! directly (plain HTTP, passwords).
 
 pub mod login;
 pub mod sessions;
@@ -20,11 +22,12 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::UiUser;
 use crate::ingest::socket::routes::ApiState;
 use crate::ingest::socket::routes::ui;
+use crate::ingest::socket::server::{self, ServerLimits};
 use login::Logins;
 use sessions::Sessions;
 
@@ -58,22 +61,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves the dashboard on `listener` to `users` until `shutdown`; requests being
-/// answered finish.
+/// Serves the dashboard on `listener` to `users` until `shutdown`, under `limits`;
+/// requests being answered finish.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     users: Vec<UiUser>,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, users = users.len(), "dashboard listening on TCP");
     }
     let app = router(state, users);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        warn!(error = %e, "the dashboard's TCP listener stopped");
-    }
+    server::serve(listener, app, limits, None, shutdown).await;
 }
