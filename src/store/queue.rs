@@ -23,7 +23,8 @@ pub trait QueueStore: Send + Sync {
 
     /// At start: writes `queue.max_queued` where SQL producers' inserts are checked
     /// against it, and counts the writes not yet finished afresh, so a count that drifted
-    /// (a producer who edited `queue_state` or dropped a trigger) heals at every start.
+    /// (a producer who edited `queue_state` or dropped a trigger) heals at every start. On
+    /// PostgreSQL the writes per state (`queue_depth`) are counted afresh too.
     async fn set_max_queued(&self, max: u64) -> Result<(), StoreError>;
 
     /// Records (or clears, with `None`) why new writes are refused; writes only on a change.

@@ -18,6 +18,7 @@
 mod audit;
 mod browse;
 mod claim;
+mod counts;
 mod ingest;
 mod intake;
 mod ops;

@@ -32,6 +32,8 @@ impl QueueStore for PgStore {
     }
 
     async fn set_max_queued(&self, max: u64) -> Result<(), StoreError> {
+        // At every start: the writes per state are counted afresh too (see `counts`).
+        self.recount_writes().await?;
         // Counted afresh and the pending changes dropped in one statement (one snapshot),
         // so a count that drifted heals at every start.
         sqlx::query(
