@@ -185,19 +185,24 @@ pub async fn writes_page(
             Some(Window { from, to })
         }
     };
-    let lines = state.store.find_writes(&query).await?;
-    let groups = state
-        .store
-        .error_groups(&WriteQuery {
-            limit: 20,
-            ..query.clone()
-        })
-        .await?;
-    let offer = ui::actions::bulk_offer(&form, v);
-    let exact = match &query.text {
-        Some(text) => state.store.exact_ids(text).await?,
-        None => Vec::new(),
+    // Three independent reads, each on a connection of its own: the page takes as long
+    // as the slowest, not the sum (on PostgreSQL at a million writes, a search's window
+    // and the error groups took 60 and 25 ms).
+    let groups_query = WriteQuery {
+        limit: 20,
+        ..query.clone()
     };
+    let (lines, groups, exact) = tokio::try_join!(
+        state.store.find_writes(&query),
+        state.store.error_groups(&groups_query),
+        async {
+            match &query.text {
+                Some(text) => state.store.exact_ids(text).await,
+                None => Ok(Vec::new()),
+            }
+        },
+    )?;
+    let offer = ui::actions::bulk_offer(&form, v);
     let content = ui::writes::list(&form, offer, None, &lines, &groups, window, &exact);
     Ok(page(
         &state,
