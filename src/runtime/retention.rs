@@ -2,7 +2,8 @@
 //! writes older than `retention.succeeded` / `retention.discarded` are purged with their
 //! error history and batch log, and purged trace ids older than `retention.trace_ids` are
 //! forgotten, each in batches of a few hundred rows so producers never wait long for the
-//! write lock. Failed and unconfirmed writes are never purged automatically.
+//! write lock. Failed and unconfirmed writes are never purged automatically. The same
+//! pass folds the writes' count changes (`OpsStore::fold_counts`, PostgreSQL).
 
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub async fn pass(
     config: &RetentionConfig,
     shutdown: &CancellationToken,
 ) -> Result<(u64, u64), StoreError> {
+    store.fold_counts().await?;
     let now = Utc::now();
     let mut purged = 0;
     for (state, kept) in [

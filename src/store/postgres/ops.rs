@@ -166,6 +166,10 @@ impl OpsStore for PgStore {
         Ok(n.max(0) as u64)
     }
 
+    async fn fold_counts(&self) -> Result<(), StoreError> {
+        self.fold_write_counts().await
+    }
+
     async fn purge_batch(
         &self,
         state: Purgeable,
