@@ -136,3 +136,63 @@ async fn operators_retry_edit_and_discard_and_every_change_is_audited(db) {
     d.stop().await;
 }
 }
+
+/// A browser's request to the socket is answered only when addressed to it by a loopback
+/// name or one in `ui.allowed_hosts` (a page whose own name was made to resolve to
+/// 127.0.0.1 behind `ssh -L` gets nothing, not even a page with its form token), and
+/// another site's page cannot post JSON to the API as a `text/plain` form. Programs,
+/// which send no `Origin` or `Sec-Fetch-*`, are not affected.
+// Multi-threaded: the sqlite3 shell blocks while the daemon in this process writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_must_address_the_socket_by_its_own_name_and_not_post_from_elsewhere() {
+    let d = InProcess::start_with(&[]).await;
+    enqueue(
+        &d,
+        vec![json!({"objectType": "contacts", "objectWriteTraceId": "t-1", "properties": {"email": "a@example.com"}})],
+    )
+    .await;
+    d.sql("UPDATE outbox SET state = 'failed', last_error = 'x' WHERE trace_id = 't-1'");
+    let to = To::Socket(&d.config.socket.path);
+    let rebound = [
+        ("Host", "evil.example:8080"),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    for path in ["/ui/", "/ui/writes/t-1", "/v1/writes/t-1"] {
+        let r = request(&to, "GET", path, &rebound, "").await;
+        assert_eq!(r.status, 421, "{path}: {}", r.body);
+        assert!(r.body.contains("ui.allowed_hosts") && !r.body.contains("a@example.com"));
+    }
+    // The dashboard, even without browser headers, answers only its own names.
+    let r = request(&to, "GET", "/ui/", &[("Host", "evil.example")], "").await;
+    assert_eq!(r.status, 421);
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
+        let r = request(
+            &to,
+            "GET",
+            "/ui/",
+            &[("Host", host), ("Sec-Fetch-Site", "none")],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{host}");
+    }
+    // Another site's form, its body made to read as JSON.
+    let r = request(
+        &to,
+        "POST",
+        "/v1/retry",
+        &[
+            ("Content-Type", "text/plain"),
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        r#"{"traceIds":["t-1","="]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(state_of(&d, "t-1"), "failed", "nothing changed");
+    // A program (no browser headers) is answered whatever its Host says.
+    let r = request(&to, "GET", "/v1/status", &[("Host", "whatever")], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    d.stop().await;
+}

@@ -260,3 +260,26 @@ fn purged_trace_ids_are_remembered_at_least_as_long_as_writes_are_kept() {
     ]);
     assert!(Config::load(None, &env).is_ok());
 }
+
+#[test]
+fn allowed_hosts_are_names_without_ports() {
+    let env = MapEnv::new(&[("HOME", "/h")]);
+    let c = load_toml(
+        "[ui]\nallowed_hosts = [\"Outbox.Example.com\", \"[fd00::1]\"]\n",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.ui.allowed_hosts, ["outbox.example.com", "[fd00::1]"]);
+    for bad in [
+        "outbox.example.com:443",
+        "",
+        "http://x",
+        "*.example.com",
+        "[fd00::1",
+    ] {
+        let e = load_toml(&format!("[ui]\nallowed_hosts = [\"{bad}\"]\n"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ui.allowed_hosts"), "{bad}: {e}");
+    }
+}

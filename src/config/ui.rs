@@ -33,6 +33,7 @@ pub struct RawUi {
     pub session_timeout: Duration,
     pub portal_id: Option<u64>,
     pub app_url: String,
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for RawUi {
@@ -44,6 +45,7 @@ impl Default for RawUi {
             session_timeout: Duration::from_secs(8 * 3600),
             portal_id: None,
             app_url: "https://app.hubspot.com".into(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -65,6 +67,10 @@ pub struct UiConfig {
     pub portal_id: Option<u64>,
     /// HubSpot's app, for those links (`https://app-eu1.hubspot.com` for an EU portal).
     pub app_url: String,
+    /// Host names, besides `localhost`, `127.0.0.1` and `[::1]`, that a browser may
+    /// address the socket by (a proxy in front of it that passes its own name as `Host`);
+    /// lowercased, without a port. See `crate::ui::host`.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// One dashboard login.
@@ -134,8 +140,24 @@ pub fn ui(raw: RawUi, env: &dyn Env) -> Result<UiConfig, ConfigError> {
             Some(file)
         }
     };
+    let mut allowed_hosts = Vec::new();
+    for host in raw.allowed_hosts {
+        let name = host.trim().to_ascii_lowercase();
+        let with_port = match name.strip_prefix('[') {
+            Some(v6) => !v6.ends_with(']'),
+            None => name.contains(':'),
+        };
+        if name.is_empty() || name.contains(['/', '@', ' ', '*']) || with_port {
+            return Err(invalid(
+                "ui.allowed_hosts",
+                format!("`{host}` is not a host name without a port (such as outbox.example.com)"),
+            ));
+        }
+        allowed_hosts.push(name);
+    }
     Ok(UiConfig {
         listen: raw.listen,
+        allowed_hosts,
         users_file,
         secure_cookie: raw.secure_cookie,
         session_timeout: raw.session_timeout,

@@ -12,6 +12,7 @@ pub mod actions;
 pub mod audit;
 pub mod chart;
 pub mod csrf;
+pub mod host;
 pub mod login;
 pub mod overview;
 pub mod writes;

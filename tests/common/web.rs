@@ -85,15 +85,20 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
+    // A `Host` or `Content-Type` among `headers` replaces the one sent by default.
+    let given = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+    let host = given("host").map_or(host, |(_, v)| *v);
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        if !k.eq_ignore_ascii_case("host") {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
     }
     if method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        if given("content-type").is_none() {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.unwrap();

@@ -9,6 +9,7 @@
 //!   `crate::ui`), also served on `ui.listen` with a login (`crate::ingest::web`).
 //! - [`error`]: the one error type; every error answer is JSON.
 
+mod browser;
 pub mod error;
 pub mod operator;
 pub mod ui;
@@ -70,6 +71,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::guard,
+        ))
         .with_state(state)
 }
 
