@@ -139,6 +139,38 @@ async fn the_tcp_dashboard_needs_a_login_and_serves_nothing_else() {
     assert_eq!(r.status, 303, "{}", r.body);
     let r = request(&to, "GET", "/ui/", &[("Cookie", &session)], "").await;
     assert_eq!((r.status, r.header("location")), (303, "/ui/login"));
+    // A form larger than a login needs is refused unread; then, tried too often from one
+    // address, logins are refused at once with a time to wait.
+    let big = "x".repeat(64 * 1024);
+    let r = request(
+        &to,
+        "POST",
+        "/ui/login",
+        &[],
+        &form(&[("user", "ada"), ("password", &big)]),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = request(
+            &to,
+            "POST",
+            "/ui/login",
+            &[],
+            &form(&[("user", "ada"), ("password", "wrong password!")]),
+        )
+        .await;
+        if r.status == 429 {
+            assert!(
+                r.header("retry-after").parse::<u64>().is_ok_and(|s| s >= 1),
+                "{:?}",
+                r.headers
+            );
+        }
+        statuses.push(r.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
     let log = d.log_text();
     assert!(!log.contains(ADA), "a password never reaches the log");
     assert!(

@@ -2,13 +2,12 @@
 //! and the layer that lets no dashboard request through without a live session.
 //!
 //! The cookie is `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page
-//! sends it), `Path=/ui`, and `Secure` with `ui.secure_cookie`. Password checks are one
-//! at a time, and a wrong one is answered after a second, so guessing runs at most about
-//! one try a second whatever the number of connections.
+//! sends it), `Path=/ui`, and `Secure` with `ui.secure_cookie`. How often logins may be
+//! tried is [`throttle`](super::throttle)'s; a try's form is read under a small limit of
+//! its own, outside the socket's body budget, so guessers hold no memory producers need.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Body;
@@ -16,11 +15,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use tokio::sync::Mutex;
+use subtle::ConstantTimeEq;
 use tracing::info;
 
 use super::sessions::Sessions;
+use super::throttle::Throttle;
 use crate::config::UiUser;
+use crate::ingest::socket::routes::ui::OVERVIEW_PART;
 use crate::ingest::socket::routes::ui::{Visitor, html};
 use crate::ingest::socket::routes::{ApiState, read_body};
 use crate::store::audit::Actor;
@@ -30,8 +31,11 @@ use crate::ui::csrf;
 /// The session cookie's name.
 pub const COOKIE: &str = "hubspot_outbox_session";
 
-/// How long a wrong password waits before its answer.
-const WRONG_PASSWORD_DELAY: Duration = Duration::from_secs(1);
+/// The largest login form read (a name and a password need far less).
+const MAX_LOGIN_FORM: usize = 4096;
+
+/// The longest user name written to the log as typed.
+const LOGGED_NAME: usize = 64;
 
 /// What the TCP dashboard's login needs beside the API's state.
 #[derive(Clone)]
@@ -39,8 +43,7 @@ pub struct Logins {
     /// Who may log in (`ui.users_file`, read when the daemon started).
     pub users: Arc<Vec<UiUser>>,
     pub sessions: Arc<Sessions>,
-    /// Held while a password is checked (and while a wrong one waits).
-    pub checking: Arc<Mutex<()>>,
+    pub throttle: Arc<Throttle>,
 }
 
 /// The session id a request's cookie carries.
@@ -67,7 +70,10 @@ pub async fn require_login(
     if matches!(path, "/ui/app.css" | "/ui/app.js") {
         return next.run(request).await;
     }
-    let session = session_id(request.headers()).and_then(|id| logins.sessions.get(&id));
+    // The overview's own refresh is not the user's doing: it does not keep a forgotten
+    // tab's session alive.
+    let touch = path != OVERVIEW_PART;
+    let session = session_id(request.headers()).and_then(|id| logins.sessions.get(&id, touch));
     let Some(session) = session else {
         if request.method() == axum::http::Method::GET {
             return Redirect::to("/ui/login").into_response();
@@ -135,21 +141,42 @@ pub async fn login(
     if let Err(why) = csrf::same_origin(&post) {
         return refuse(StatusCode::FORBIDDEN, why);
     }
-    let held = match read_body(&state, body).await {
-        Ok(h) => h,
-        Err(e) => return e.into_response(),
+    if let Err(wait) = logins.throttle.take(client.ip()) {
+        info!(%client, "dashboard login refused: too many tries");
+        let mut r = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many login tries; wait a few seconds and try again.",
+        );
+        let seconds = wait.as_secs() + 1;
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return r;
+    }
+    let read = tokio::time::timeout(
+        state.config.socket.body_timeout,
+        axum::body::to_bytes(body, MAX_LOGIN_FORM),
+    )
+    .await;
+    let Ok(Ok(bytes)) = read else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the form could not be read (too large, or too slow)",
+        );
     };
-    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&held.bytes) else {
+    let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&bytes) else {
         return refuse(StatusCode::BAD_REQUEST, "the form could not be read");
     };
-    let _one_at_a_time = logins.checking.lock().await;
-    let user = logins
-        .users
-        .iter()
-        .find(|u| u.name == form.user && u.password_is(&form.password));
-    let Some(user) = user else {
-        tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
-        info!(user = ?form.user, %client, "dashboard login refused");
+    // Every user's password is compared, so the time taken does not say which exist.
+    let mut found = None;
+    for u in logins.users.iter() {
+        let name = bool::from(u.name.as_bytes().ct_eq(form.user.as_bytes()));
+        if u.password_is(&form.password) & name {
+            found = Some(u);
+        }
+    }
+    let Some(user) = found else {
+        let typed: String = form.user.chars().take(LOGGED_NAME).collect();
+        info!(user = ?typed, %client, "dashboard login refused");
         return refuse(StatusCode::UNAUTHORIZED, "Wrong user or password.");
     };
     info!(user = %user.name, operator = user.operator, %client, "dashboard login");

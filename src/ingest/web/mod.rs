@@ -12,6 +12,7 @@
 
 pub mod login;
 pub mod sessions;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub fn router(state: ApiState, users: Vec<UiUser>) -> Router {
     let logins = Logins {
         users: Arc::new(users),
         sessions: Arc::new(Sessions::new(state.config.ui.session_timeout)),
-        checking: Arc::new(tokio::sync::Mutex::new(())),
+        throttle: Arc::new(throttle::Throttle::new()),
     };
     let behind_login = ui::routes()
         .route("/ui/logout", post(login::logout))

@@ -39,13 +39,16 @@ pub struct Visitor {
     pub actor: Actor,
 }
 
+/// The overview's figures alone, which the page's script fetches every few seconds.
+pub const OVERVIEW_PART: &str = "/ui/overview";
+
 /// Every dashboard route, for a listener to wrap in its own way of knowing the
 /// [`Visitor`].
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/ui", get(root))
         .route("/ui/", get(overview_page))
-        .route("/ui/overview", get(overview_part))
+        .route(OVERVIEW_PART, get(overview_part))
         .route("/ui/writes", get(writes_page))
         .route("/ui/writes/{trace_id}", get(write_page))
         .route("/ui/writes/{trace_id}/retry", post(ui_actions::retry_one))
