@@ -102,18 +102,26 @@ async fn operators_retry_edit_and_discard_and_every_change_is_audited(db) {
     assert_eq!(token_here, token, "one token on the socket for the daemon's life");
     let not_failed = get(&d, "/ui/bulk?action=retry&state=succeeded").await;
     assert_eq!(not_failed.status, 400, "{}", not_failed.body);
-    let r = post(&d, "/ui/bulk", &[], &form(&[("csrf", &token), ("action", "retry"), ("state", "failed"), ("q", "bad")])).await;
+    // The form holds the time of the count: a write that comes to match after it (bad-5
+    // fails now) is not taken by the confirmed action.
+    let until = count.body.split("name=\"until\" value=\"").nth(1).and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no until in {}", count.body)).to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    enqueue(&d, vec![bad("bad-5")]).await;
+    eventually("bad-5 failed", || async { state_of(&d, "bad-5") == "failed" }).await;
+    let r = post(&d, "/ui/bulk", &[], &form(&[("csrf", &token), ("action", "retry"), ("state", "failed"), ("q", "bad"), ("until", &until)])).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Requeued 2 write(s)."), "{}", r.body);
     eventually("both failed again", || async {
-        sql_count(&d, "state = 'failed' AND attempts = 1").await == 2
+        sql_count(&d, "state = 'failed' AND attempts = 1 AND trace_id IN ('bad-2', 'bad-3')").await == 2
     }).await;
+    assert_eq!(d.sql("SELECT attempts FROM outbox WHERE trace_id = 'bad-5'"), "1", "bad-5 not retried");
 
     // The audit log: who, through what, which writes, how many; newest first.
     let audit = get(&d, "/ui/audit").await;
     let rows: Vec<&str> = audit.body.split("<tr>").skip(2).collect();
     assert_eq!(rows.len(), 5, "{}", audit.body);
-    assert!(rows[0].contains(">retry<") && rows[0].contains("state=failed text=&quot;bad&quot;") && rows[0].contains("<td class=\"n\">2</td>"), "{}", rows[0]);
+    assert!(rows[0].contains(">retry<") && rows[0].contains(&format!("state=failed until={until} text=&quot;bad&quot;")) && rows[0].contains("<td class=\"n\">2</td>"), "{}", rows[0]);
     // An action that found nothing to change is recorded too, with 0 writes.
     assert!(rows[1].contains(">discard<") && rows[1].contains("<td class=\"n\">0</td>"), "{}", rows[1]);
     assert!(rows[2].contains(">discard<") && rows[2].contains("bad-4") && rows[2].contains("<td class=\"n\">1</td>"), "{}", rows[2]);

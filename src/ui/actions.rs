@@ -158,16 +158,25 @@ pub fn bulk_offer(form: &WriteForm, viewer: &Viewer) -> Markup {
 }
 
 /// The dry run: how many writes the action would change, and the form that confirms it.
-/// Relative times (`since=2h`) are fixed here to the times they meant now, so the
-/// confirmed action takes the writes this count was taken of (and any that came to
-/// match since; the result says how many were changed).
-pub fn bulk_confirm(action: &str, query: &WriteQuery, count: u64, viewer: &Viewer) -> Markup {
+/// Relative times (`since=2h`) are fixed here to the times they meant now, and the form's
+/// `until` is the time the count was taken (`counted_at`, or the filter's own `until` when
+/// earlier): a write that changed after the count (failed anew, failed again after a
+/// retry) no longer matches, so the confirmed action takes at most the writes counted,
+/// never more (fewer when some changed meanwhile; the result says how many).
+pub fn bulk_confirm(
+    action: &str,
+    query: &WriteQuery,
+    count: u64,
+    counted_at: DateTime<Utc>,
+    viewer: &Viewer,
+) -> Markup {
+    let until = query.until.map_or(counted_at, |u| u.min(counted_at));
     let hidden = [
         ("state", query.state.clone()),
         ("type", query.object_type.clone()),
         ("category", query.category.clone()),
         ("since", query.since.map(timestamp)),
-        ("until", query.until.map(timestamp)),
+        ("until", Some(timestamp(until))),
         ("q", query.text.clone()),
     ];
     let verb = if action == "retry" {

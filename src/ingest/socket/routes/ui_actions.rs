@@ -291,7 +291,9 @@ pub async fn bulk_page(
         "retry" => state.store.count_selection(&selection).await?,
         _ => state.store.count_discard(&selection).await?,
     };
-    let content = actions::bulk_confirm(action, &query, count, &visitor.viewer);
+    // Taken after the count: every write counted changed before it.
+    let counted_at = Utc::now();
+    let content = actions::bulk_confirm(action, &query, count, counted_at, &visitor.viewer);
     Ok(page(
         &state,
         &visitor,
