@@ -196,9 +196,11 @@ pub fn parse_users(text: &str) -> Result<Vec<UiUser>, String> {
         let operator = match role {
             "operator" => true,
             "read-only" => false,
-            other => {
+            // The field is not quoted: on a line written PASSWORD where ROLE belongs, it
+            // would print the password.
+            _ => {
                 return Err(format!(
-                    "line {n}: role `{other}` is neither operator nor read-only"
+                    "line {n}: the role (the second field) is neither operator nor read-only"
                 ));
             }
         };
@@ -247,7 +249,14 @@ mod tests {
         );
         for (text, why) in [
             ("ada:operator", "line 1 is not NAME:ROLE:PASSWORD"),
-            ("ada:admin:correct horse battery", "role `admin`"),
+            (
+                "ada:admin:correct horse battery",
+                "the role (the second field)",
+            ),
+            (
+                "ada:correct horse battery:operator",
+                "the role (the second field)",
+            ),
             ("ada:operator:short", "shorter than 12"),
             (
                 "a:operator:correct horse battery\na:read-only:correct horse battery",

@@ -2,7 +2,7 @@
 //! free text; newest first; a page at a time by key) with the failed writes' errors
 //! grouped by category and message, and one write with its whole history.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -48,15 +48,25 @@ impl WriteForm {
         {
             return Err(format!("state `{s}` is none of {}", STATES.join(", ")));
         }
+        // Years 1 to 9999 only: both databases store those, and nothing older or later
+        // is a time a write changed at.
         let time = |field: &Option<String>, name: &str| -> Result<Option<DateTime<Utc>>, String> {
             given(field)
                 .map(|t| {
-                    parse_since(&t, now).map_err(|_| {
-                        format!("{name} `{t}` is neither a duration (2h) nor a time (2026-11-29T10:00:00Z)")
-                    })
+                    parse_since(&t, now)
+                        .ok()
+                        .filter(|at| (1..=9999).contains(&at.year()))
+                        .ok_or_else(|| {
+                            format!("{name} `{t}` is neither a duration (2h) nor a time (2026-11-29T10:00:00Z) in the years 1 to 9999")
+                        })
                 })
                 .transpose()
         };
+        if let Some(before) = self.before
+            && before < 1
+        {
+            return Err(format!("before `{before}` is not a write's id (1 or more)"));
+        }
         Ok(WriteQuery {
             state,
             object_type: given(&self.object_type),
@@ -131,7 +141,7 @@ pub fn list(
         }
         @if !groups.is_empty() {
             table {
-                caption { "Failed writes by error (these filters but the state)" }
+                caption { "Failed writes by error (by type, category and time of failure, as filtered; not by text)" }
                 thead { tr { th scope="col" { "category" } th scope="col" { "message" } th scope="col" { "writes" } } }
                 tbody {
                     @for g in groups {
@@ -375,6 +385,19 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.query(now).unwrap_err().contains("until `soon`"));
+        for (since, before) in [
+            ("1000000y", None),
+            ("0000-01-01T00:00:00Z", None),
+            ("2h", Some(i64::MIN)),
+            ("2h", Some(0)),
+        ] {
+            let bad = WriteForm {
+                since: Some(since.into()),
+                before,
+                ..Default::default()
+            };
+            assert!(bad.query(now).is_err(), "{since} {before:?}");
+        }
     }
 
     #[test]
