@@ -135,9 +135,17 @@ async fn updates_by_record_id_and_by_value_and_a_missing_record_fails_clearly(db
     .await;
     assert!(failed.starts_with("failed|OBJECT_NOT_FOUND: "), "{failed}");
     // `retry --edit --set-id` names the right record; it is sent again and succeeds.
+    let seen = d.store.get_write("missing").await.unwrap().unwrap().updated_at;
+    assert!(
+        !d.store
+            .edit_and_retry("missing", r#"{"firstname":"X"}"#, Some(&id), "2000-01-01T00:00:00.000Z", &tester(), "set id")
+            .await
+            .unwrap(),
+        "an edit made from an older reading changes nothing"
+    );
     assert!(
         d.store
-            .edit_and_retry("missing", r#"{"firstname":"X"}"#, Some(&id), &tester(), "set id")
+            .edit_and_retry("missing", r#"{"firstname":"X"}"#, Some(&id), &seen, &tester(), "set id")
             .await
             .unwrap()
     );

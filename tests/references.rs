@@ -269,9 +269,10 @@ async fn a_reference_to_a_write_that_fails_fails_and_both_replay(db) {
         "REFERENCE"
     );
     // Fixed and replayed: the company, then the ones that pointed at it.
+    let seen = d.store.get_write("bad-co").await.unwrap().unwrap().updated_at;
     assert!(
         d.store
-            .edit_and_retry("bad-co", r#"{"name":"Fixed"}"#, None, &tester(), "set name")
+            .edit_and_retry("bad-co", r#"{"name":"Fixed"}"#, None, &seen, &tester(), "set name")
             .await
             .unwrap()
     );

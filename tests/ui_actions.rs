@@ -69,6 +69,12 @@ async fn operators_retry_edit_and_discard_and_every_change_is_audited(db) {
     assert_eq!(invalid.status, 422, "{}", invalid.body);
     assert!(invalid.body.contains("must be a JSON object"));
     let fixed = r#"{"email": "bad-1@example.com"}"#;
+    // A form loaded before the write last changed: refused, the form shown again.
+    assert!(edit.body.contains("name=\"seen\""), "{}", edit.body);
+    let stale = post(&d, "/ui/writes/bad-1/edit", &[], &form(&[("csrf", &token), ("properties", fixed), ("seen", "2000-01-01T00:00:00.000Z")])).await;
+    assert_eq!(stale.status, 422, "{}", stale.body);
+    assert!(stale.body.contains("changed since this form was loaded"), "{}", stale.body);
+    assert_eq!(state_of(&d, "bad-1"), "failed");
     let r = post(&d, "/ui/writes/bad-1/edit", &[("Origin", "http://localhost"), ("Sec-Fetch-Site", "same-origin")],
                  &form(&[("csrf", &token), ("properties", fixed)])).await;
     assert_eq!(r.status, 303, "{}", r.body);

@@ -106,7 +106,8 @@ pub async fn edit(
 /// with `record_key`, when given), checked as a new write would be, and queues it again
 /// from its first step, recorded in the audit log as `by`'s: `retry --edit` and the
 /// dashboard's "Edit and retry". Refused (nothing changed) when the edited write is
-/// invalid or the write is no longer failed or unconfirmed.
+/// invalid, the write is no longer failed or unconfirmed, or it changed since `write` was
+/// read (another operator's edit or retry): the edit was made from what it was then.
 pub async fn edit_write(
     store: &Store,
     write: &StoredWrite,
@@ -145,17 +146,26 @@ pub async fn edit_write(
             &write.trace_id,
             &checked.properties_json(),
             checked.record_key(),
+            &write.updated_at,
             by,
             &what,
         )
         .await?;
-    if !changed {
-        return Err(OpsError::Usage(format!(
-            "`{}` is {}, not failed or unconfirmed; nothing changed",
-            write.trace_id, write.state
-        )));
+    if changed {
+        return Ok(());
     }
-    Ok(())
+    let why = match store.get_write(&write.trace_id).await? {
+        None => format!("`{}` is no longer in the outbox", write.trace_id),
+        Some(now) if !matches!(now.state.as_str(), "failed" | "unconfirmed") => format!(
+            "`{}` is {}, not failed or unconfirmed",
+            write.trace_id, now.state
+        ),
+        Some(now) => format!(
+            "`{}` changed since it was read (it is {} again, changed at {}); look at it again",
+            write.trace_id, now.state, now.updated_at
+        ),
+    };
+    Err(OpsError::Usage(format!("{why}; nothing changed")))
 }
 
 /// What an edit changed, for the audit log: property names set (added or changed) and

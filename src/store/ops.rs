@@ -194,14 +194,16 @@ pub trait OpsStore: Send + Sync {
     /// Replaces a `failed` or `unconfirmed` write's properties with `properties` and its
     /// record key with `record_key` (already validated and canonical) and puts it back to
     /// `pending`, from its first step. It is marked unvalidated, so the intake checks it
-    /// again and works out its order key before it is sent. Returns whether it changed;
-    /// when it did, the audit line (by `by`, `what` was changed) is in the same
-    /// transaction.
+    /// again and works out its order key before it is sent. Only while the write is as
+    /// it was read (its `updated_at` still `seen_at`): an edit made from an older reading
+    /// never overwrites a newer change. Returns whether it changed; when it did, the
+    /// audit line (by `by`, `what` was changed) is in the same transaction.
     async fn edit_and_retry(
         &self,
         trace_id: &str,
         properties: &str,
         record_key: Option<&str>,
+        seen_at: &str,
         by: &Actor,
         what: &str,
     ) -> Result<bool, StoreError>;

@@ -74,6 +74,9 @@ pub fn edit_form(
         p { "The " (w.operation) " of a " (w.object_type) " record, " (w.state) ": " (w.last_error.as_deref().unwrap_or("")) }
         form method="post" action=(format!("{base}/edit")) class="edit" {
             (csrf_field(viewer))
+            // An edit saved from an older state of the write is refused, not applied over a
+            // newer change (another operator's edit, a retry that failed again).
+            input type="hidden" name="seen" value=(w.updated_at);
             label for="properties" { "Properties (a JSON object of name → value)" }
             textarea id="properties" name="properties" rows="14" spellcheck="false" { (properties) }
             @if w.operation != "create" {

@@ -119,6 +119,7 @@ impl OpsStore for PgStore {
         trace_id: &str,
         properties: &str,
         record_key: Option<&str>,
+        seen_at: &str,
         by: &Actor,
         what: &str,
     ) -> Result<bool, StoreError> {
@@ -130,12 +131,14 @@ impl OpsStore for PgStore {
                     first_failed_at = NULL, step = 'record', associations_done = NULL,
                     new_record = NULL, hubspot_id = CASE WHEN operation = 'create' THEN hubspot_id END,
                     updated_at = $3::timestamptz
-             WHERE trace_id = $1 AND state IN ('failed', 'unconfirmed')",
+             WHERE trace_id = $1 AND state IN ('failed', 'unconfirmed')
+               AND outbox_ts(updated_at) = $5",
         )
         .bind(trace_id)
         .bind(properties)
         .bind(timestamp(now))
         .bind(record_key)
+        .bind(seen_at)
         .execute(&mut *tx)
         .await?;
         let changed = done.rows_affected() == 1;

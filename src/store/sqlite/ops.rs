@@ -143,6 +143,7 @@ impl OpsStore for SqliteStore {
         trace_id: &str,
         properties: &str,
         record_key: Option<&str>,
+        seen_at: &str,
         by: &Actor,
         what: &str,
     ) -> Result<bool, StoreError> {
@@ -154,12 +155,13 @@ impl OpsStore for SqliteStore {
                     first_failed_at = NULL, step = 'record', associations_done = NULL,
                     new_record = NULL, hubspot_id = CASE WHEN operation = 'create' THEN hubspot_id END,
                     updated_at = ?3
-             WHERE trace_id = ?1 AND state IN ('failed', 'unconfirmed')",
+             WHERE trace_id = ?1 AND state IN ('failed', 'unconfirmed') AND updated_at = ?5",
         )
         .bind(trace_id)
         .bind(properties)
         .bind(timestamp(now))
         .bind(record_key)
+        .bind(seen_at)
         .execute(&mut *tx)
         .await?;
         let changed = done.rows_affected() == 1;

@@ -36,6 +36,8 @@ pub struct EditForm {
     csrf: Option<String>,
     properties: String,
     record_key: Option<String>,
+    /// The write's `updated_at` when the form was served (see [`actions::edit_form`]).
+    seen: Option<String>,
 }
 
 /// A refusal page: nothing changed, and why.
@@ -242,6 +244,19 @@ pub async fn edit(
         .map(str::trim)
         .filter(|k| !k.is_empty());
     let result = match serde_json::from_str::<serde_json::Value>(&form.properties) {
+        // The form was made from an older state of the write: show the edit again over the
+        // write as it is now, to be looked at and saved again.
+        _ if form
+            .seen
+            .as_ref()
+            .is_some_and(|seen| *seen != write.updated_at) =>
+        {
+            Err(OpsError::Usage(format!(
+                "`{trace_id}` changed since this form was loaded (it is {} now); check the \
+                 write and save again",
+                write.state
+            )))
+        }
         Ok(serde_json::Value::Object(properties)) => {
             edit_write(&state.store, &write, properties, record_key, &visitor.actor).await
         }
