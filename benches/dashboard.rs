@@ -42,21 +42,28 @@ enum Backend<'a> {
     Postgres(&'a pg::PgServer),
 }
 
-/// Fills a new SQLite outbox in `dir` with `n` writes as described above.
-fn fill_sqlite(dir: &Path, n: usize) {
-    let db = dir.join("outbox.db");
-    let migrate = Command::new(BIN)
+/// `hubspot-outbox migrate` with only `env` set.
+fn migrate(env: &[(&str, &std::ffi::OsStr)]) {
+    let out = Command::new(BIN)
         .arg("migrate")
         .env_clear()
-        .env("HOME", dir)
-        .env("HUBSPOT_OUTBOX__DATABASE__PATH", &db)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
-        migrate.status.success(),
+        out.status.success(),
         "{}",
-        String::from_utf8_lossy(&migrate.stderr)
+        String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Fills a new SQLite outbox in `dir` with `n` writes as described above.
+fn fill_sqlite(dir: &Path, n: usize) {
+    let db = dir.join("outbox.db");
+    migrate(&[
+        ("HOME", dir.as_os_str()),
+        ("HUBSPOT_OUTBOX__DATABASE__PATH", db.as_os_str()),
+    ]);
     let sql = format!(
         "PRAGMA journal_mode = WAL;
          BEGIN;
@@ -111,18 +118,10 @@ fn fill_postgres(server: &pg::PgServer, n: usize) -> String {
     );
     let (base, _) = server.url.rsplit_once('/').unwrap();
     let url = format!("{base}/{name}");
-    let migrate = Command::new(BIN)
-        .arg("migrate")
-        .env_clear()
-        .env("HOME", "/nonexistent")
-        .env("HUBSPOT_OUTBOX__DATABASE__URL", &url)
-        .output()
-        .unwrap();
-    assert!(
-        migrate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
+    migrate(&[
+        ("HOME", "/nonexistent".as_ref()),
+        ("HUBSPOT_OUTBOX__DATABASE__URL", url.as_ref()),
+    ]);
     let sql = format!(
         "BEGIN;
          ALTER TABLE outbox DISABLE TRIGGER USER;

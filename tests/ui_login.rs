@@ -24,6 +24,17 @@ fn users_file(dir: &Path, mode: u32) -> String {
     path.display().to_string()
 }
 
+/// A daemon serving the dashboard on TCP to the users of [`users_file`], with `extra`.
+async fn start_dashboard(dir: &Path, extra: &[(&str, &str)]) -> Daemon {
+    let users = users_file(dir, 0o600);
+    let mut env = vec![
+        ("HUBSPOT_OUTBOX__UI__LISTEN", "127.0.0.1:0"),
+        ("HUBSPOT_OUTBOX__UI__USERS_FILE", users.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Daemon::start_with(dir, &env).await
+}
+
 fn dashboard_addr(d: &Daemon) -> std::net::SocketAddr {
     let log = d.log_text();
     let line = log
@@ -43,16 +54,7 @@ fn dashboard_addr(d: &Daemon) -> std::net::SocketAddr {
 #[tokio::test]
 async fn the_tcp_dashboard_needs_a_login_and_serves_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let users = users_file(dir.path(), 0o600);
-    let d = Daemon::start_with(
-        dir.path(),
-        &[
-            ("HUBSPOT_OUTBOX__UI__LISTEN", "127.0.0.1:0"),
-            ("HUBSPOT_OUTBOX__UI__USERS_FILE", &users),
-            ("HUBSPOT_OUTBOX__UI__SECURE_COOKIE", "true"),
-        ],
-    )
-    .await;
+    let d = start_dashboard(dir.path(), &[("HUBSPOT_OUTBOX__UI__SECURE_COOKIE", "true")]).await;
     let to = To::Tcp(dashboard_addr(&d));
 
     // Without a session: pages send to the login, posts are refused, the API is not here.
@@ -187,12 +189,9 @@ async fn the_tcp_dashboard_needs_a_login_and_serves_nothing_else() {
 async fn slow_and_idle_tcp_connections_are_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let users = users_file(dir.path(), 0o600);
-    let d = Daemon::start_with(
+    let d = start_dashboard(
         dir.path(),
         &[
-            ("HUBSPOT_OUTBOX__UI__LISTEN", "127.0.0.1:0"),
-            ("HUBSPOT_OUTBOX__UI__USERS_FILE", &users),
             ("HUBSPOT_OUTBOX__SOCKET__HEADER_TIMEOUT", "500ms"),
             ("HUBSPOT_OUTBOX__SOCKET__IDLE_TIMEOUT", "1s"),
         ],
