@@ -238,8 +238,9 @@ pub trait OpsStore: Send + Sync {
         Ok(total)
     }
 
-    /// Folds the changes to the writes' counts that the outbox's triggers left for later
-    /// into the counts (PostgreSQL; on SQLite the triggers keep the counts themselves).
+    /// Folds the changes to the writes' counts and to the queue's count that the outbox's
+    /// triggers left for later into the counts (PostgreSQL; on SQLite the triggers keep
+    /// the counts themselves).
     /// Run with retention, so the changes never pile up when nobody looks at the counts.
     async fn fold_counts(&self) -> Result<(), StoreError> {
         Ok(())

@@ -23,7 +23,7 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::UiUser;
 use crate::ingest::socket::routes::ApiState;
@@ -73,6 +73,14 @@ pub async fn serve(
 ) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, users = users.len(), "dashboard listening on TCP");
+        if !addr.ip().is_loopback() && !state.config.ui.secure_cookie {
+            warn!(
+                %addr,
+                "the dashboard listens beyond this machine in plain HTTP and ui.secure_cookie \
+                 is off: passwords and session cookies cross the network in clear unless a \
+                 proxy that ends TLS is in front (then set ui.secure_cookie)"
+            );
+        }
     }
     let app = router(state, users);
     server::serve(listener, app, limits, None, shutdown).await;

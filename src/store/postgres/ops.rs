@@ -170,7 +170,12 @@ impl OpsStore for PgStore {
     }
 
     async fn fold_counts(&self) -> Result<(), StoreError> {
-        self.fold_write_counts().await
+        self.fold_write_counts().await?;
+        // The queue's count changes too (reading the queue's state folds them), which
+        // otherwise are folded only when a producer enqueues over the socket or an
+        // operator asks for the status.
+        crate::store::queue::QueueStore::queue_state(self).await?;
+        Ok(())
     }
 
     async fn purge_batch(
