@@ -149,6 +149,9 @@ pub enum Command {
     /// Run a local stand-in for HubSpot's batch create, to try the daemon without an
     /// account (point `hubspot.base_url` at it and use its token).
     Simulate(SimulateArgs),
+    /// Hash a dashboard password for the users file (NAME:ROLE:HASH): reads the password
+    /// from standard input (its first line), prints its Argon2 hash. Needs no config.
+    HashPassword,
 }
 
 #[derive(Debug, clap::Args)]

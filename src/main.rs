@@ -51,6 +51,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Simulate(args) = cli.command {
         return simulate(args).await;
     }
+    if let Command::HashPassword = cli.command {
+        return hash_password();
+    }
     let config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
     init_tracing(&config);
     match cli.command {
@@ -63,7 +66,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enqueue { file, chunk_size } => {
             run_enqueue(&config, file.as_deref(), chunk_size).await
         }
-        Command::Simulate(_) => unreachable!("handled above"),
+        Command::Simulate(_) | Command::HashPassword => unreachable!("handled above"),
         Command::Status { json } => print(operator::status(&config, json).await?),
         Command::Failed { filter, json } => {
             print(operator::failed(&config, &filter.into(), json).await?)
@@ -151,6 +154,17 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         ]),
         Command::CheckConfig { json } => print(operator::check_config(&config, json)?),
     }
+}
+
+/// `hash-password`: the first line of standard input (without its line end), hashed.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let hash = hubspot_outbox::config::password::hash_password(password)
+        .map_err(operator::OpsError::Usage)?;
+    print(vec![hash])
 }
 
 /// Prints a command's output lines to stdout.

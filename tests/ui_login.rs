@@ -12,12 +12,38 @@ use common::web::{To, form, request};
 use common::{Daemon, daemon_command};
 
 const ADA: &str = "correct horse battery staple";
+const CAROL: &str = "carol's long passphrase";
 
+/// `password` hashed by `hubspot-outbox hash-password`, as an operator makes one.
+fn hashed(password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("hash-password")
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        hash.starts_with("$argon2id$") && !hash.contains(password),
+        "{hash}"
+    );
+    hash
+}
+
+/// ada and bob with their passwords in the file, carol with hers hashed.
 fn users_file(dir: &Path, mode: u32) -> String {
     let path = dir.join("ui-users");
     std::fs::write(
         &path,
-        format!("# who\nada:operator:{ADA}\nbob:read-only:another long secret\n"),
+        format!(
+            "# who\nada:operator:{ADA}\nbob:read-only:another long secret\ncarol:operator:{}\n",
+            hashed(CAROL)
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -126,6 +152,22 @@ async fn the_tcp_dashboard_needs_a_login_and_serves_nothing_else() {
         page.body.contains("ada") && page.body.contains("Log out"),
         "{}",
         page.body
+    );
+
+    // A user whose password the file holds hashed logs in the same way.
+    let r = request(
+        &to,
+        "POST",
+        "/ui/login",
+        &[],
+        &form(&[("user", "carol"), ("password", CAROL)]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, "/ui/"),
+        "{}",
+        r.body
     );
 
     // Logged out: the session is over.
@@ -262,7 +304,7 @@ fn a_users_file_every_user_may_read_is_refused_and_check_config_lists_users_not_
             && text.contains(r#"{"name":"bob","role":"read-only"}"#),
         "{text}"
     );
-    assert!(!text.contains(ADA), "{text}");
+    assert!(!text.contains(ADA) && !text.contains("$argon2"), "{text}");
     // Commands that do not serve the dashboard never read it (an operator may not be able to).
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
     let out = run(&closed, &["failed"]);

@@ -16,6 +16,7 @@
 pub mod database_url;
 pub mod env;
 pub mod load;
+pub mod password;
 pub mod raw;
 pub mod token;
 pub mod ui;

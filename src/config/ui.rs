@@ -5,8 +5,9 @@
 //!
 //! The users file (`ui.users_file`, or the systemd credential `ui-users` in
 //! `$CREDENTIALS_DIRECTORY`): one user a line, `NAME:ROLE:PASSWORD`, `ROLE` being
-//! `operator` (may retry, discard, edit) or `read-only`; blank lines and `#` comments
-//! skipped. It holds secrets, so it must not be readable by every user (mode `o-rwx`),
+//! `operator` (may retry, discard, edit) or `read-only`, `PASSWORD` an Argon2 hash from
+//! `hubspot-outbox hash-password` or the password itself (see [`super::password`]); blank
+//! lines and `#` comments skipped. It holds secrets, so it must not be readable by every user (mode `o-rwx`),
 //! and the config file itself never holds a password.
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::env::Env;
+use super::password::Secret;
 use super::{ConfigError, invalid};
 
 /// The systemd credential holding the users file (`LoadCredential=ui-users:...`).
@@ -79,14 +81,37 @@ pub struct UiUser {
     pub name: String,
     /// May change writes (`operator`); else only look (`read-only`).
     pub operator: bool,
-    password: String,
+    secret: Secret,
 }
 
 impl UiUser {
-    /// Whether `password` is this user's, compared in constant time.
+    /// Whether `password` is this user's (an Argon2 check takes tens of milliseconds of
+    /// CPU: call it off the async threads).
     pub fn password_is(&self, password: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        bool::from(password.as_bytes().ct_eq(self.password.as_bytes()))
+        self.secret.matches(password)
+    }
+
+    /// Whether the users file holds this user's password hashed.
+    pub fn is_hashed(&self) -> bool {
+        matches!(self.secret, Secret::Argon2(_))
+    }
+
+    /// A user nobody logs in as, whose password is checked when the name typed is
+    /// nobody's (hashed, with a new random password, when `hashed`).
+    pub fn stand_in(hashed: bool) -> Self {
+        let bytes: [u8; 32] = rand::random();
+        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = match hashed {
+            true => crate::config::password::hash_password(&password)
+                .map(Secret::Argon2)
+                .unwrap_or(Secret::Plain(password)),
+            false => Secret::Plain(password),
+        };
+        Self {
+            name: String::new(),
+            operator: false,
+            secret,
+        }
     }
 }
 
@@ -209,18 +234,14 @@ pub fn parse_users(text: &str) -> Result<Vec<UiUser>, String> {
                 "line {n}: the name must be 1 to 64 printable characters"
             ));
         }
-        if password.chars().count() < 12 {
-            return Err(format!(
-                "line {n}: {name}'s password is shorter than 12 characters"
-            ));
-        }
+        let secret = Secret::parse(password).map_err(|why| format!("line {n}: {name}: {why}"))?;
         if users.iter().any(|u| u.name == name) {
             return Err(format!("line {n}: {name} is listed twice"));
         }
         users.push(UiUser {
             name: name.to_owned(),
             operator,
-            password: password.to_owned(),
+            secret,
         });
     }
     if users.is_empty() {

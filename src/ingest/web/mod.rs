@@ -38,6 +38,7 @@ pub const MAX_REQUESTS: usize = 64;
 /// The TCP dashboard's routes, for `users`.
 pub fn router(state: ApiState, users: Vec<UiUser>) -> Router {
     let logins = Logins {
+        stand_in: UiUser::stand_in(users.iter().any(UiUser::is_hashed)),
         users: Arc::new(users),
         sessions: Arc::new(Sessions::new(state.config.ui.session_timeout)),
         throttle: Arc::new(throttle::Throttle::new()),
