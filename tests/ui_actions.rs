@@ -96,6 +96,8 @@ async fn operators_retry_edit_and_discard_and_every_change_is_audited(db) {
     assert_eq!(state_of(&d, "bad-4"), "discarded");
     let again = post(&d, "/ui/writes/bad-4/discard", &[], &form(&[("csrf", &token)])).await;
     assert_eq!(again.status, 409, "{}", again.body);
+    let succeeded = get(&d, "/ui/writes/bad-1/discard").await;
+    assert_eq!(succeeded.status, 409, "a succeeded write is not offered: {}", succeeded.body);
 
     // Everything the filter matches: the count first (nothing changes), then the action.
     let list = get(&d, "/ui/writes?state=failed&q=bad").await;

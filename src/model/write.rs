@@ -98,6 +98,12 @@ impl TraceId {
         if s.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
         }
+        // A URL path segment of only `.` or `..` is resolved away by browsers and HTTP
+        // clients, even percent-encoded: such a write could not be named in a URL
+        // (`/v1/writes/{traceId}`, the dashboard's pages).
+        if s == "." || s == ".." {
+            return Err("must not be `.` or `..`".into());
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -421,6 +427,7 @@ mod tests {
         assert!(TraceId::parse("").is_err());
         assert!(TraceId::parse(&"x".repeat(256)).is_err());
         assert!(TraceId::parse("a\nb").is_err());
-        assert!(TraceId::parse("order-42").is_ok());
+        assert!(TraceId::parse(".").is_err() && TraceId::parse("..").is_err());
+        assert!(TraceId::parse("order-42").is_ok() && TraceId::parse("...").is_ok());
     }
 }

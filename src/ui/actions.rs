@@ -17,10 +17,16 @@ use crate::store::timestamp;
 /// States a write may be retried from (and discarded from, by filter).
 pub const ACTIONABLE: [&str; 2] = ["failed", "unconfirmed"];
 
+/// Whether a write in `state` may be discarded: what may be retried, and a write waiting
+/// for another (the store's discard takes the same).
+pub fn discardable(state: &str) -> bool {
+    ACTIONABLE.contains(&state) || state == "waiting"
+}
+
 /// The buttons on one write's page.
 pub fn write_buttons(w: &StoredWrite, viewer: &Viewer) -> Markup {
     let retryable = ACTIONABLE.contains(&w.state.as_str());
-    let discardable = retryable || w.state == "waiting";
+    let discardable = discardable(&w.state);
     let base = format!("/ui/writes/{}", encode(&w.trace_id));
     html! {
         @if discardable && !viewer.may_act {

@@ -128,6 +128,13 @@ pub async fn discard_one_page(
     let Some(write) = state.store.get_write(&trace_id).await? else {
         return Ok(no_such_write(&state, &visitor, &trace_id));
     };
+    if !actions::discardable(&write.state) {
+        let why = format!(
+            "`{trace_id}` is {}: only failed, unconfirmed and waiting writes may be discarded",
+            write.state
+        );
+        return Ok(refuse(&state, &visitor, StatusCode::CONFLICT, &why));
+    }
     let content = actions::confirm_discard(&write, &visitor.viewer);
     Ok(page(
         &state,
