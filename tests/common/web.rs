@@ -102,9 +102,17 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body.as_bytes()).await.unwrap();
+    // A server that refuses on the head alone may answer and close before the body is
+    // sent: the body's write may then fail, and the answer is read all the same.
+    let _ = s.write_all(body.as_bytes()).await;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = s.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
